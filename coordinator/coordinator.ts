@@ -1,0 +1,369 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { EventEmitter } from "node:events";
+import * as grpc from "@grpc/grpc-js";
+import {
+  loadCoordinatorProto,
+  type FailureReport,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type JoinRequest,
+  type JoinResponse,
+  type StepPlan,
+  type StepReport,
+} from "../proto/coordinator";
+import type { RunConfig } from "../shared/config/schema";
+import { accumulationSteps } from "../shared/config/load";
+import { checkToken, rpcError } from "./auth";
+import { DataSharder, evalShard } from "./sharding";
+import { MetricsWriter, type StepMetrics } from "./metrics";
+
+/** Everything the coordinator needs to run one job. */
+export interface CoordinatorOptions {
+  jobId: string;
+  token: string;
+  config: RunConfig;
+  runDir: string;
+  /** Total workers and workers per node (rank = node_rank * workersPerNode + local_rank). */
+  worldSize: number;
+  workersPerNode: number;
+  vocab: string[];
+  numTrainSequences: number;
+  numValidationSequences: number;
+  /** Learning rate of a step (the coordinator owns the schedule). */
+  learningRateAt: (step: number) => number;
+  /** Directory a checkpoint of `step` goes to. */
+  checkpointDirFor: (step: number) => string;
+  /** Step already done (resume), and the checkpoint to load. */
+  startStep?: number;
+  resumeCheckpointDir?: string;
+  /** Bind address; "127.0.0.1:0" picks a free loopback port. */
+  bindAddress?: string;
+}
+
+/** How a job ended. */
+export interface JobOutcome {
+  status: "done" | "failed";
+  reason: string;
+  /** Rank blamed for a failure, when known. */
+  rank?: number;
+}
+
+interface Member {
+  request: JoinRequest;
+  rank: number;
+  lastSeenMs: number;
+  step: number;
+  phase: string;
+}
+
+/**
+ * The coordinator: a gRPC service that forms the world, hands out step plans, gathers per-rank reports into
+ * metrics.jsonl, and watches heartbeats. Emits "step" (StepMetrics) after every step all ranks reported,
+ * "joined" when the world is complete, and "end" (JobOutcome).
+ */
+export class Coordinator extends EventEmitter {
+  readonly server = new grpc.Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024 });
+  address = "";
+  private readonly members = new Map<number, Member>();
+  private readonly joinWaiters: Array<() => void> = [];
+  private worldReady = false;
+  private outcome: JobOutcome | undefined;
+  private readonly sharder: DataSharder;
+  private readonly pending = new Map<number, StepReport[]>();
+  private readonly finishedRanks = new Set<number>();
+  private readonly metrics: MetricsWriter;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private joinTimer: NodeJS.Timeout | undefined;
+  private readonly endPromise: Promise<JobOutcome>;
+  private resolveEnd!: (o: JobOutcome) => void;
+  private readonly accumulation: number;
+
+  constructor(private readonly opts: CoordinatorOptions) {
+    super();
+    this.sharder = new DataSharder(opts.numTrainSequences, opts.config.batch.global_batch_size, opts.config.seed);
+    this.accumulation = accumulationSteps(opts.config, opts.worldSize);
+    this.metrics = new MetricsWriter(path.join(opts.runDir, "metrics.jsonl"));
+    this.endPromise = new Promise((resolve) => (this.resolveEnd = resolve));
+    const { service } = loadCoordinatorProto();
+    this.server.addService(service, {
+      Join: this.unary((req: JoinRequest) => this.join(req)),
+      NextStep: this.unary((req: StepReport) => this.nextStep(req)),
+      Heartbeat: this.unary((req: HeartbeatRequest) => this.heartbeat(req)),
+      ReportFailure: this.unary((req: FailureReport) => this.reportFailure(req)),
+    });
+  }
+
+  /** Binds the server and starts the join and heartbeat clocks. Returns the bound "host:port". */
+  async start(): Promise<string> {
+    const bind = this.opts.bindAddress ?? "127.0.0.1:0";
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(bind, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.address = `${bind.slice(0, bind.lastIndexOf(":"))}:${port}`;
+    const { join_timeout_ms: joinTimeout, heartbeat_interval_ms: interval } = this.opts.config.communication;
+    this.joinTimer = setTimeout(() => this.joinTimedOut(), joinTimeout);
+    this.heartbeatTimer = setInterval(() => this.checkHeartbeats(), Math.max(100, Math.min(interval, 1000)));
+    return this.address;
+  }
+
+  /** Resolves when the job is done or has failed. */
+  finished(): Promise<JobOutcome> {
+    return this.endPromise;
+  }
+
+  /** Ends the job from outside (e.g. Ctrl-C or a worker process exit seen by launch). */
+  fail(reason: string, rank?: number): void {
+    this.end({ status: "failed", reason, rank });
+  }
+
+  /** Stops the server (waits briefly for in-flight calls so workers receive their stop plans). */
+  async stop(): Promise<void> {
+    clearInterval(this.heartbeatTimer);
+    clearTimeout(this.joinTimer);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 2000);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    await this.metrics.close();
+  }
+
+  /** Host and pid of a rank, for messages ("rank 1 (host a, pid 123)"). */
+  describeRank(rank: number): string {
+    const m = this.members.get(rank);
+    return m ? `rank ${rank} (host ${m.request.hostname}, pid ${m.request.pid}, peer ${m.request.peer_address})` : `rank ${rank}`;
+  }
+
+  private unary<Req, Res>(handler: (req: Req) => Promise<Res> | Res) {
+    return (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
+      const denied = checkToken(call.metadata, this.opts.token);
+      if (denied) return callback(denied);
+      const jobId = (call.request as { job_id?: string }).job_id;
+      if (jobId !== this.opts.jobId) {
+        return callback(rpcError(grpc.status.FAILED_PRECONDITION, `job id '${jobId}' does not match this coordinator's job '${this.opts.jobId}'`));
+      }
+      Promise.resolve()
+        .then(() => handler(call.request))
+        .then((res) => callback(null, res), (err: unknown) => callback(toServiceError(err)));
+    };
+  }
+
+  private async join(req: JoinRequest): Promise<JoinResponse> {
+    const { worldSize, workersPerNode } = this.opts;
+    if (this.outcome) throw rpcError(grpc.status.ABORTED, `job has ended: ${this.outcome.reason}`);
+    if (req.local_rank >= workersPerNode) {
+      throw rpcError(grpc.status.INVALID_ARGUMENT, `local_rank ${req.local_rank} from ${req.hostname} is out of range: ${workersPerNode} workers per node`);
+    }
+    const rank = req.node_rank * workersPerNode + req.local_rank;
+    if (rank >= worldSize) {
+      throw rpcError(grpc.status.INVALID_ARGUMENT, `node_rank ${req.node_rank} from ${req.hostname} is out of range for a world of ${worldSize} (${workersPerNode} per node)`);
+    }
+    if (this.worldReady || this.members.has(rank)) {
+      const prev = this.members.get(rank);
+      throw rpcError(grpc.status.ALREADY_EXISTS, `rank ${rank} already joined (host ${prev?.request.hostname}, pid ${prev?.request.pid}); second join from host ${req.hostname}, pid ${req.pid}`);
+    }
+    this.members.set(rank, { request: req, rank, lastSeenMs: Date.now(), step: 0, phase: "join" });
+    if (this.members.size === worldSize) this.formWorld();
+    await new Promise<void>((resolve) => (this.worldReady ? resolve() : this.joinWaiters.push(resolve)));
+    const ended = this.outcome as JobOutcome | undefined; // may have been set while waiting
+    if (ended) throw rpcError(grpc.status.ABORTED, ended.reason);
+    return {
+      rank,
+      world_size: worldSize,
+      ring_peer_addresses: [...Array(worldSize).keys()].map((r) => this.members.get(r)!.request.peer_address),
+      vocab_tokens: this.opts.vocab,
+      config_json: JSON.stringify(this.opts.config),
+      start_step: this.opts.startStep ?? 0,
+      resume_checkpoint_dir: this.opts.resumeCheckpointDir ?? "",
+      run_dir: this.opts.runDir,
+    };
+  }
+
+  private formWorld(): void {
+    clearTimeout(this.joinTimer);
+    const sums = new Map<string, number[]>();
+    for (const m of this.members.values()) sums.set(m.request.init_checksum, [...(sums.get(m.request.init_checksum) ?? []), m.rank]);
+    if (sums.size > 1) {
+      const groups = [...sums.entries()].map(([sum, ranks]) => `ranks ${ranks.join(",")}: ${sum}`).join("; ");
+      this.end({ status: "failed", reason: `initial parameters differ between ranks (${groups}); same seed and config are required` });
+    }
+    const now = Date.now();
+    for (const m of this.members.values()) m.lastSeenMs = now;
+    this.worldReady = true;
+    this.emit("joined", [...this.members.values()].map((m) => ({ rank: m.rank, host: m.request.hostname, pid: m.request.pid })));
+    for (const wake of this.joinWaiters.splice(0)) wake();
+  }
+
+  private joinTimedOut(): void {
+    if (this.worldReady) return;
+    const missing = [...Array(this.opts.worldSize).keys()].filter((r) => !this.members.has(r));
+    const nodes = [...new Set(missing.map((r) => Math.floor(r / this.opts.workersPerNode)))];
+    this.end({
+      status: "failed",
+      reason: `timed out after ${this.opts.config.communication.join_timeout_ms} ms waiting for workers to join: ` +
+        `missing rank(s) ${missing.join(", ")} (node_rank ${nodes.join(", ")}); ${this.members.size}/${this.opts.worldSize} joined`,
+    });
+    for (const wake of this.joinWaiters.splice(0)) wake();
+  }
+
+  private nextStep(report: StepReport): StepPlan {
+    const member = this.members.get(report.rank);
+    if (!member) throw rpcError(grpc.status.FAILED_PRECONDITION, `rank ${report.rank} has not joined`);
+    member.lastSeenMs = Date.now();
+    const start = this.opts.startStep ?? 0;
+    const maxSteps = this.opts.config.training.max_steps;
+    if (report.completed_step > start) this.collect(report);
+    if (this.outcome) return stopPlan(this.outcome.reason);
+    const step = Math.max(report.completed_step, start) + 1;
+    if (step > maxSteps) {
+      this.finishedRanks.add(report.rank);
+      if (this.finishedRanks.size === this.opts.worldSize) this.end({ status: "done", reason: "done" });
+      return stopPlan("done");
+    }
+    member.step = step;
+    const { indices, epochs } = this.sharder.rankSlice(step, report.rank, this.opts.worldSize);
+    const t = this.opts.config.training;
+    const last = step === maxSteps;
+    const evalNow = (t.eval_interval_steps > 0 && step % t.eval_interval_steps === 0) || (last && t.eval_interval_steps > 0);
+    const ckptNow = (t.checkpoint_interval_steps > 0 && step % t.checkpoint_interval_steps === 0) || last;
+    const evalCount = t.eval_sequences === 0 ? this.opts.numValidationSequences : Math.min(t.eval_sequences, this.opts.numValidationSequences);
+    return {
+      step,
+      stop: false,
+      stop_reason: "",
+      sequence_indices: indices,
+      sequence_epochs: epochs,
+      micro_batch_size: this.opts.config.batch.micro_batch_size,
+      accumulation_steps: this.accumulation,
+      learning_rate: this.opts.learningRateAt(step),
+      eval_sequence_indices: evalNow ? evalShard(evalCount, report.rank, this.opts.worldSize) : [],
+      checkpoint_dir: ckptNow ? this.opts.checkpointDirFor(step) : "",
+      max_steps: maxSteps,
+      report_param_checksum: ckptNow,
+    };
+  }
+
+  private collect(report: StepReport): void {
+    const step = report.completed_step;
+    const reports = this.pending.get(step) ?? [];
+    reports.push(report);
+    this.pending.set(step, reports);
+    if (reports.length < this.opts.worldSize) return;
+    this.pending.delete(step);
+    const sums = new Set(reports.map((r) => r.param_checksum).filter((s) => s !== ""));
+    if (sums.size > 1) {
+      const detail = reports.map((r) => `rank ${r.rank}: ${r.param_checksum}`).join(", ");
+      this.end({ status: "failed", reason: `parameters diverged between ranks after step ${step} (${detail})` });
+    }
+    const m = aggregate(step, reports, this.sharder.progress(step));
+    this.metrics.write(m);
+    this.emit("step", m);
+  }
+
+  private heartbeat(req: HeartbeatRequest): HeartbeatResponse {
+    const member = this.members.get(req.rank);
+    if (member) {
+      member.lastSeenMs = Date.now();
+      member.step = req.step;
+      member.phase = req.phase;
+    }
+    return { running: this.outcome === undefined, stop_reason: this.outcome?.reason ?? "" };
+  }
+
+  private reportFailure(req: FailureReport): Record<string, never> {
+    this.end({ status: "failed", reason: `${this.describeRank(req.rank)} failed at step ${req.step} (${req.phase}): ${req.message}`, rank: req.rank });
+    return {};
+  }
+
+  private checkHeartbeats(): void {
+    if (!this.worldReady || this.outcome) return;
+    const limit = this.opts.config.communication.heartbeat_timeout_ms;
+    const now = Date.now();
+    for (const m of this.members.values()) {
+      if (this.finishedRanks.has(m.rank)) continue;
+      const silentMs = now - m.lastSeenMs;
+      if (silentMs > limit) {
+        this.end({
+          status: "failed",
+          reason: `${this.describeRank(m.rank)} sent no heartbeat for ${silentMs} ms (limit ${limit} ms); last seen at step ${m.step}, phase ${m.phase}`,
+          rank: m.rank,
+        });
+        return;
+      }
+    }
+  }
+
+  private end(outcome: JobOutcome): void {
+    if (this.outcome) return;
+    this.outcome = outcome;
+    clearTimeout(this.joinTimer);
+    if (outcome.status === "failed") {
+      try {
+        fs.mkdirSync(this.opts.runDir, { recursive: true });
+        const record = { time: new Date().toISOString(), job_id: this.opts.jobId, ...outcome };
+        fs.writeFileSync(path.join(this.opts.runDir, "failure.json"), JSON.stringify(record, null, 2) + "\n");
+      } catch {
+        // The failure itself is still reported through the outcome; a read-only run dir must not hide it.
+      }
+    }
+    this.emit("end", outcome);
+    this.resolveEnd(outcome);
+  }
+}
+
+function stopPlan(reason: string): StepPlan {
+  return {
+    step: 0, stop: true, stop_reason: reason, sequence_indices: [], sequence_epochs: [], micro_batch_size: 0,
+    accumulation_steps: 0, learning_rate: 0, eval_sequence_indices: [], checkpoint_dir: "", max_steps: 0,
+    report_param_checksum: false,
+  };
+}
+
+function aggregate(step: number, reports: StepReport[], progress: { epoch: number; fraction: number }): StepMetrics {
+  const sum = (f: (r: StepReport) => number): number => reports.reduce((a, r) => a + f(r), 0);
+  const max = (f: (r: StepReport) => number): number => Math.max(...reports.map(f));
+  const stepMs = max((r) => r.step_ms);
+  const tokens = sum((r) => r.tokens);
+  const targets = sum((r) => r.target_count);
+  const m: StepMetrics = {
+    step,
+    epoch: progress.epoch + progress.fraction,
+    loss: targets > 0 ? sum((r) => r.loss_sum) / targets : NaN,
+    tokens,
+    step_ms: stepMs,
+    tokens_per_s: stepMs > 0 ? (tokens / stepMs) * 1000 : 0,
+    grad_norm: reports[0].grad_norm,
+    per_rank: reports
+      .slice()
+      .sort((a, b) => a.rank - b.rank)
+      .map((r) => ({
+        rank: r.rank, step_ms: r.step_ms, data_wait_ms: r.data_wait_ms, compute_ms: r.compute_ms,
+        communication_ms: r.communication_ms, optimizer_ms: r.optimizer_ms,
+        idle_ms: Math.max(0, stepMs - r.step_ms),
+      })),
+  };
+  const evals = reports.map((r) => r.eval).filter((e): e is NonNullable<StepReport["eval"]> => e !== null && e.sequences > 0);
+  if (evals.length > 0) {
+    const lossSum = evals.reduce((a, e) => a + e.loss_sum, 0);
+    const count = evals.reduce((a, e) => a + e.target_count, 0);
+    const correct = evals.reduce((a, e) => a + e.correct_count, 0);
+    const loss = count > 0 ? lossSum / count : NaN;
+    m.eval = { loss, perplexity: Math.exp(loss), accuracy: count > 0 ? correct / count : NaN, sequences: evals.reduce((a, e) => a + e.sequences, 0) };
+  }
+  const ckpt = reports.find((r) => r.checkpoint_dir !== "");
+  if (ckpt) m.checkpoint_dir = ckpt.checkpoint_dir;
+  return m;
+}
+
+function toServiceError(err: unknown): grpc.ServiceError {
+  if (err && typeof err === "object" && "code" in err && typeof (err as { code: unknown }).code === "number") {
+    return err as grpc.ServiceError;
+  }
+  return rpcError(grpc.status.INTERNAL, err instanceof Error ? err.message : String(err));
+}

@@ -1,0 +1,52 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+/** Per-rank time split of one step, in milliseconds. */
+export interface RankTimes {
+  rank: number;
+  step_ms: number;
+  data_wait_ms: number;
+  compute_ms: number;
+  communication_ms: number;
+  optimizer_ms: number;
+  /** Time this rank waited for the slowest rank (step time minus its own). */
+  idle_ms: number;
+}
+
+/** One line of metrics.jsonl: a step aggregated over all ranks. */
+export interface StepMetrics {
+  step: number;
+  /** Epochs of data consumed (fractional). */
+  epoch: number;
+  /** Training loss: total loss over total target tokens, all ranks. */
+  loss: number;
+  tokens: number;
+  step_ms: number;
+  tokens_per_s: number;
+  grad_norm: number;
+  per_rank: RankTimes[];
+  eval?: { loss: number; perplexity: number; accuracy: number; sequences: number };
+  checkpoint_dir?: string;
+}
+
+/** Appends one JSON object per line; each line is flushed as written so a crash loses at most the last step. */
+export class MetricsWriter {
+  private fd: number | undefined;
+
+  constructor(private readonly file: string) {}
+
+  /** Appends one record. */
+  write(record: StepMetrics): void {
+    if (this.fd === undefined) {
+      fs.mkdirSync(path.dirname(this.file), { recursive: true });
+      this.fd = fs.openSync(this.file, "a");
+    }
+    fs.writeSync(this.fd, JSON.stringify({ time: new Date().toISOString(), ...record }) + "\n");
+  }
+
+  /** Closes the file. */
+  async close(): Promise<void> {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+}

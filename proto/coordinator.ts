@@ -1,0 +1,115 @@
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { protoPath } from "../shared/paths";
+
+/** TypeScript view of proto/coordinator.proto (field names as in the .proto; keepCase). */
+export interface JoinRequest {
+  job_id: string;
+  node_rank: number;
+  local_rank: number;
+  hostname: string;
+  peer_address: string;
+  pid: number;
+  init_checksum: string;
+}
+
+export interface JoinResponse {
+  rank: number;
+  world_size: number;
+  ring_peer_addresses: string[];
+  vocab_tokens: string[];
+  config_json: string;
+  start_step: number;
+  resume_checkpoint_dir: string;
+  run_dir: string;
+}
+
+export interface EvalResult {
+  loss_sum: number;
+  target_count: number;
+  correct_count: number;
+  sequences: number;
+}
+
+export interface StepReport {
+  job_id: string;
+  rank: number;
+  completed_step: number;
+  loss_sum: number;
+  target_count: number;
+  tokens: number;
+  step_ms: number;
+  data_wait_ms: number;
+  compute_ms: number;
+  communication_ms: number;
+  optimizer_ms: number;
+  grad_norm: number;
+  eval: EvalResult | null;
+  checkpoint_dir: string;
+  param_checksum: string;
+}
+
+export interface StepPlan {
+  step: number;
+  stop: boolean;
+  stop_reason: string;
+  sequence_indices: number[];
+  sequence_epochs: number[];
+  micro_batch_size: number;
+  accumulation_steps: number;
+  learning_rate: number;
+  eval_sequence_indices: number[];
+  checkpoint_dir: string;
+  max_steps: number;
+  report_param_checksum: boolean;
+}
+
+export interface HeartbeatRequest {
+  job_id: string;
+  rank: number;
+  step: number;
+  phase: string;
+}
+
+export interface HeartbeatResponse {
+  running: boolean;
+  stop_reason: string;
+}
+
+export interface FailureReport {
+  job_id: string;
+  rank: number;
+  step: number;
+  phase: string;
+  message: string;
+}
+
+/** Metadata key carrying the job token on every coordinator and peer call. */
+export const TOKEN_METADATA_KEY = "x-ringtrain-token";
+
+/** The service definition and a client constructor for proto/coordinator.proto. */
+export interface CoordinatorProto {
+  service: grpc.ServiceDefinition;
+  Client: grpc.ServiceClientConstructor;
+}
+
+let cached: CoordinatorProto | undefined;
+
+/** Loads proto/coordinator.proto once (proto-loader; enums/longs as numbers, defaults filled). */
+export function loadCoordinatorProto(): CoordinatorProto {
+  if (cached) return cached;
+  const def = protoLoader.loadSync(protoPath("coordinator.proto"), {
+    keepCase: true,
+    longs: Number,
+    enums: String,
+    defaults: true,
+    arrays: true,
+    oneofs: false,
+  });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    ringtrain: { coordinator: { Coordinator: grpc.ServiceClientConstructor } };
+  };
+  const Client = pkg.ringtrain.coordinator.Coordinator;
+  cached = { service: Client.service, Client };
+  return cached;
+}

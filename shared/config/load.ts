@@ -1,0 +1,128 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parseDocument } from "yaml";
+import { z } from "zod";
+import { runConfigSchema, type RunConfig } from "./schema";
+
+/** A configuration problem; the message names the file and the field. Launch exits with EXIT_CONFIG for these. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** Overrides given on the command line, applied over the YAML before validation. */
+export interface ConfigOverrides {
+  maxSteps?: number;
+  output?: string;
+  backend?: string;
+  seed?: number;
+  /** Free-form `a.b.c=value` overrides (value parsed as YAML). */
+  set?: string[];
+}
+
+/**
+ * Reads, overrides and validates a run config. Relative `data.paths` and `tokenizer.vocab_file` are resolved
+ * against the config file's folder; `output_dir` and `data.cache_dir` against the working directory.
+ * Throws ConfigError naming the file and field on any problem, before anything is started.
+ */
+export function loadRunConfig(file: string, overrides: ConfigOverrides = {}): RunConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot read config file (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const where = e.linePos ? `:${e.linePos[0].line}:${e.linePos[0].col}` : "";
+    throw new ConfigError(`${file}${where}: invalid YAML: ${e.message.split("\n")[0]}`);
+  }
+  const raw: unknown = doc.toJS();
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new ConfigError(`${file}: the config must be a YAML mapping of fields (got ${raw === null ? "nothing" : Array.isArray(raw) ? "a list" : typeof raw})`);
+  }
+  const obj = raw as Record<string, unknown>;
+  applyOverrides(obj, overrides, file);
+  const cfg = validateRunConfig(obj, file);
+  const baseDir = path.dirname(path.resolve(file));
+  cfg.data.paths = cfg.data.paths.map((p) => path.resolve(baseDir, p));
+  if (cfg.tokenizer.vocab_file !== undefined) cfg.tokenizer.vocab_file = path.resolve(baseDir, cfg.tokenizer.vocab_file);
+  checkFilesExist(cfg, file);
+  return cfg;
+}
+
+/** Validates a plain object against the schema; `source` names where it came from in error messages. */
+export function validateRunConfig(raw: unknown, source: string): RunConfig {
+  const result = runConfigSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(formatIssues(result.error, source));
+  return result.data;
+}
+
+/** Checks the batch layout for a given world size (known only at launch time). */
+export function validateForWorld(cfg: RunConfig, worldSize: number, source: string): void {
+  const { global_batch_size: global, micro_batch_size: micro } = cfg.batch;
+  if (global % (micro * worldSize) !== 0) {
+    throw new ConfigError(
+      `${source}: field batch.global_batch_size: ${global} is not divisible by micro_batch_size (${micro}) x workers (${worldSize}); ` +
+        `choose a global batch that is a multiple of ${micro * worldSize}`,
+    );
+  }
+}
+
+/** Gradient-accumulation micro-steps per optimizer step for this world size. */
+export function accumulationSteps(cfg: RunConfig, worldSize: number): number {
+  return cfg.batch.global_batch_size / (cfg.batch.micro_batch_size * worldSize);
+}
+
+function applyOverrides(obj: Record<string, unknown>, o: ConfigOverrides, file: string): void {
+  const setPath = (dotted: string, value: unknown): void => {
+    const keys = dotted.split(".");
+    let node: Record<string, unknown> = obj;
+    for (const k of keys.slice(0, -1)) {
+      const next = node[k];
+      if (next === undefined) node[k] = {};
+      else if (next === null || typeof next !== "object" || Array.isArray(next)) {
+        throw new ConfigError(`${file}: cannot override '${dotted}': '${k}' is not a mapping`);
+      }
+      node = node[k] as Record<string, unknown>;
+    }
+    node[keys[keys.length - 1]] = value;
+  };
+  if (o.maxSteps !== undefined) setPath("training.max_steps", o.maxSteps);
+  if (o.output !== undefined) setPath("output_dir", o.output);
+  if (o.backend !== undefined) setPath("backend", o.backend);
+  if (o.seed !== undefined) setPath("seed", o.seed);
+  for (const assignment of o.set ?? []) {
+    const eq = assignment.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`--set '${assignment}': expected field.path=value`);
+    const value: unknown = parseDocument(assignment.slice(eq + 1)).toJS();
+    setPath(assignment.slice(0, eq), value);
+  }
+}
+
+function checkFilesExist(cfg: RunConfig, file: string): void {
+  cfg.data.paths.forEach((p, i) => {
+    if (!fs.existsSync(p)) throw new ConfigError(`${file}: field data.paths[${i}]: file or folder not found: ${p}`);
+  });
+  if (cfg.tokenizer.vocab_file !== undefined && !fs.existsSync(cfg.tokenizer.vocab_file)) {
+    throw new ConfigError(`${file}: field tokenizer.vocab_file: file not found: ${cfg.tokenizer.vocab_file}`);
+  }
+}
+
+function formatIssues(error: z.ZodError, source: string): string {
+  const lines = error.issues.map((issue) => {
+    const field = issue.path.map((p) => (typeof p === "number" ? `[${p}]` : String(p))).join(".").replace(/\.\[/g, "[");
+    if (issue.code === "unrecognized_keys") {
+      const where = field === "" ? "top level" : `field ${field}`;
+      return `${where}: unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `'${k}'`).join(", ")}`;
+    }
+    if (issue.code === "invalid_type" && /received undefined/.test(issue.message)) {
+      return `field ${field}: required field is missing (expected ${issue.expected})`;
+    }
+    return `field ${field || "(root)"}: ${issue.message}`;
+  });
+  return `${source}: invalid config:\n  ${lines.join("\n  ")}`;
+}
