@@ -15,7 +15,7 @@ import {
 import type { RunConfig } from "../shared/config/schema";
 import { accumulationSteps } from "../shared/config/load";
 import { checkToken, rpcError } from "./auth";
-import { DataSharder, evalShard } from "./sharding";
+import { DataSharder, evalShard } from "../shared/data/sharding";
 import { MetricsWriter, type StepMetrics } from "./metrics";
 
 /** Everything the coordinator needs to run one job. */
@@ -67,6 +67,8 @@ export class Coordinator extends EventEmitter {
   address = "";
   private readonly members = new Map<number, Member>();
   private readonly joinWaiters: Array<() => void> = [];
+  private readonly startWaiters: Array<() => void> = [];
+  private readonly initialChecksums = new Map<number, string>();
   private worldReady = false;
   private outcome: JobOutcome | undefined;
   private readonly sharder: DataSharder;
@@ -187,17 +189,28 @@ export class Coordinator extends EventEmitter {
 
   private formWorld(): void {
     clearTimeout(this.joinTimer);
-    const sums = new Map<string, number[]>();
-    for (const m of this.members.values()) sums.set(m.request.init_checksum, [...(sums.get(m.request.init_checksum) ?? []), m.rank]);
-    if (sums.size > 1) {
-      const groups = [...sums.entries()].map(([sum, ranks]) => `ranks ${ranks.join(",")}: ${sum}`).join("; ");
-      this.end({ status: "failed", reason: `initial parameters differ between ranks (${groups}); same seed and config are required` });
-    }
     const now = Date.now();
     for (const m of this.members.values()) m.lastSeenMs = now;
     this.worldReady = true;
     this.emit("joined", [...this.members.values()].map((m) => ({ rank: m.rank, host: m.request.hostname, pid: m.request.pid })));
     for (const wake of this.joinWaiters.splice(0)) wake();
+  }
+
+  /** First report of every rank: wait for all, then check they start from identical parameters. */
+  private async startBarrier(report: StepReport): Promise<void> {
+    this.initialChecksums.set(report.rank, report.param_checksum);
+    if (this.initialChecksums.size === this.opts.worldSize) {
+      const groups = new Map<string, number[]>();
+      for (const [rank, sum] of this.initialChecksums) groups.set(sum, [...(groups.get(sum) ?? []), rank]);
+      if (groups.size > 1) {
+        const detail = [...groups.entries()].map(([sum, ranks]) => `rank(s) ${ranks.sort().join(",")}: ${sum || "(none)"}`).join("; ");
+        this.end({ status: "failed", reason: `initial parameters differ between ranks (${detail}); every rank must start from the same seed/checkpoint` });
+      }
+      this.emit("started");
+      for (const wake of this.startWaiters.splice(0)) wake();
+      return;
+    }
+    await new Promise<void>((resolve) => this.startWaiters.push(resolve));
   }
 
   private joinTimedOut(): void {
@@ -212,14 +225,16 @@ export class Coordinator extends EventEmitter {
     for (const wake of this.joinWaiters.splice(0)) wake();
   }
 
-  private nextStep(report: StepReport): StepPlan {
+  private async nextStep(report: StepReport): Promise<StepPlan> {
     const member = this.members.get(report.rank);
     if (!member) throw rpcError(grpc.status.FAILED_PRECONDITION, `rank ${report.rank} has not joined`);
     member.lastSeenMs = Date.now();
     const start = this.opts.startStep ?? 0;
     const maxSteps = this.opts.config.training.max_steps;
-    if (report.completed_step > start) this.collect(report);
-    if (this.outcome) return stopPlan(this.outcome.reason);
+    if (report.completed_step === start && !this.initialChecksums.has(report.rank)) await this.startBarrier(report);
+    else if (report.completed_step > start) this.collect(report);
+    const ended = this.outcome as JobOutcome | undefined; // may have been set while waiting at the barrier
+    if (ended) return stopPlan(ended.reason);
     const step = Math.max(report.completed_step, start) + 1;
     if (step > maxSteps) {
       this.finishedRanks.add(report.rank);
@@ -312,6 +327,7 @@ export class Coordinator extends EventEmitter {
         // The failure itself is still reported through the outcome; a read-only run dir must not hide it.
       }
     }
+    for (const wake of [...this.joinWaiters.splice(0), ...this.startWaiters.splice(0)]) wake();
     this.emit("end", outcome);
     this.resolveEnd(outcome);
   }

@@ -10,7 +10,6 @@ export interface JoinRequest {
   hostname: string;
   peer_address: string;
   pid: number;
-  init_checksum: string;
 }
 
 export interface JoinResponse {
@@ -47,6 +46,8 @@ export interface StepReport {
   eval: EvalResult | null;
   checkpoint_dir: string;
   param_checksum: string;
+  model_flops: number;
+  peak_flops_per_s: number;
 }
 
 export interface StepPlan {

@@ -1,4 +1,4 @@
-import { permutation } from "../shared/rng";
+import { permutation } from "../rng";
 
 /**
  * Which sequences each rank trains on at each step.

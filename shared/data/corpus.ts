@@ -1,0 +1,65 @@
+import { createHash } from "node:crypto";
+import * as path from "node:path";
+import { loadBrown } from "./brown";
+import { readCsvDocuments } from "./csv-reader";
+import type { Document } from "./document";
+import { readJsonlDocuments } from "./jsonl-reader";
+import { loadSpamAssassin } from "./spam-assassin";
+import { readTextDocuments } from "./text-reader";
+
+/** Where documents come from: a built-in corpus or files. */
+export type CorpusSpec =
+  | { kind: "brown" }
+  | { kind: "spam-assassin" }
+  | { kind: "text"; path: string }
+  | { kind: "jsonl"; path: string }
+  | { kind: "csv"; path: string };
+
+/**
+ * Parses a command-line corpus name: "brown", "spam-assassin", "text:PATH", "jsonl:PATH", "csv:PATH", or a
+ * bare PATH whose extension decides (.jsonl/.ndjson, .csv, anything else or a folder: plain text).
+ */
+export function parseCorpusSpec(spec: string): CorpusSpec {
+  if (spec === "brown" || spec === "spam-assassin") return { kind: spec };
+  const m = /^(text|jsonl|csv):(.+)$/.exec(spec);
+  if (m !== null) return { kind: m[1] as "text" | "jsonl" | "csv", path: m[2] };
+  if (spec.trim() === "") throw new Error("empty corpus name");
+  const ext = path.extname(spec).toLowerCase();
+  if (ext === ".jsonl" || ext === ".ndjson") return { kind: "jsonl", path: spec };
+  if (ext === ".csv") return { kind: "csv", path: spec };
+  return { kind: "text", path: spec };
+}
+
+/** Loads the documents of a corpus. */
+export function loadCorpus(spec: CorpusSpec): Document[] {
+  switch (spec.kind) {
+    case "brown":
+      return loadBrown();
+    case "spam-assassin":
+      return loadSpamAssassin();
+    case "text":
+      return readTextDocuments(spec.path);
+    case "jsonl":
+      return readJsonlDocuments(spec.path);
+    case "csv":
+      return readCsvDocuments(spec.path);
+  }
+}
+
+/** SHA-256 over every document's fields (length-prefixed, so field boundaries cannot collide). */
+export function corpusHash(docs: readonly Document[]): string {
+  const h = createHash("sha256");
+  const field = (s: string | undefined): void => {
+    if (s === undefined) h.update("-");
+    else h.update(`${s.length}:`).update(s);
+  };
+  h.update(`${docs.length};`);
+  for (const d of docs) {
+    field(d.id);
+    field(d.text);
+    field(d.genre);
+    field(d.label);
+    field(d.textPair);
+  }
+  return h.digest("hex");
+}

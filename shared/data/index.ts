@@ -1,0 +1,20 @@
+/** The data pipeline's public surface: readers, corpora, split, packing, cache, batches, prefetching. */
+export type { Document } from "./document";
+export { readTextDocuments, readUtf8 } from "./text-reader";
+export { readJsonlDocuments } from "./jsonl-reader";
+export { readCsvDocuments } from "./csv-reader";
+export { parseCsv, type CsvRow } from "./csv";
+export { loadBrown, brownDir, detokenize } from "./brown";
+export { loadSpamAssassin, spamAssassinDir } from "./spam-assassin";
+export { parseMail, type MailText } from "./mail";
+export { loadCorpus, parseCorpusSpec, corpusHash, type CorpusSpec } from "./corpus";
+export { splitDocuments, stratifiedSplit, type Split, type SplitOptions } from "./split";
+export { checkPacked, type PackedSequences } from "./packed";
+export { packDocuments, packTokenStreams, type PackIds } from "./pack";
+export { preparePackedData, readPackedFile, writePackedFile, type PrepareOptions, type PreparedData } from "./cache";
+export { allocBatch, batchOnBuffer, batchWords, countTargets, IGNORE_INDEX, type Batch } from "./batch";
+export { makeMlmBatch, maskRow, specialLookup, type MlmOptions } from "./masking";
+export { makeCausalBatch } from "./causal";
+export { buildNspCorpus, makeNspBatch, type NspCorpus } from "./nsp";
+export { buildBatch, maskSettingsFor, objectiveSize, type MaskSettings, type Objective, type StepPlan } from "./objective";
+export { Prefetcher, type PrefetchOptions } from "./prefetcher";

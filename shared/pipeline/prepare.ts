@@ -1,0 +1,61 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { RunConfig } from "../config/schema";
+import { corpusHash, loadCorpus, parseCorpusSpec, preparePackedData, type Document, type PreparedData } from "../data";
+import { BertTokenizer, trainTokenizer, Vocab } from "../tokenizer";
+import { atomicWriteFile } from "../io/atomic-write";
+import { createHash } from "node:crypto";
+
+/** Loads the documents a run config names (a built-in corpus, or every file in data.paths). */
+export function loadRunDocuments(cfg: RunConfig): Document[] {
+  if (cfg.data.corpus !== "files") return loadCorpus({ kind: cfg.data.corpus });
+  const docs: Document[] = [];
+  for (const p of cfg.data.paths) docs.push(...loadCorpus(parseCorpusSpec(p)));
+  if (docs.length === 0) throw new Error(`data.paths (${cfg.data.paths.join(", ")}) hold no documents`);
+  return docs;
+}
+
+/** Tokenizer options of a run config (uncased unless tokenizer.lowercase is false). */
+function normalizer(cfg: RunConfig): { lowerCase: boolean } {
+  return { lowerCase: cfg.tokenizer.lowercase };
+}
+
+/**
+ * The run's tokenizer: tokenizer.vocab_file when given, else a WordPiece vocabulary trained on the training
+ * documents, cached in data.cache_dir under a key of the corpus and the trainer settings.
+ */
+export async function prepareTokenizer(cfg: RunConfig, docs: readonly Document[], log: (line: string) => void = () => {}): Promise<BertTokenizer> {
+  if (cfg.tokenizer.vocab_file !== undefined) return BertTokenizer.fromFile(cfg.tokenizer.vocab_file, normalizer(cfg));
+  const key = createHash("sha256")
+    .update(JSON.stringify({ corpus: corpusHash(docs), vocab: cfg.tokenizer.vocab_size, min: cfg.tokenizer.min_frequency, lower: cfg.tokenizer.lowercase }))
+    .digest("hex")
+    .slice(0, 24);
+  const cached = path.join(cfg.data.cache_dir, `vocab-${key}.txt`);
+  if (fs.existsSync(cached)) return BertTokenizer.fromFile(cached, normalizer(cfg));
+  const t0 = Date.now();
+  const { tokenizer } = await trainTokenizer(docs.map((d) => d.text), {
+    vocabSize: cfg.tokenizer.vocab_size,
+    minFrequency: cfg.tokenizer.min_frequency,
+    ...normalizer(cfg),
+  });
+  fs.mkdirSync(cfg.data.cache_dir, { recursive: true });
+  await atomicWriteFile(cached, tokenizer.vocab.tokens.join("\n") + "\n");
+  log(`trained a WordPiece vocabulary of ${tokenizer.vocabSize} tokens on ${docs.length} documents in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return tokenizer;
+}
+
+/** A tokenizer from a vocabulary list (as the coordinator hands it to workers). */
+export function tokenizerFromTokens(tokens: readonly string[], cfg: RunConfig): BertTokenizer {
+  return new BertTokenizer(new Vocab(tokens), normalizer(cfg));
+}
+
+/** Tokenised, packed train/validation sequences of the run (cached in data.cache_dir). */
+export function preparePretrainingData(cfg: RunConfig, docs: readonly Document[], tokenizer: BertTokenizer): PreparedData {
+  return preparePackedData(docs, {
+    tokenizer,
+    maxSeqLen: cfg.data.max_seq_len,
+    validationFraction: cfg.data.validation_fraction,
+    seed: cfg.seed,
+    cacheDir: cfg.data.cache_dir,
+  });
+}

@@ -1,0 +1,138 @@
+/** Unit tests of the all-reduce building blocks: 16-bit codecs, Chunk wire format, bucket plans, ring geometry. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { encodeHalf, decodeHalf, roundToHalf, halfToNumber, f32BitsToF16, f32BitsToBf16, HALF_UNIT_ROUNDOFF, HALF_SUBNORMAL_ABS_ERROR } from "../shared/codecs/half";
+import { encodeChunk, decodeChunk, RingPhase, WireDtype, type ChunkHeader } from "../worker/transport/chunk-wire";
+import { chunkProtoType } from "../worker/transport/peer-service";
+import { planBuckets } from "../worker/collective/bucket-plan";
+import { segmentStart, segmentLength, chunkCount, reduceScatterSegment, allGatherSegment } from "../worker/collective/ring-geometry";
+import { Rng } from "../shared/rng";
+
+function bitsOf(x: number): number {
+  return new Uint32Array(new Float32Array([x]).buffer)[0];
+}
+
+test("fp16 encodes known values, rounds to nearest even and keeps specials", () => {
+  const cases: [number, number][] = [
+    [0, 0x0000], [-0, 0x8000], [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65520, 0x7c00], [Infinity, 0x7c00],
+    [-Infinity, 0xfc00], [2 ** -14, 0x0400], [2 ** -24, 0x0001], [2 ** -25, 0x0000], [1.5 * 2 ** -25, 0x0001],
+    [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [1 + 2 ** -10, 0x3c01],
+  ];
+  for (const [x, h] of cases) assert.equal(f32BitsToF16(bitsOf(x)), h, `fp16(${x})`);
+  assert.ok(Number.isNaN(halfToNumber("fp16", f32BitsToF16(bitsOf(NaN)))));
+  for (let h = 0; h < 0x7c00; h += 37) assert.equal(f32BitsToF16(bitsOf(halfToNumber("fp16", h))), h, `fp16 round trip of ${h}`);
+});
+
+test("bf16 encodes known values, rounds to nearest even and keeps specials", () => {
+  assert.equal(f32BitsToBf16(bitsOf(1)), 0x3f80);
+  assert.equal(f32BitsToBf16(bitsOf(-2)), 0xc000);
+  assert.equal(f32BitsToBf16(bitsOf(1 + 2 ** -8)), 0x3f80); // tie -> even
+  assert.equal(f32BitsToBf16(bitsOf(1 + 3 * 2 ** -8)), 0x3f82); // tie -> even (up)
+  assert.equal(f32BitsToBf16(bitsOf(Infinity)), 0x7f80);
+  assert.ok(Number.isNaN(halfToNumber("bf16", f32BitsToBf16(bitsOf(NaN)))));
+  assert.equal(halfToNumber("bf16", f32BitsToBf16(bitsOf(3.4e38))), Infinity);
+});
+
+test("16-bit round trips stay within the stated unit roundoff and decode-add sums in float32", () => {
+  const rng = new Rng(7);
+  const x = new Float32Array(5000);
+  for (let i = 0; i < x.length; i++) x[i] = rng.normal() * 10 ** (rng.int(8) - 4);
+  for (const kind of ["fp16", "bf16"] as const) {
+    const enc = new Uint16Array(x.length);
+    encodeHalf(kind, x, enc);
+    const back = new Float32Array(x.length);
+    decodeHalf(kind, enc, back, false);
+    const rounded = x.slice();
+    roundToHalf(kind, rounded);
+    assert.deepEqual(rounded, back, `${kind}: roundToHalf equals encode+decode`);
+    let maxRel = 0;
+    for (let i = 0; i < x.length; i++) {
+      const err = Math.abs(back[i] - x[i]);
+      assert.ok(err <= HALF_UNIT_ROUNDOFF[kind] * Math.abs(x[i]) + HALF_SUBNORMAL_ABS_ERROR[kind], `${kind} element ${i}: ${x[i]} -> ${back[i]}`);
+      if (Math.abs(x[i]) > 1e-3) maxRel = Math.max(maxRel, err / Math.abs(x[i]));
+    }
+    assert.ok(maxRel > HALF_UNIT_ROUNDOFF[kind] / 4, `${kind}: the error bound is not vacuous (max rel ${maxRel})`);
+    const acc = new Float32Array(x.length).fill(1);
+    decodeHalf(kind, enc, acc, true);
+    for (let i = 0; i < 50; i++) assert.equal(acc[i], Math.fround(1 + back[i]));
+  }
+});
+
+function header(over: Partial<ChunkHeader> = {}): ChunkHeader {
+  return {
+    jobId: "job-7", senderRank: 3, collectiveId: 12, step: 2 ** 40 + 5, bucket: 4, phase: RingPhase.ALL_GATHER, hop: 2, segment: 1,
+    chunkIndex: 9, elementOffset: 123456789, elementCount: 5, chunkBytes: 20, dtype: WireDtype.FLOAT32,
+    layoutHash: "0123456789abcdef", bucketCount: 6, totalElements: 2 ** 35, op: 2, ...over,
+  };
+}
+
+test("Chunk wire encoding round-trips, aligns the payload and is standard protobuf (protobufjs decodes it)", () => {
+  const src = new Float32Array([1.5, -2, 3.25, 0, 1e30]);
+  const h = header();
+  const wire = encodeChunk(h, src, null);
+  // emulate grpc-js framing: 5-byte prefix, then the message
+  const frame = Buffer.alloc(wire.byteLength + 5);
+  wire.copy(frame, 5);
+  const msg = frame.subarray(5);
+  const d = decodeChunk(msg);
+  assert.ok(d.ok);
+  assert.deepEqual(d.header, h);
+  assert.equal(d.payload.byteOffset % 4, 0, "payload is 4-byte aligned in the frame");
+  assert.deepEqual(new Float32Array(d.payload.buffer, d.payload.byteOffset, 5), src);
+  const pb = chunkProtoType().toObject(chunkProtoType().decode(msg), { longs: String, enums: Number, bytes: Buffer }) as Record<string, unknown>;
+  assert.equal(pb.jobId, "job-7");
+  assert.equal(pb.step, String(2 ** 40 + 5));
+  assert.equal(pb.phase, RingPhase.ALL_GATHER);
+  assert.equal(pb.layoutHash, BigInt("0x0123456789abcdef").toString());
+  assert.equal(pb.totalElements, String(2 ** 35));
+  assert.deepEqual(Buffer.from(pb.payload as Uint8Array), Buffer.from(src.buffer));
+  // fp16 payload
+  const wire16 = encodeChunk(header({ dtype: WireDtype.FLOAT16, chunkBytes: 10 }), src.subarray(0, 5), "fp16");
+  const d16 = decodeChunk(wire16.toBuffer());
+  assert.ok(d16.ok);
+  assert.equal(d16.payload.length, 10);
+});
+
+test("decodeChunk reports truncated and garbage frames instead of throwing", () => {
+  const good = encodeChunk(header(), new Float32Array(5), null).toBuffer();
+  for (const bad of [good.subarray(0, 5), good.subarray(0, good.length - 3), Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]), Buffer.from([0x0f])]) {
+    const d = decodeChunk(bad);
+    assert.equal(d.ok, false);
+    if (!d.ok) assert.match(d.reason, /truncated|invalid|unsupported|range/);
+  }
+});
+
+test("bucket plans are deterministic, respect the size, never split a tensor, and hash the layout", () => {
+  const tensors = [{ name: "a", length: 10 }, { name: "b", length: 0 }, { name: "c", length: 30 }, { name: "d", length: 100 }, { name: "e", length: 5 }];
+  const p = planBuckets(tensors, 160, "s");
+  assert.deepEqual(p.buckets.map((b) => b.entries.map((e) => e.tensor)), [[0, 1, 2], [3], [4]]);
+  assert.deepEqual(p.buckets.map((b) => b.elements), [40, 100, 5]);
+  assert.equal(p.totalElements, 145);
+  assert.equal(planBuckets(tensors, 160, "s").layoutHash, p.layoutHash);
+  assert.notEqual(planBuckets(tensors, 1000, "s").layoutHash, p.layoutHash, "a different bucketing changes the hash");
+  assert.notEqual(planBuckets(tensors, 160, "t").layoutHash, p.layoutHash, "settings change the hash");
+  assert.notEqual(planBuckets([...tensors.slice(0, 4), { name: "e", length: 6 }], 160, "s").layoutHash, p.layoutHash);
+  assert.notEqual(planBuckets([tensors[1], tensors[0], ...tensors.slice(2)], 160, "s").layoutHash, p.layoutHash, "order matters");
+  assert.throws(() => planBuckets([{ name: "x", length: -1 }], 160, "s"), /tensor 0 \("x"\) has invalid length/);
+});
+
+test("ring geometry: segments partition any length, and each rank receives every segment but its own", () => {
+  for (const N of [1, 2, 3, 4, 7]) {
+    for (const L of [0, 1, 2, N - 1, N, N + 1, 97]) {
+      let next = 0;
+      for (let g = 0; g < N; g++) {
+        assert.equal(segmentStart(L, N, g), next);
+        next += segmentLength(L, N, g);
+        assert.equal(chunkCount(L, N, g, 4), Math.ceil(segmentLength(L, N, g) / 4));
+      }
+      assert.equal(next, L);
+    }
+    for (let r = 0; r < N; r++) {
+      const rs = Array.from({ length: N - 1 }, (_, h) => reduceScatterSegment(r, N, h)).sort();
+      const ag = Array.from({ length: N - 1 }, (_, h) => allGatherSegment(r, N, h)).sort();
+      assert.deepEqual(rs, [...Array(N).keys()].filter((g) => g !== r));
+      assert.deepEqual(ag, [...Array(N).keys()].filter((g) => g !== (r + 1) % N));
+      if (N > 1) assert.equal(reduceScatterSegment(r, N, N - 2), (r + 1) % N, "the last reduce-scatter hop completes the segment this rank owns");
+    }
+  }
+});

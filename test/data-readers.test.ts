@@ -1,0 +1,79 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { repoRoot } from "../shared/paths";
+import { loadCorpus, parseCorpusSpec, corpusHash } from "../shared/data/corpus";
+import { parseCsv } from "../shared/data/csv";
+import { readCsvDocuments } from "../shared/data/csv-reader";
+import { readJsonlDocuments } from "../shared/data/jsonl-reader";
+import { readTextDocuments } from "../shared/data/text-reader";
+
+const FIX = path.join(repoRoot(), "test", "fixtures", "data");
+
+test("text reader: one document per file, paragraphs kept, hidden files skipped", () => {
+  const docs = readTextDocuments(path.join(FIX, "texts"));
+  assert.deepEqual(docs.map((d) => d.id), ["a.txt", "sub/b.txt"]);
+  assert.equal(docs[0].text, "First paragraph of doc A.\nStill the first paragraph.\n\nSecond paragraph of doc A.\n");
+  assert.deepEqual(readTextDocuments(path.join(FIX, "texts", "a.txt")).map((d) => d.id), ["a.txt"]);
+  assert.throws(() => readTextDocuments(path.join(FIX, "nope")), /cannot read .*nope/);
+});
+
+test("text reader: invalid UTF-8 names file and line", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-text-"));
+  try {
+    fs.writeFileSync(path.join(dir, "bad.txt"), Buffer.concat([Buffer.from("ok\nstill ok\nbad "), Buffer.from([0xc3, 0x28]), Buffer.from("\n")]));
+    assert.throws(() => readTextDocuments(dir), /bad\.txt:3: invalid UTF-8/);
+    fs.writeFileSync(path.join(dir, "bad.txt"), Buffer.from([0xef, 0xbb, 0xbf, 0x68, 0xc3, 0xa9]));
+    assert.equal(readTextDocuments(dir)[0].text, "hé", "BOM dropped, valid UTF-8 decoded");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("JSONL reader: fields, numeric labels, blank lines; errors name file and line", () => {
+  const file = path.join(FIX, "docs.jsonl");
+  const docs = readJsonlDocuments(file);
+  assert.equal(docs.length, 3);
+  assert.deepEqual(docs[0], { id: `${file}:1`, text: "The first review was glowing.", label: "pos" });
+  assert.equal(docs[1].id, "r2");
+  assert.deepEqual(docs[2], { id: `${file}:4`, text: "Is it raining?", label: "1", textPair: "No, it is sunny." });
+  assert.throws(() => readJsonlDocuments(path.join(FIX, "bad.jsonl")), /bad\.jsonl:3: invalid JSON/);
+  assert.throws(() => readJsonlDocuments(path.join(FIX, "no-text.jsonl")), /no-text\.jsonl:2: field "text" must be a string, got nothing/);
+});
+
+test("CSV parser: quotes, doubled quotes, embedded newlines, CRLF", () => {
+  const rows = parseCsv('a,b\r\n"x, y","say ""hi""\nthere"\r\n,\n', "mem.csv");
+  assert.deepEqual(rows, [
+    { line: 1, fields: ["a", "b"] },
+    { line: 2, fields: ["x, y", 'say "hi"\nthere'] },
+    { line: 4, fields: ["", ""] },
+  ]);
+  assert.throws(() => parseCsv('a\n"b"c\n', "mem.csv"), /mem\.csv:2: unexpected "c" after a closing quote/);
+  assert.throws(() => parseCsv('a\nb"c\n', "mem.csv"), /mem\.csv:2: quote inside an unquoted field/);
+});
+
+test("CSV reader: header columns, optional fields; errors name file and line", () => {
+  const docs = readCsvDocuments(path.join(FIX, "docs.csv"));
+  assert.deepEqual(docs, [
+    { id: "c1", text: "Hello, world", label: "greet" },
+    { id: "c2", text: 'She said "hi"\nand left', label: "story", textPair: "a pair, quoted" },
+    { id: "c3", text: "plain text", label: "plain" },
+  ]);
+  assert.throws(() => readCsvDocuments(path.join(FIX, "bad-fields.csv")), /bad-fields\.csv:4: expected 2 fields as in the header, got 3/);
+  assert.throws(() => readCsvDocuments(path.join(FIX, "bad-quote.csv")), /bad-quote\.csv:3: unterminated quoted field/);
+  assert.throws(() => readCsvDocuments(path.join(FIX, "no-text.csv")), /no-text\.csv:1: header has no "text" column/);
+});
+
+test("corpus specs and content hash", () => {
+  assert.deepEqual(parseCorpusSpec("brown"), { kind: "brown" });
+  assert.deepEqual(parseCorpusSpec("x/y.JSONL"), { kind: "jsonl", path: "x/y.JSONL" });
+  assert.deepEqual(parseCorpusSpec("csv:data.txt"), { kind: "csv", path: "data.txt" });
+  assert.deepEqual(parseCorpusSpec("some/folder"), { kind: "text", path: "some/folder" });
+  const docs = loadCorpus({ kind: "csv", path: path.join(FIX, "docs.csv") });
+  const h = corpusHash(docs);
+  assert.equal(corpusHash(docs.map((d) => ({ ...d }))), h);
+  assert.notEqual(corpusHash([{ ...docs[0], label: "other" }, ...docs.slice(1)]), h);
+  assert.notEqual(corpusHash(docs.slice(1)), h);
+});

@@ -1,0 +1,39 @@
+/** Where in a collective a failure was seen. */
+export type CollectivePhase = "connect" | "begin" | "reduce-scatter" | "all-gather" | "finish" | "idle";
+
+/** Fields of a CollectiveError, all plain data so the caller can log or forward them. */
+export interface CollectiveErrorInfo {
+  /** Rank held responsible (the neighbour that died, stalled, misbehaved or disagreed); -1 if unknown. */
+  rank: number;
+  /** That rank's address ("host:port"), "" if unknown. */
+  address: string;
+  phase: CollectivePhase | string;
+  /** Training step of the collective (-1 outside a collective). */
+  step: number;
+  /** Rank that raised this error. */
+  reportedBy: number;
+  /** Short machine-readable kind: timeout, peer-lost, layout-mismatch, protocol, auth, aborted, closed, usage. */
+  kind: string;
+}
+
+/** Error from a ring collective: names the responsible rank, its address, the phase and the step. */
+export class CollectiveError extends Error implements CollectiveErrorInfo {
+  readonly rank: number;
+  readonly address: string;
+  readonly phase: CollectivePhase | string;
+  readonly step: number;
+  readonly reportedBy: number;
+  readonly kind: string;
+
+  constructor(info: CollectiveErrorInfo, detail: string) {
+    const who = info.rank >= 0 ? `rank ${info.rank} (${info.address || "unknown address"})` : "unknown rank";
+    super(`[rank ${info.reportedBy}] collective failed in phase ${info.phase} of step ${info.step}: ${who}: ${detail}`);
+    this.name = "CollectiveError";
+    this.rank = info.rank;
+    this.address = info.address;
+    this.phase = info.phase;
+    this.step = info.step;
+    this.reportedBy = info.reportedBy;
+    this.kind = info.kind;
+  }
+}

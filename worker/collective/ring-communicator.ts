@@ -1,0 +1,743 @@
+/**
+ * Ring all-reduce over gRPC: reduce-scatter then all-gather, each rank sending only to its right neighbour.
+ *
+ * Data path: rank r's right neighbour opens one server-streaming Pull call on r at connect time and r writes
+ * every chunk for that neighbour into it (server->client is the direction grpc-js lets us open the HTTP/2
+ * window for). Each segment travels in sub-chunks of `chunkBytes`; a received sub-chunk is validated, summed
+ * (or copied) into place and immediately forwarded, so sending, receiving and summing overlap.
+ *
+ * Memory rules that make the zero-copy send safe: a chunk's payload is read from the bucket buffer when grpc-js
+ * frames it (possibly later than write()), and a region is only rewritten after data that causally depends on
+ * that send has come back round the ring; allReduce resolves only after every write callback has fired.
+ *
+ * Failure: every collective has a deadline; a lost stream, a protocol violation or an Abort from a neighbour
+ * fails the collective with a CollectiveError naming the responsible rank, and this rank tells both neighbours
+ * (Abort RPC, then stream teardown) so the whole ring leaves quickly. A communicator that failed stays failed.
+ */
+import * as grpc from "@grpc/grpc-js";
+import { type HalfKind, roundToHalf, decodeHalf } from "../../shared/codecs/half";
+import { encodeChunk, RingPhase, WireDtype, bytesPerElement, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "../transport/chunk-wire";
+import {
+  peerServiceDefinition, tokenMatches, tokenMetadata, tokenProof, PROOF_KEY, clientChannelOptions, serverOptions,
+  type AbortRequest, type OutgoingChunk, type PullRequest,
+} from "../transport/peer-service";
+import { enableServerNoDelay } from "../transport/server-socket";
+import { CollectiveError, type CollectivePhase } from "./collective-error";
+import { DEFAULT_BUCKET_BYTES, layoutSalt, planBuckets, type BucketPlan } from "./bucket-plan";
+import { segmentStart, segmentLength, chunkCount, reduceScatterSegment, allGatherSegment } from "./ring-geometry";
+import { Fifo } from "./fifo";
+
+/** Default sub-chunk size: prototype measurements put the grpc-js sweet spot at 1-16 MiB messages. */
+export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/** Configuration of one rank's communicator. */
+export interface RingOptions {
+  jobId: string;
+  /** Shared secret every peer call must carry. */
+  token: string;
+  rank: number;
+  worldSize: number;
+  /** Deadline of connect() and of every collective, in milliseconds. */
+  timeoutMs: number;
+  /** Bind host, default 127.0.0.1. */
+  host?: string;
+  /** Bind port, 0 = any free port. */
+  port?: number;
+  /** Sub-chunk size in bytes of float32 data (multiple of 4); must be equal on every rank. */
+  chunkBytes?: number;
+  /** Fusion bucket size in bytes (default 25 MiB). */
+  bucketBytes?: number;
+  /** Wire compression; sums are always float32. */
+  compression?: "none" | "fp16" | "bf16";
+  /** Let grpc-js copy payloads straight from tensor memory into its frames (default true). */
+  zeroCopySend?: boolean;
+  /** Bytes handed to grpc-js but not yet written out, per stream (default 2 chunks). */
+  maxInflightBytes?: number;
+}
+
+/** A named float32 tensor reduced in place. */
+export interface NamedTensor {
+  name: string;
+  data: Float32Array;
+}
+
+/** Per-call options of allReduce. */
+export interface AllReduceOptions {
+  /** Training step; must be equal on every rank (checked on the wire). */
+  step: number;
+  op: "sum" | "avg";
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(v: T): void;
+  reject(e: Error): void;
+}
+function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined); // rejections are observed by whoever awaits; never unhandled
+  return { promise, resolve, reject };
+}
+
+/** State of one running collective. */
+interface Run {
+  id: number;
+  step: number;
+  op: number;
+  plan: BucketPlan;
+  tensors: NamedTensor[];
+  /** One float32 buffer per bucket: the tensor itself for single-tensor buckets, else a pooled packing buffer. */
+  buffers: Float32Array[];
+  packed: boolean[];
+  /** Seen flags per bucket: index ((phase * N) + segment) * maxChunks + chunk. */
+  seen: Uint8Array[];
+  maxChunks: number[];
+  begun: boolean;
+  expectedRs: number;
+  expectedAg: number;
+  receivedRs: number;
+  receivedAg: number;
+  pendingWrites: number;
+  done: Deferred<void>;
+  timer: NodeJS.Timeout | null;
+}
+
+interface QueuedSend {
+  run: Run;
+  out: OutgoingChunk;
+  bytes: number;
+}
+
+const OPS = { sum: 1, avg: 2 } as const;
+const DTYPES = { none: WireDtype.FLOAT32, fp16: WireDtype.FLOAT16, bf16: WireDtype.BFLOAT16 } as const;
+
+/** One rank of a ring all-reduce group. */
+export class RingCommunicator {
+  /** "host:port" this rank's peer server listens on. */
+  readonly address: string;
+  readonly rank: number;
+  readonly worldSize: number;
+
+  private readonly jobId: string;
+  private readonly token: string;
+  private readonly timeoutMs: number;
+  private readonly chunkElems: number;
+  private readonly bucketBytes: number;
+  private readonly compression: "none" | "fp16" | "bf16";
+  private readonly half: HalfKind | null;
+  private readonly dtype: number;
+  private readonly zeroCopy: boolean;
+  private readonly maxInflight: number;
+  private readonly left: number;
+  private readonly right: number;
+
+  private addresses: string[] = [];
+  private connected = false;
+  private closing = false;
+  private broken: CollectiveError | null = null;
+  private leftClient: grpc.Client | null = null;
+  private rightClient: grpc.Client | null = null;
+  private inStream: grpc.ClientReadableStream<DecodedChunk | MalformedChunk> | null = null;
+  private outStream: grpc.ServerWritableStream<PullRequest, OutgoingChunk> | null = null;
+  private rightReady = deferred<void>();
+  private leftReady = deferred<void>();
+  private nextId = 0;
+  private run: Run | null = null;
+  private early: (DecodedChunk | MalformedChunk)[] = [];
+  private paused = false;
+  private readonly forwards = new Fifo<QueuedSend>();
+  private readonly initial = new Fifo<QueuedSend>();
+  private inflightBytes = 0;
+  private pool: Float32Array[] = [];
+
+  private constructor(opts: RingOptions, private readonly server: grpc.Server, address: string) {
+    this.address = address;
+    this.rank = opts.rank;
+    this.worldSize = opts.worldSize;
+    this.jobId = opts.jobId;
+    this.token = opts.token;
+    this.timeoutMs = opts.timeoutMs;
+    this.chunkElems = (opts.chunkBytes ?? DEFAULT_CHUNK_BYTES) / 4;
+    this.bucketBytes = opts.bucketBytes ?? DEFAULT_BUCKET_BYTES;
+    this.compression = opts.compression ?? "none";
+    this.half = this.compression === "none" ? null : this.compression;
+    this.dtype = DTYPES[this.compression];
+    this.zeroCopy = opts.zeroCopySend ?? true;
+    this.maxInflight = opts.maxInflightBytes ?? 2 * (opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+    this.left = (opts.rank - 1 + opts.worldSize) % opts.worldSize;
+    this.right = (opts.rank + 1) % opts.worldSize;
+  }
+
+  /** Validates options, binds the peer server and returns the communicator (not yet connected). */
+  static async listen(opts: RingOptions): Promise<RingCommunicator> {
+    validateOptions(opts);
+    const server = new grpc.Server(serverOptions());
+    const host = opts.host ?? "127.0.0.1";
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${host}:${opts.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, p) => {
+        if (err) reject(new Error(`rank ${opts.rank}: cannot bind peer server on ${host}:${opts.port ?? 0}: ${err.message}`));
+        else resolve(p);
+      });
+    });
+    enableServerNoDelay(server);
+    const comm = new RingCommunicator(opts, server, `${host}:${port}`);
+    server.addService(peerServiceDefinition, {
+      Pull: (call: grpc.ServerWritableStream<PullRequest, OutgoingChunk>) => comm.onPull(call),
+      Abort: (call: grpc.ServerUnaryCall<AbortRequest, Record<string, never>>, cb: grpc.sendUnaryData<Record<string, never>>) =>
+        comm.onAbort(call, cb),
+    } as grpc.UntypedServiceImplementation);
+    return comm;
+  }
+
+  /** Connects the ring: `addresses` holds every rank's address in rank order (ours included). */
+  async connect(addresses: string[]): Promise<void> {
+    if (this.connected || this.leftClient !== null) throw this.usage("connect", "connect() called twice");
+    if (!Array.isArray(addresses) || addresses.length !== this.worldSize) {
+      throw this.usage("connect", `expected ${this.worldSize} addresses, got ${Array.isArray(addresses) ? addresses.length : typeof addresses}`);
+    }
+    addresses.forEach((a, i) => {
+      if (typeof a !== "string" || !/^[^\s:]+:\d{1,5}$/.test(a)) throw this.usage("connect", `address of rank ${i} is not "host:port": ${JSON.stringify(a)}`);
+    });
+    if (addresses[this.rank] !== this.address) {
+      throw this.usage("connect", `addresses[${this.rank}] is ${addresses[this.rank]}, but this rank listens on ${this.address}`);
+    }
+    this.addresses = addresses.slice();
+    if (this.worldSize === 1) {
+      this.connected = true;
+      return;
+    }
+    const leftAddr = addresses[this.left];
+    this.leftClient = new grpc.Client(leftAddr, grpc.credentials.createInsecure(), clientChannelOptions(this.chunkElems * 4));
+    this.rightClient = new grpc.Client(addresses[this.right], grpc.credentials.createInsecure());
+    const deadline = Date.now() + this.timeoutMs;
+    const leftClient = this.leftClient;
+    try {
+      // the left neighbour may not be listening yet: let the channel retry until the deadline
+      await new Promise<void>((resolve, reject) => leftClient.waitForReady(deadline, (e) => (e ? reject(e) : resolve())));
+    } catch (e) {
+      const err = this.err(this.left, "connect", "timeout", `not reachable within ${this.timeoutMs} ms: ${e instanceof Error ? e.message : String(e)}`);
+      this.fail(err);
+      throw err;
+    }
+    const req: PullRequest = { jobId: this.jobId, receiverRank: this.rank, senderRank: this.left, worldSize: this.worldSize };
+    const def = peerServiceDefinition.Pull;
+    const stream = this.leftClient.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, req,
+      tokenMetadata(this.token));
+    this.inStream = stream;
+    stream.on("metadata", (md: grpc.Metadata) => {
+      const proof = md.get(PROOF_KEY)[0];
+      if (proof !== tokenProof(this.token, this.jobId, this.left)) {
+        this.leftReady.reject(this.err(this.left, "connect", "auth", "peer did not prove it holds the job token"));
+        stream.cancel();
+      } else this.leftReady.resolve();
+    });
+    stream.on("data", (m: DecodedChunk | MalformedChunk) => this.onMessage(m));
+    stream.on("error", (e: grpc.ServiceError) => this.onInStreamEnd(e));
+    stream.on("end", () => this.onInStreamEnd(null));
+
+    let timer: NodeJS.Timeout | null = null;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const leftOk = this.inStream !== null && this.leftReadySettled;
+        reject(leftOk
+          ? this.err(this.right, "connect", "timeout", `did not open its Pull stream within ${this.timeoutMs} ms`)
+          : this.err(this.left, "connect", "timeout", `did not accept our Pull stream within ${this.timeoutMs} ms`));
+      }, Math.max(1, deadline - Date.now()));
+    });
+    void this.leftReady.promise.then(() => (this.leftReadySettled = true), () => undefined);
+    try {
+      await Promise.race([Promise.all([this.leftReady.promise, this.rightReady.promise]), timeout]);
+      this.connected = true;
+    } catch (e) {
+      const err = e instanceof CollectiveError ? e : this.err(this.left, "connect", "peer-lost", String(e));
+      this.fail(err);
+      throw err;
+    } finally {
+      if (timer !== null) clearTimeout(timer);
+    }
+  }
+  private leftReadySettled = false;
+  private peerGone: CollectiveError | null = null;
+  /** Abort notices in flight after a failure; close() waits for them so neighbours learn the reason first. */
+  private aborting: Promise<void> = Promise.resolve();
+
+  /**
+   * Sums (op "sum") or averages (op "avg") every tensor element-wise over all ranks, in place. Tensors are packed
+   * into fusion buckets in list order; every rank must pass the same names and lengths in the same order and the
+   * same step. Resolves when this rank holds the result and no send still reads its memory. On failure rejects
+   * with a CollectiveError (tensor contents are then unspecified) and the communicator stays unusable.
+   */
+  async allReduce(tensors: NamedTensor[], opts: AllReduceOptions): Promise<void> {
+    const step = opts?.step;
+    if (this.broken) throw this.err(this.broken.rank, this.broken.phase, this.broken.kind, `communicator unusable after an earlier failure: ${this.broken.message}`, step ?? -1);
+    if (this.closing) throw this.usage("idle", "communicator is closed");
+    if (this.peerGone !== null) throw this.peerGone;
+    if (!this.connected) throw this.usage("idle", "allReduce() before connect()");
+    if (this.run !== null) throw this.usage("idle", "allReduce() called while another collective is running");
+    if (!Number.isSafeInteger(step) || step < 0) throw this.usage("idle", `step must be a non-negative integer, got ${step}`);
+    if (opts.op !== "sum" && opts.op !== "avg") throw this.usage("idle", `op must be "sum" or "avg", got ${JSON.stringify(opts.op)}`);
+    if (!Array.isArray(tensors)) throw this.usage("idle", "tensors must be an array");
+    const names = new Set<string>();
+    tensors.forEach((t, i) => {
+      if (t === null || typeof t !== "object" || typeof t.name !== "string" || !(t.data instanceof Float32Array)) {
+        throw this.usage("idle", `tensor ${i} must be { name: string, data: Float32Array }`);
+      }
+      if (names.has(t.name)) throw this.usage("idle", `duplicate tensor name "${t.name}"`);
+      names.add(t.name);
+    });
+    const N = this.worldSize;
+    if (N === 1) return; // sum and average over one rank are the identity
+    const op = OPS[opts.op];
+    const plan = planBuckets(tensors.map((t) => ({ name: t.name, length: t.data.length })), this.bucketBytes,
+      layoutSalt(N, op, this.dtype, this.chunkElems));
+    const run = this.startRun(plan, tensors, step, op);
+    await run.done.promise;
+  }
+
+  /**
+   * Closes the communicator. Graceful: our stream to the right neighbour is ended after its queued chunks, and we
+   * wait (at most min(timeoutMs, 5 s)) for the left neighbour to end its stream to us, so that a neighbour still
+   * waiting for its last write confirmations is not cut off. A running collective is failed first.
+   */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    if (this.run !== null) this.fail(this.err(this.rank, this.phaseOf(this.run), "closed", "communicator closed during a collective"));
+    await this.aborting;
+    this.closing = true;
+    this.forwards.clear();
+    this.initial.clear();
+    const inStream = this.inStream;
+    if (inStream !== null) {
+      const ended = new Promise<void>((resolve) => {
+        inStream.once("end", resolve);
+        inStream.once("error", () => resolve());
+        inStream.once("close", resolve);
+      });
+      inStream.resume();
+      try {
+        this.outStream?.end();
+      } catch {
+        /* already ended */
+      }
+      let t: NodeJS.Timeout | null = null;
+      await Promise.race([ended, new Promise<void>((resolve) => (t = setTimeout(resolve, Math.min(this.timeoutMs, 5000))))]);
+      if (t !== null) clearTimeout(t);
+      inStream.cancel();
+    } else {
+      try {
+        this.outStream?.end();
+      } catch {
+        /* already ended */
+      }
+    }
+    this.leftClient?.close();
+    this.rightClient?.close();
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 1000);
+      this.server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // collective driver
+
+  private startRun(plan: BucketPlan, tensors: NamedTensor[], step: number, op: number): Run {
+    const N = this.worldSize;
+    const r = this.rank;
+    const ce = this.chunkElems;
+    const buffers: Float32Array[] = [];
+    const packed: boolean[] = [];
+    const seen: Uint8Array[] = [];
+    const maxChunks: number[] = [];
+    let expectedRs = 0;
+    let expectedAg = 0;
+    plan.buckets.forEach((b, bi) => {
+      if (b.entries.length === 1) {
+        buffers.push(tensors[b.entries[0].tensor].data);
+        packed.push(false);
+      } else {
+        let buf = this.pool[bi];
+        if (buf === undefined || buf.length < b.elements) buf = this.pool[bi] = new Float32Array(b.elements);
+        const view = buf.subarray(0, b.elements);
+        for (const e of b.entries) view.set(tensors[e.tensor].data, e.offset);
+        buffers.push(view);
+        packed.push(true);
+      }
+      const L = b.elements;
+      let mc = 0;
+      for (let g = 0; g < N; g++) {
+        const c = chunkCount(L, N, g, ce);
+        mc = Math.max(mc, c);
+        if (g !== r) expectedRs += c;
+        if (g !== this.right) expectedAg += c;
+      }
+      maxChunks.push(mc);
+      seen.push(new Uint8Array(2 * N * mc));
+    });
+    const run: Run = {
+      id: this.nextId++, step, op, plan, tensors, buffers, packed, seen, maxChunks, begun: false,
+      expectedRs, expectedAg, receivedRs: 0, receivedAg: 0, pendingWrites: 0, done: deferred<void>(), timer: null,
+    };
+    this.run = run;
+    // Two-stage deadline: at 90% a rank whose left neighbour never even started (no BEGIN) blames it and aborts
+    // the ring; the others, whose neighbours are alive but starved, wait until 100% for that better verdict.
+    run.timer = setTimeout(() => {
+      if (!run.begun) this.onTimeout(run);
+      else run.timer = setTimeout(() => this.onTimeout(run), this.timeoutMs - Math.floor(0.9 * this.timeoutMs));
+    }, Math.floor(0.9 * this.timeoutMs));
+
+    this.enqueue(run, this.initial, RingPhase.BEGIN, 0, 0, 0, 0, null);
+    plan.buckets.forEach((b, bi) => {
+      const L = b.elements;
+      const c = chunkCount(L, N, r, ce);
+      for (let k = 0; k < c; k++) this.enqueue(run, this.initial, RingPhase.REDUCE_SCATTER, 0, bi, r, k, buffers[bi]);
+    });
+    // messages for this collective that arrived before it started
+    const early = this.early;
+    this.early = [];
+    for (const m of early) this.onMessage(m);
+    if (this.paused && this.run === run) {
+      this.paused = false;
+      this.inStream?.resume();
+    }
+    this.pump();
+    return run;
+  }
+
+  /** Queues the send of chunk k of `segment` (phase, hop) of bucket bi; the payload is read at framing time. */
+  private enqueue(run: Run, q: Fifo<QueuedSend>, phase: number, hop: number, bi: number, segment: number, k: number, buf: Float32Array | null): void {
+    const N = this.worldSize;
+    let source: Float32Array | null = null;
+    let offset = 0;
+    let count = 0;
+    if (buf !== null) {
+      const L = buf.length;
+      offset = segmentStart(L, N, segment) + k * this.chunkElems;
+      count = Math.min(this.chunkElems, segmentLength(L, N, segment) - k * this.chunkElems);
+      source = buf.subarray(offset, offset + count);
+    }
+    const h: ChunkHeader = {
+      jobId: this.jobId, senderRank: this.rank, collectiveId: run.id, step: run.step, bucket: bi, phase, hop, segment,
+      chunkIndex: k, elementOffset: offset, elementCount: count, chunkBytes: count * bytesPerElement(this.dtype),
+      dtype: this.dtype, layoutHash: run.plan.layoutHash, bucketCount: run.plan.buckets.length,
+      totalElements: run.plan.totalElements, op: run.op,
+    };
+    const wire = encodeChunk(h, source, this.half);
+    run.pendingWrites++;
+    q.push({ run, out: { wire, zeroCopy: this.zeroCopy }, bytes: wire.byteLength });
+  }
+
+  /** Hands queued chunks to grpc-js while fewer than maxInflight bytes are unconfirmed; forwards go first. */
+  private pump(): void {
+    const out = this.outStream;
+    if (out === null || this.broken !== null) return;
+    while (this.inflightBytes < this.maxInflight) {
+      const item = this.forwards.shift() ?? this.initial.shift();
+      if (item === undefined) return;
+      this.inflightBytes += item.bytes;
+      out.write(item.out, () => {
+        this.inflightBytes -= item.bytes;
+        item.run.pendingWrites--;
+        if (this.run === item.run) this.maybeFinish(item.run);
+        this.pump();
+      });
+    }
+  }
+
+  private onMessage(m: DecodedChunk | MalformedChunk): void {
+    if (this.broken !== null || this.closing) return;
+    const fail = (detail: string, kind = "protocol"): void => this.fail(this.err(this.left, this.run ? this.phaseOf(this.run) : "idle", kind, detail));
+    if (!m.ok) return fail(`malformed Chunk message: ${m.reason}`);
+    const h = m.header;
+    if (h.jobId !== this.jobId) return fail(`wrong job id "${h.jobId}" (expected "${this.jobId}")`);
+    if (h.senderRank !== this.left) return fail(`chunk claims sender rank ${h.senderRank}, expected ${this.left}`);
+    const run = this.run;
+    const current = run?.id ?? this.nextId;
+    if (h.collectiveId < current) return fail(`chunk for collective ${h.collectiveId}, which is already over (current ${current})`);
+    if (run === null || h.collectiveId > run.id) {
+      // the neighbour is ahead of us: keep the message and stop reading until we catch up (flow control)
+      this.early.push(m);
+      if (!this.paused) {
+        this.paused = true;
+        this.inStream?.pause();
+      }
+      return;
+    }
+    this.onChunk(run, h, m.payload);
+  }
+
+  private onChunk(run: Run, h: ChunkHeader, payload: Buffer): void {
+    const N = this.worldSize;
+    const fail = (detail: string, kind = "protocol"): void => this.fail(this.err(this.left, this.phaseOf(run), kind, detail, run.step));
+    if (h.step !== run.step) return fail(`wrong step ${h.step} (this rank is at step ${run.step})`);
+    if (h.phase === RingPhase.BEGIN) {
+      if (run.begun) return fail("duplicate BEGIN message");
+      if (h.layoutHash !== run.plan.layoutHash || h.bucketCount !== run.plan.buckets.length || h.totalElements !== run.plan.totalElements
+        || h.op !== run.op || h.dtype !== this.dtype) {
+        return fail(`bucket layout mismatch: left neighbour has ${h.bucketCount} buckets / ${h.totalElements} elements / op ${h.op} / dtype ${h.dtype} / layout hash ${h.layoutHash}, `
+          + `this rank has ${run.plan.buckets.length} buckets / ${run.plan.totalElements} elements / op ${run.op} / dtype ${this.dtype} / layout hash ${run.plan.layoutHash} `
+          + `(tensor names, lengths, order, bucket size, op, compression and chunk size must agree on every rank)`, "layout-mismatch");
+      }
+      run.begun = true;
+      this.maybeFinish(run);
+      return;
+    }
+    if (!run.begun) return fail("data chunk before the BEGIN message");
+    if (h.layoutHash !== run.plan.layoutHash) return fail(`layout hash ${h.layoutHash} differs from ours ${run.plan.layoutHash}`, "layout-mismatch");
+    if (h.dtype !== this.dtype) return fail(`dtype ${h.dtype}, expected ${this.dtype}`);
+    if (h.bucket >= run.buffers.length) return fail(`bucket index ${h.bucket} out of range (${run.buffers.length} buckets)`);
+    if (h.phase !== RingPhase.REDUCE_SCATTER && h.phase !== RingPhase.ALL_GATHER) return fail(`invalid phase ${h.phase}`);
+    if (h.hop >= N - 1) return fail(`hop ${h.hop} out of range (0..${N - 2})`);
+    const rs = h.phase === RingPhase.REDUCE_SCATTER;
+    const seg = rs ? reduceScatterSegment(this.rank, N, h.hop) : allGatherSegment(this.rank, N, h.hop);
+    if (h.segment !== seg) return fail(`segment ${h.segment} at ${rs ? "reduce-scatter" : "all-gather"} hop ${h.hop}, expected ${seg}`);
+    const buf = run.buffers[h.bucket];
+    const L = buf.length;
+    const nChunks = chunkCount(L, N, seg, this.chunkElems);
+    if (h.chunkIndex >= nChunks) return fail(`chunk index ${h.chunkIndex} out of range (segment ${seg} of bucket ${h.bucket} has ${nChunks})`);
+    const offset = segmentStart(L, N, seg) + h.chunkIndex * this.chunkElems;
+    const count = Math.min(this.chunkElems, segmentLength(L, N, seg) - h.chunkIndex * this.chunkElems);
+    if (h.elementOffset !== offset || h.elementCount !== count) {
+      return fail(`chunk ${h.chunkIndex} of bucket ${h.bucket} covers elements [${h.elementOffset}, +${h.elementCount}), expected [${offset}, +${count}]`);
+    }
+    const bpe = bytesPerElement(this.dtype);
+    if (h.chunkBytes !== count * bpe) return fail(`chunk_bytes ${h.chunkBytes}, expected ${count * bpe}`);
+    if (payload.length !== h.chunkBytes) return fail(`payload length ${payload.length} bytes, chunk_bytes says ${h.chunkBytes}`);
+    const seenArr = run.seen[h.bucket];
+    const mc = run.maxChunks[h.bucket];
+    const idx = ((rs ? 0 : 1) * N + seg) * mc + h.chunkIndex;
+    if (seenArr[idx] !== 0) return fail(`duplicate chunk ${h.chunkIndex} of segment ${seg}, bucket ${h.bucket}`);
+    if (!rs && seg !== this.rank && seenArr[seg * mc + h.chunkIndex] === 0) {
+      return fail(`all-gather chunk ${h.chunkIndex} of segment ${seg} arrived before its reduce-scatter chunk`);
+    }
+    seenArr[idx] = 1;
+
+    // validated: now touch memory
+    const region = buf.subarray(offset, offset + count);
+    if (this.half === null) {
+      const src = payload.byteOffset % 4 === 0
+        ? new Float32Array(payload.buffer, payload.byteOffset, count)
+        : new Float32Array(new Uint8Array(payload).buffer, 0, count); // misaligned frame: copy once
+      if (rs) addInto(region, src);
+      else region.set(src);
+    } else {
+      const src = payload.byteOffset % 2 === 0
+        ? new Uint16Array(payload.buffer, payload.byteOffset, count)
+        : new Uint16Array(new Uint8Array(payload).buffer, 0, count);
+      decodeHalf(this.half, src, region, rs);
+    }
+    if (rs) {
+      run.receivedRs++;
+      if (h.hop < N - 2) this.enqueue(run, this.forwards, RingPhase.REDUCE_SCATTER, h.hop + 1, h.bucket, seg, h.chunkIndex, buf);
+      else {
+        // this rank owns the fully reduced segment: finalise it, then start its all-gather
+        if (run.op === OPS.avg) for (let i = 0; i < count; i++) region[i] = region[i] / N;
+        if (this.half !== null) roundToHalf(this.half, region); // so every rank ends with identical bits
+        this.enqueue(run, this.forwards, RingPhase.ALL_GATHER, 0, h.bucket, seg, h.chunkIndex, buf);
+      }
+    } else {
+      run.receivedAg++;
+      if (h.hop < N - 2) this.enqueue(run, this.forwards, RingPhase.ALL_GATHER, h.hop + 1, h.bucket, seg, h.chunkIndex, buf);
+    }
+    this.pump();
+    this.maybeFinish(run);
+  }
+
+  private maybeFinish(run: Run): void {
+    if (!run.begun || run.receivedRs !== run.expectedRs || run.receivedAg !== run.expectedAg || run.pendingWrites !== 0) return;
+    if (run.timer !== null) clearTimeout(run.timer);
+    run.plan.buckets.forEach((b, bi) => {
+      if (!run.packed[bi]) return;
+      const buf = run.buffers[bi];
+      for (const e of b.entries) run.tensors[e.tensor].data.set(buf.subarray(e.offset, e.offset + e.length));
+    });
+    this.run = null;
+    run.done.resolve();
+  }
+
+  private phaseOf(run: Run): CollectivePhase {
+    if (!run.begun) return "begin";
+    if (run.receivedRs < run.expectedRs) return "reduce-scatter";
+    if (run.receivedAg < run.expectedAg) return "all-gather";
+    return "finish";
+  }
+
+  private onTimeout(run: Run): void {
+    if (this.run !== run) return;
+    const phase = this.phaseOf(run);
+    if (phase === "finish") {
+      this.fail(this.err(this.right, phase, "timeout", `did not take our last ${run.pendingWrites} chunks within ${this.timeoutMs} ms`, run.step));
+    } else {
+      const got = run.receivedRs + run.receivedAg;
+      this.fail(this.err(this.left, phase, "timeout",
+        `no data from it for ${this.timeoutMs} ms (received ${got} of ${run.expectedRs + run.expectedAg} chunks${run.begun ? "" : ", no BEGIN"})`, run.step));
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // failure handling
+
+  /** Fails the running collective (if any), marks the communicator broken and tells both neighbours. */
+  private fail(err: CollectiveError): void {
+    if (this.broken !== null) return;
+    this.broken = err;
+    const run = this.run;
+    this.run = null;
+    if (run !== null) {
+      if (run.timer !== null) clearTimeout(run.timer);
+      run.done.reject(err);
+    }
+    this.leftReady.reject(err);
+    this.rightReady.reject(err);
+    this.forwards.clear();
+    this.initial.clear();
+    this.early = [];
+    if (this.closing || this.worldSize === 1 || this.addresses.length === 0) {
+      this.teardownStreams(err);
+      return;
+    }
+    // Abort first (it carries the reason), then drop the streams, so neighbours learn why rather than just "cancelled".
+    const req: AbortRequest = {
+      jobId: this.jobId, senderRank: this.rank, collectiveId: run?.id ?? Math.max(0, this.nextId - 1), step: run?.step ?? err.step,
+      culpritRank: err.rank, culpritAddress: err.address, phase: String(err.phase), reason: err.message,
+    };
+    const targets = [this.leftClient, this.rightClient].filter((c): c is grpc.Client => c !== null);
+    const def = peerServiceDefinition.Abort;
+    const sends = targets.map((c) => new Promise<void>((resolve) => {
+      c.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, req, tokenMetadata(this.token),
+        { deadline: Date.now() + 1000 }, () => resolve());
+    }));
+    this.aborting = Promise.all(sends).then(() => this.teardownStreams(err));
+  }
+
+  private teardownStreams(err: CollectiveError): void {
+    if (this.outStream !== null) {
+      const s = this.outStream;
+      this.outStream = null;
+      try {
+        s.emit("error", { code: grpc.status.ABORTED, details: err.message });
+      } catch {
+        /* stream already closed */
+      }
+    }
+    if (this.inStream !== null) {
+      const s = this.inStream;
+      this.inStream = null;
+      s.cancel();
+    }
+  }
+
+  private onInStreamEnd(e: grpc.ServiceError | null): void {
+    if (this.closing || this.broken !== null) return;
+    if (e === null && (this.run === null || this.phaseOf(this.run) === "finish")) {
+      // the left neighbour closed cleanly after everything we need from it arrived: not an error unless we
+      // try another collective
+      this.peerGone = this.err(this.left, "idle", "closed", "closed its stream to us (its communicator was closed)");
+      return;
+    }
+    const detail = e === null ? "closed its stream to us" : `stream to us failed: ${grpc.status[e.code] ?? e.code} ${e.details}`;
+    const kind = e !== null && e.code === grpc.status.UNAUTHENTICATED ? "auth" : e !== null && e.code === grpc.status.ABORTED ? "aborted" : "peer-lost";
+    const phase = this.run ? this.phaseOf(this.run) : this.connected ? "idle" : "connect";
+    this.fail(this.err(this.left, phase, kind, detail, this.run?.step ?? -1));
+  }
+
+  private onOutStreamLost(call: grpc.ServerWritableStream<PullRequest, OutgoingChunk>, what: string): void {
+    if (this.outStream !== call || this.closing || this.broken !== null) return;
+    if (this.run === null) {
+      // the right neighbour went away between collectives (usually: it closed); only an error if we go on
+      this.peerGone ??= this.err(this.right, "idle", "peer-lost", `our stream to it ${what}`);
+      return;
+    }
+    const phase = this.run ? this.phaseOf(this.run) : this.connected ? "idle" : "connect";
+    this.fail(this.err(this.right, phase, "peer-lost", `our stream to it ${what}`, this.run?.step ?? -1));
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // server side
+
+  private onPull(call: grpc.ServerWritableStream<PullRequest, OutgoingChunk>): void {
+    const reject = (code: grpc.status, details: string): void => {
+      call.emit("error", { code, details: `rank ${this.rank} (${this.address}) rejected Pull: ${details}` });
+    };
+    if (!tokenMatches(call.metadata, this.token)) return reject(grpc.status.UNAUTHENTICATED, "missing or wrong job token");
+    const q = call.request;
+    if (q.jobId !== this.jobId) return reject(grpc.status.PERMISSION_DENIED, `job id "${q.jobId}" is not this job's ("${this.jobId}")`);
+    if (q.worldSize !== this.worldSize) return reject(grpc.status.FAILED_PRECONDITION, `world size ${q.worldSize}, this ring has ${this.worldSize}`);
+    if (q.senderRank !== this.rank) return reject(grpc.status.FAILED_PRECONDITION, `caller expects rank ${q.senderRank}, this is rank ${this.rank}`);
+    if (q.receiverRank !== this.right || this.worldSize === 1) {
+      return reject(grpc.status.PERMISSION_DENIED, `only the right neighbour (rank ${this.right}) may pull, caller says it is rank ${q.receiverRank}`);
+    }
+    if (this.closing || this.broken !== null) return reject(grpc.status.UNAVAILABLE, "communicator closed or failed");
+    if (this.outStream !== null) return reject(grpc.status.ALREADY_EXISTS, `rank ${this.right} already holds the stream`);
+    this.outStream = call;
+    const md = new grpc.Metadata();
+    md.set(PROOF_KEY, tokenProof(this.token, this.jobId, this.rank));
+    call.sendMetadata(md);
+    call.on("cancelled", () => this.onOutStreamLost(call, "was cancelled or the connection dropped"));
+    call.on("error", () => this.onOutStreamLost(call, "failed"));
+    this.rightReady.resolve();
+    this.pump();
+  }
+
+  private onAbort(call: grpc.ServerUnaryCall<AbortRequest, Record<string, never>>, cb: grpc.sendUnaryData<Record<string, never>>): void {
+    if (!tokenMatches(call.metadata, this.token)) return cb({ code: grpc.status.UNAUTHENTICATED, details: "missing or wrong job token" });
+    const q = call.request;
+    if (q.jobId !== this.jobId) return cb({ code: grpc.status.PERMISSION_DENIED, details: `job id "${q.jobId}" is not this job's` });
+    if (q.senderRank !== this.left && q.senderRank !== this.right) {
+      return cb({ code: grpc.status.PERMISSION_DENIED, details: `rank ${q.senderRank} is not a neighbour of rank ${this.rank}` });
+    }
+    cb(null, {});
+    if (this.closing || this.broken !== null) return;
+    const phase = q.phase || (this.run ? this.phaseOf(this.run) : "idle");
+    this.fail(new CollectiveError({
+      rank: q.culpritRank, address: q.culpritAddress, phase, step: this.run?.step ?? q.step, reportedBy: this.rank, kind: "aborted",
+    }, `neighbour rank ${q.senderRank} (${this.addresses[q.senderRank] ?? "?"}) left the collective: ${q.reason}`));
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+
+  private err(rank: number, phase: CollectivePhase | string, kind: string, detail: string, step = this.run?.step ?? -1): CollectiveError {
+    return new CollectiveError({ rank, address: this.addresses[rank] ?? (rank === this.rank ? this.address : ""), phase, step, reportedBy: this.rank, kind }, detail);
+  }
+
+  private usage(phase: CollectivePhase, detail: string): CollectiveError {
+    return new CollectiveError({ rank: this.rank, address: this.address, phase, step: -1, reportedBy: this.rank, kind: "usage" }, detail);
+  }
+}
+
+/** dst[i] += src[i]. */
+function addInto(dst: Float32Array, src: Float32Array): void {
+  const n = dst.length;
+  for (let i = 0; i < n; i++) dst[i] += src[i];
+}
+
+function validateOptions(o: RingOptions): void {
+  const bad = (field: string, why: string): never => {
+    throw new Error(`RingOptions.${field} ${why}`);
+  };
+  if (o === null || typeof o !== "object") bad("", "must be an object");
+  if (typeof o.jobId !== "string" || o.jobId.length === 0 || Buffer.byteLength(o.jobId) > 256) bad("jobId", "must be a non-empty string of at most 256 bytes");
+  if (typeof o.token !== "string" || o.token.length === 0) bad("token", "must be a non-empty string");
+  if (!Number.isInteger(o.worldSize) || o.worldSize < 1) bad("worldSize", `must be an integer >= 1, got ${o.worldSize}`);
+  if (!Number.isInteger(o.rank) || o.rank < 0 || o.rank >= o.worldSize) bad("rank", `must be an integer in [0, ${o.worldSize - 1}], got ${o.rank}`);
+  if (!Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0) bad("timeoutMs", `must be a positive number, got ${o.timeoutMs}`);
+  if (o.host !== undefined && (typeof o.host !== "string" || o.host.length === 0)) bad("host", "must be a non-empty string");
+  if (o.port !== undefined && (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535)) bad("port", `must be an integer in [0, 65535], got ${o.port}`);
+  const cb = o.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  if (!Number.isInteger(cb) || cb < 16 || cb % 4 !== 0 || cb > 64 * 1024 * 1024) bad("chunkBytes", `must be a multiple of 4 in [16, 64 MiB], got ${cb}`);
+  const bb = o.bucketBytes ?? DEFAULT_BUCKET_BYTES;
+  if (!Number.isInteger(bb) || bb < 4) bad("bucketBytes", `must be an integer >= 4, got ${bb}`);
+  if (o.compression !== undefined && !["none", "fp16", "bf16"].includes(o.compression)) bad("compression", `must be "none", "fp16" or "bf16", got ${JSON.stringify(o.compression)}`);
+  if (o.maxInflightBytes !== undefined && (!Number.isInteger(o.maxInflightBytes) || o.maxInflightBytes < 1)) bad("maxInflightBytes", "must be a positive integer");
+}
