@@ -354,6 +354,7 @@ function aggregate(step: number, reports: StepReport[], progress: { epoch: numbe
     tokens,
     step_ms: stepMs,
     tokens_per_s: stepMs > 0 ? (tokens / stepMs) * 1000 : 0,
+    mfu: stepMs > 0 && sum((r) => r.peak_flops_per_s) > 0 ? sum((r) => r.model_flops) / (stepMs / 1000) / sum((r) => r.peak_flops_per_s) : 0,
     grad_norm: reports[0].grad_norm,
     per_rank: reports
       .slice()

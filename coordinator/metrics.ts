@@ -23,6 +23,8 @@ export interface StepMetrics {
   tokens: number;
   step_ms: number;
   tokens_per_s: number;
+  /** Model-FLOPs utilisation: model FLOPs per second over the sum of the ranks' measured peak matmul FLOP/s. */
+  mfu: number;
   grad_norm: number;
   per_rank: RankTimes[];
   eval?: { loss: number; perplexity: number; accuracy: number; sequences: number };

@@ -53,10 +53,14 @@ export function predictMasked(model: BertModel, batch: Batch, topK: number, mask
     positions = maskedPositions(batch.mlmLabels, model.config.vocabSize).positions;
   }
   if (positions.length === 0) return [];
-  const [values, indices] = tf.tidy(() => {
+  let values: Float32Array = new Float32Array(0);
+  let indices: Int32Array = new Int32Array(0);
+  tf.tidy(() => {
     const probs = tf.softmax(mlmLogits(model, encode(model, batch, { training: false }), positions));
     const top = tf.topk(probs, topK);
-    return [top.values.dataSync() as Float32Array, top.indices.dataSync() as Int32Array];
+    // Assigned, not returned: tidy would walk a returned typed array element by element.
+    values = top.values.dataSync() as Float32Array;
+    indices = top.indices.dataSync() as Int32Array;
   });
   return Array.from(positions, (p, r) => ({
     sequence: Math.floor(p / batch.seqLen),

@@ -1,0 +1,24 @@
+import * as path from "node:path";
+import { repoRoot } from "../shared/paths";
+import { EXIT_OK } from "../shared/exit-codes";
+import { launchTraining } from "./train";
+import { fillMask } from "./fill-mask";
+
+/** The README's first command: a short real pretraining run on Brown with N workers, then fill-mask. */
+export async function runDemo(opts: { workers: number; maxSteps: number; output: string }): Promise<number> {
+  const config = path.join(repoRoot(), "examples", "pretrain-brown.yaml");
+  process.stderr.write(`demo: pretraining bert-tiny on the Brown corpus with ${opts.workers} workers for ${opts.maxSteps} steps (${config})\n`);
+  const code = await launchTraining({
+    config,
+    workers: opts.workers,
+    overrides: { maxSteps: opts.maxSteps, output: opts.output, set: ["schedule.warmup_steps=10", `training.eval_interval_steps=${Math.max(1, Math.floor(opts.maxSteps / 3))}`] },
+  });
+  if (code !== EXIT_OK) return code;
+  const sentences = ["the jury said the [MASK] was well conducted .", "he went back to the [MASK] to get his coat .", "it was the [MASK] time that she had seen him ."];
+  const results = await fillMask(opts.output, sentences, { topK: 5, backend: "auto", cased: false });
+  process.stdout.write("\nfill-mask with the trained model:\n");
+  for (const r of results) {
+    process.stdout.write(`  ${r.text}\n    -> ${r.candidates.map((c) => `${c.token} (${(c.prob * 100).toFixed(1)}%)`).join(", ")}\n`);
+  }
+  return EXIT_OK;
+}

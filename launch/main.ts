@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+/**
+ * The `launch` command line (yargs):
+ *   launch [--workers N | --gpus N] [--nodes M --node-rank R --coordinator HOST:PORT] CONFIG.yaml
+ *   launch --resume RUN_DIR
+ *   launch fill-mask --model DIR "text with [MASK]"
+ *   launch demo
+ */
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { ConfigError } from "../shared/config/load";
+import { EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK } from "../shared/exit-codes";
+import { launchTraining, type TrainArgs } from "./train";
+import { fillMask } from "./fill-mask";
+import { runDemo } from "./demo";
+
+async function main(argv: string[]): Promise<number> {
+  let code = EXIT_OK;
+  const parser = yargs(argv)
+    .scriptName("launch")
+    .usage("$0 [options] CONFIG.yaml\n\nData-parallel BERT pretraining and fine-tuning over a gRPC ring.")
+    .command(
+      "$0 [config]",
+      "train (or resume) a model described by CONFIG.yaml",
+      (y) =>
+        y
+          .positional("config", { type: "string", describe: "run configuration (YAML)" })
+          .option("workers", { type: "number", describe: "worker processes on this node (CPU slots)" })
+          .option("gpus", { type: "number", describe: "worker processes on this node, one GPU each (CUDA_VISIBLE_DEVICES)" })
+          .option("nodes", { type: "number", describe: "number of machines (env NNODES)" })
+          .option("node-rank", { type: "number", describe: "this machine's index, 0-based (env NODE_RANK)" })
+          .option("coordinator", { type: "string", describe: "HOST:PORT of the coordinator on node 0 (env COORDINATOR_ADDR)" })
+          .option("advertise-host", { type: "string", describe: "host name or IP other nodes use to reach this node's workers" })
+          .option("job-id", { type: "string", describe: "job id shared by all nodes (default: the config's name; env RINGTRAIN_JOB_ID)" })
+          .option("resume", { type: "string", describe: "continue the run in RUN_DIR from its latest good checkpoint" })
+          .option("max-steps", { type: "number", describe: "override training.max_steps" })
+          .option("output", { type: "string", describe: "override output_dir" })
+          .option("backend", { type: "string", choices: ["auto", "wasm", "cpu", "tensorflow"], describe: "override backend" })
+          .option("seed", { type: "number", describe: "override seed" })
+          .option("set", { type: "string", array: true, describe: "override any field: --set optimizer.lr=1e-3" })
+          .option("dry-run", { type: "boolean", describe: "validate and print the resolved config and world, start nothing" })
+          .option("quiet", { type: "boolean", describe: "no progress output" }),
+      async (a) => {
+        const args: TrainArgs = {
+          config: a.config, resume: a.resume, workers: a.workers, gpus: a.gpus, nodes: a.nodes, nodeRank: a["node-rank"],
+          coordinator: a.coordinator, advertiseHost: a["advertise-host"], jobId: a["job-id"], dryRun: a["dry-run"], quiet: a.quiet,
+          overrides: { maxSteps: a["max-steps"], output: a.output, backend: a.backend, seed: a.seed, set: a.set },
+        };
+        code = await launchTraining(args);
+      },
+    )
+    .command(
+      "fill-mask <text..>",
+      "show the top-k predictions for each [MASK] in TEXT",
+      (y) =>
+        y
+          .positional("text", { type: "string", array: true, demandOption: true })
+          .option("model", { type: "string", demandOption: true, describe: "checkpoint directory, or a run directory" })
+          .option("top-k", { type: "number", default: 5 })
+          .option("cased", { type: "boolean", default: false, describe: "the vocabulary is cased (no lower-casing)" })
+          .option("backend", { type: "string", default: "auto" })
+          .option("json", { type: "boolean", describe: "print JSON" }),
+      async (a) => {
+        const results = await fillMask(a.model, a.text as string[], { topK: a["top-k"], backend: a.backend, cased: a.cased });
+        if (a.json) process.stdout.write(JSON.stringify(results) + "\n");
+        else {
+          for (const r of results) {
+            process.stdout.write(`${r.text}\n  [MASK] at ${r.position}: ${r.candidates.map((c) => `${c.token} (${(c.prob * 100).toFixed(1)}%)`).join(", ")}\n`);
+          }
+        }
+      },
+    )
+    .command(
+      "demo",
+      "pretrain bert-tiny on the Brown corpus with 2 workers, then show fill-mask predictions",
+      (y) => y.option("workers", { type: "number", default: 2 }).option("max-steps", { type: "number", default: 60 }).option("output", { type: "string", default: "runs/demo" }),
+      async (a) => {
+        code = await runDemo({ workers: a.workers, maxSteps: a["max-steps"], output: a.output });
+      },
+    )
+    .strict()
+    .help()
+    .alias("h", "help")
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns ?? 110))
+    .fail((msg, err) => {
+      throw err ?? new ConfigError(msg);
+    });
+  await parser.parseAsync();
+  return code;
+}
+
+main(hideBin(process.argv)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`launch: ${err.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    process.stderr.write(`launch: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+    process.exit(EXIT_INTERNAL);
+  },
+);

@@ -1,0 +1,73 @@
+import { SingleBar } from "cli-progress";
+import type { StepMetrics } from "../coordinator/metrics";
+
+/**
+ * One progress line for the run: step/total, loss, tokens/s, MFU, ETA. A live bar (cli-progress) on a
+ * terminal; on a pipe or log file, one plain line per step (and per evaluation).
+ */
+export class ProgressReporter {
+  private readonly bar: SingleBar | undefined;
+  private readonly startedMs = Date.now();
+  private last: StepMetrics | undefined;
+  private lastEval: StepMetrics["eval"];
+  private readonly throughput: number[] = [];
+  private readonly mfus: number[] = [];
+
+  constructor(private readonly total: number, private readonly startStep: number, private readonly enabled: boolean) {
+    if (enabled && process.stderr.isTTY) {
+      this.bar = new SingleBar({
+        format: "step {value}/{total} |{bar}| loss {loss} | {tps} tok/s | MFU {mfu} | ETA {eta_formatted}{evaltext}",
+        stream: process.stderr,
+        hideCursor: true,
+        etaBuffer: 20,
+      });
+      this.bar.start(total, startStep, { loss: "-", tps: "-", mfu: "-", evaltext: "" });
+    }
+  }
+
+  /** Shows one finished step. */
+  update(m: StepMetrics): void {
+    this.last = m;
+    this.throughput.push(m.tokens_per_s);
+    this.mfus.push(m.mfu);
+    if (m.eval) this.lastEval = m.eval;
+    const evalText = this.lastEval ? ` | val loss ${this.lastEval.loss.toFixed(3)} acc ${(this.lastEval.accuracy * 100).toFixed(1)}%` : "";
+    if (this.bar) {
+      this.bar.update(m.step, { loss: m.loss.toFixed(3), tps: Math.round(m.tokens_per_s), mfu: pct(m.mfu), evaltext: evalText });
+    } else if (this.enabled) {
+      const done = m.step - this.startStep;
+      const elapsed = (Date.now() - this.startedMs) / 1000;
+      const eta = done > 0 ? (elapsed / done) * (this.total - m.step) : NaN;
+      process.stderr.write(
+        `step ${m.step}/${this.total} | loss ${m.loss.toFixed(3)} | ${Math.round(m.tokens_per_s)} tok/s | MFU ${pct(m.mfu)} | ETA ${formatSeconds(eta)}${m.eval ? evalText : ""}\n`,
+      );
+    }
+  }
+
+  /** Ends the live bar. */
+  finish(): void {
+    this.bar?.stop();
+  }
+
+  /** Final figures: last loss, median throughput and MFU, last evaluation. */
+  summary(): string {
+    if (!this.last) return "no step completed";
+    const ev = this.lastEval ? `, validation loss ${this.lastEval.loss.toFixed(3)} (perplexity ${this.lastEval.perplexity.toFixed(1)}, masked-token accuracy ${(this.lastEval.accuracy * 100).toFixed(1)}%)` : "";
+    return `step ${this.last.step}, loss ${this.last.loss.toFixed(3)}${ev}, median ${Math.round(median(this.throughput))} tokens/s, MFU ${pct(median(this.mfus))}`;
+  }
+}
+
+function median(xs: number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor(s.length / 2)];
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(1)}%`;
+}
+
+function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return "-";
+  const m = Math.floor(s / 60);
+  return m > 0 ? `${m}m${Math.round(s % 60)}s` : `${Math.round(s)}s`;
+}

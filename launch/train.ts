@@ -1,0 +1,199 @@
+/**
+ * `launch CONFIG.yaml`: validate the config, prepare tokenizer and data once, start the coordinator (node 0)
+ * and this node's workers, show progress, and stop everything together.
+ */
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { stringify } from "yaml";
+import { Coordinator, type JobOutcome } from "../coordinator/coordinator";
+import type { StepMetrics } from "../coordinator/metrics";
+import { ConfigError, loadRunConfig, validateForWorld, type ConfigOverrides } from "../shared/config/load";
+import type { RunConfig } from "../shared/config/schema";
+import { scheduleOf } from "../shared/config/derived";
+import { lrAt } from "../shared/train/schedule";
+import { loadRunDocuments, preparePretrainingData, prepareTokenizer } from "../shared/pipeline/prepare";
+import { checkpointDirFor, latestGoodCheckpoint } from "../shared/checkpoint/run-checkpoints";
+import { readManifest } from "../shared/checkpoint/manifest";
+import { Vocab } from "../shared/tokenizer/vocab";
+import { BertTokenizer } from "../shared/tokenizer/bert-tokenizer";
+import { atomicWriteFile } from "../shared/io/atomic-write";
+import { repoRoot } from "../shared/paths";
+import { workerMallocEnv } from "../worker/transport/malloc-env";
+import { EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKER_FAILURE } from "../shared/exit-codes";
+import { resolveWorld, type World, type WorldArgs } from "./world";
+import { Supervisor, type WorkerExit } from "./supervisor";
+import { ProgressReporter } from "./progress";
+
+/** Arguments of a training launch. */
+export interface TrainArgs extends WorldArgs {
+  config?: string;
+  resume?: string;
+  overrides: ConfigOverrides;
+  jobId?: string;
+  advertiseHost?: string;
+  dryRun?: boolean;
+  quiet?: boolean;
+}
+
+/** Where the resolved config of a run is saved; `--resume RUN_DIR` reads it back. */
+export const RUN_CONFIG_FILE = "config.yaml";
+
+/** Runs (or resumes) a training job on this node; resolves with the process exit code. */
+export async function launchTraining(args: TrainArgs): Promise<number> {
+  const world = resolveWorld(args);
+  const { cfg, source, resume } = await resolveConfig(args);
+  validateForWorld(cfg, world.worldSize, source);
+  const jobId = args.jobId ?? process.env.RINGTRAIN_JOB_ID ?? cfg.name;
+  const token = jobToken(world);
+  const multiNode = world.nodes > 1;
+  if (args.dryRun) {
+    process.stdout.write(JSON.stringify({ config: cfg, world, jobId, resume: resume ?? null }, null, 2) + "\n");
+    return EXIT_OK;
+  }
+  const log = (line: string): void => {
+    if (!args.quiet) process.stderr.write(`launch: ${line}\n`);
+  };
+  const runDir = path.resolve(cfg.output_dir);
+  fs.mkdirSync(runDir, { recursive: true });
+
+  let coordinator: Coordinator | undefined;
+  let coordinatorAddress = world.coordinatorAddress;
+  if (world.nodeRank === 0) {
+    await atomicWriteFile(path.join(runDir, RUN_CONFIG_FILE), stringify(cfg));
+    const docs = loadRunDocuments(cfg);
+    const tokenizer = resume ? new BertTokenizer(resume.vocab, { lowerCase: cfg.tokenizer.lowercase }) : await prepareTokenizer(cfg, docs, log);
+    await atomicWriteFile(path.join(runDir, "vocab.txt"), tokenizer.vocab.tokens.join("\n") + "\n");
+    const data = preparePretrainingData(cfg, docs, tokenizer);
+    log(`data: ${docs.length} documents -> ${data.train.count} train / ${data.validation.count} validation sequences of ${cfg.data.max_seq_len} tokens${data.fromCache ? " (cached)" : ""}`);
+    const schedule = scheduleOf(cfg);
+    const port = coordinatorAddress ? Number(coordinatorAddress.slice(coordinatorAddress.lastIndexOf(":") + 1)) : 0;
+    coordinator = new Coordinator({
+      jobId, token, config: cfg, runDir,
+      worldSize: world.worldSize, workersPerNode: world.workersPerNode,
+      vocab: [...tokenizer.vocab.tokens],
+      numTrainSequences: data.train.count, numValidationSequences: data.validation.count,
+      learningRateAt: (step) => lrAt(schedule, step - 1),
+      checkpointDirFor: (step) => checkpointDirFor(runDir, step),
+      startStep: resume?.step ?? 0,
+      resumeCheckpointDir: resume?.dir,
+      bindAddress: `${multiNode ? "0.0.0.0" : "127.0.0.1"}:${port}`,
+    });
+    const bound = await coordinator.start();
+    coordinatorAddress = multiNode ? coordinatorAddress : bound;
+    log(`coordinator listening on ${bound}; job '${jobId}', ${world.worldSize} worker(s) on ${world.nodes} node(s)${resume ? `, resuming at step ${resume.step}` : ""}`);
+  }
+
+  const supervisor = new Supervisor(path.join(repoRoot(), "dist", "worker", "main.js"), path.join(runDir, "logs"), (exit) => onWorkerExit(exit));
+  let interrupted = false;
+  let workerFailure: string | undefined;
+  const onWorkerExit = (exit: WorkerExit): void => {
+    if (exit.code === 0) return;
+    const why = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    workerFailure ??= `worker rank ${exit.rank} (pid ${exit.pid}, host ${os.hostname()}) ${why}; see ${path.join(runDir, "logs", `rank-${exit.rank}.log`)}`;
+    coordinator?.fail(workerFailure, exit.rank);
+  };
+  const stopSignals = (signal: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${signal}: stopping all workers`);
+    coordinator?.fail(`interrupted by ${signal}`);
+    for (const pid of supervisor.runningPids()) {
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        // already gone
+      }
+    }
+  };
+  process.on("SIGINT", stopSignals);
+  process.on("SIGTERM", stopSignals);
+
+  const progress = new ProgressReporter(cfg.training.max_steps, resume?.step ?? 0, !args.quiet);
+  coordinator?.on("step", (m: StepMetrics) => progress.update(m));
+  const comm = JSON.stringify(cfg.communication);
+  for (let local = 0; local < world.workersPerNode; local++) {
+    const rank = world.nodeRank * world.workersPerNode + local;
+    supervisor.start({
+      rank,
+      localRank: local,
+      env: workerEnv(world, local, rank, jobId, token, coordinatorAddress!, comm, args.advertiseHost),
+    }, true);
+  }
+
+  let outcome: JobOutcome | undefined;
+  if (coordinator) {
+    outcome = await Promise.race([coordinator.finished(), supervisor.waitAll().then(() => coordinator!.finished())]);
+  }
+  const exits = await supervisor.stopAll(outcome?.status === "failed" ? 5000 : 30_000);
+  progress.finish();
+  await coordinator?.stop();
+  process.off("SIGINT", stopSignals);
+  process.off("SIGTERM", stopSignals);
+
+  if (interrupted) {
+    log(`interrupted; the last complete checkpoint in ${path.join(runDir, "checkpoints")} is intact (resume with: launch --resume ${runDir})`);
+    return EXIT_INTERRUPTED;
+  }
+  if (outcome?.status === "failed") {
+    log(`job failed: ${outcome.reason}`);
+    return EXIT_WORKER_FAILURE;
+  }
+  const bad = exits.find((e) => e.code !== 0);
+  if (bad) {
+    log(`job failed: ${workerFailure ?? `worker rank ${bad.rank} exited with ${bad.code ?? bad.signal}`}`);
+    return EXIT_WORKER_FAILURE;
+  }
+  if (coordinator) log(`done: ${progress.summary()}; run directory ${runDir}`);
+  return EXIT_OK;
+}
+
+/** Config from the file (+ overrides), or from RUN_DIR/config.yaml with --resume and its latest good checkpoint. */
+async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source: string; resume?: { dir: string; step: number; vocab: Vocab } }> {
+  if (args.resume === undefined) {
+    if (args.config === undefined) throw new ConfigError("give a CONFIG.yaml to train, or --resume RUN_DIR");
+    return { cfg: loadRunConfig(args.config, args.overrides), source: args.config };
+  }
+  const source = path.join(args.resume, RUN_CONFIG_FILE);
+  if (!fs.existsSync(source)) throw new ConfigError(`--resume ${args.resume}: not a run directory (no ${RUN_CONFIG_FILE})`);
+  const cfg = loadRunConfig(args.config ?? source, { ...args.overrides, output: args.resume });
+  const { checkpoint, warnings } = await latestGoodCheckpoint(args.resume);
+  for (const w of warnings) process.stderr.write(`launch: warning: ${w}\n`);
+  if (checkpoint === undefined) throw new ConfigError(`--resume ${args.resume}: no complete checkpoint to resume from`);
+  const manifest = await readManifest(checkpoint.dir);
+  const vocab = Vocab.load(path.join(checkpoint.dir, "vocab.txt"));
+  if (cfg.training.max_steps <= checkpoint.step) {
+    throw new ConfigError(`--resume ${args.resume}: checkpoint is at step ${checkpoint.step}, training.max_steps is ${cfg.training.max_steps}; raise it with --max-steps`);
+  }
+  return { cfg, source, resume: { dir: checkpoint.dir, step: manifest.step ?? checkpoint.step, vocab } };
+}
+
+/** The job token: RINGTRAIN_TOKEN / RINGTRAIN_TOKEN_FILE, or a fresh random one on a single node. */
+function jobToken(world: World): string {
+  if (process.env.RINGTRAIN_TOKEN) return process.env.RINGTRAIN_TOKEN;
+  if (process.env.RINGTRAIN_TOKEN_FILE) return fs.readFileSync(process.env.RINGTRAIN_TOKEN_FILE, "utf8").trim();
+  if (world.nodes > 1) throw new ConfigError("multi-node runs need a shared job token: set RINGTRAIN_TOKEN or RINGTRAIN_TOKEN_FILE on every node");
+  return crypto.randomBytes(24).toString("base64url");
+}
+
+function workerEnv(world: World, local: number, rank: number, jobId: string, token: string, coordinator: string, comm: string, advertiseHost?: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...workerMallocEnv(),
+    COORDINATOR_ADDR: coordinator,
+    RINGTRAIN_JOB_ID: jobId,
+    RINGTRAIN_TOKEN: token,
+    RINGTRAIN_COMM_JSON: comm,
+    NODE_RANK: String(world.nodeRank),
+    LOCAL_RANK: String(local),
+    LOCAL_WORLD_SIZE: String(world.workersPerNode),
+    WORLD_SIZE: String(world.worldSize),
+    RANK: String(rank),
+    RINGTRAIN_BIND_HOST: world.nodes > 1 ? "0.0.0.0" : "127.0.0.1",
+  };
+  delete env.RINGTRAIN_TOKEN_FILE;
+  if (advertiseHost) env.RINGTRAIN_ADVERTISE_HOST = advertiseHost;
+  if (world.useGpus) env.CUDA_VISIBLE_DEVICES = String(local);
+  return env;
+}

@@ -1,0 +1,46 @@
+/**
+ * Worker process entry point. Started by `launch` (or by a scheduler setting the same environment, torchrun
+ * style): reads its place in the job from the environment, trains, and exits with a code launch understands.
+ */
+import { readWorkerEnv } from "./env";
+import { runWorker, type CommSettings } from "./train-loop";
+import { CollectiveError } from "./collective/collective-error";
+import { CoordinatorClient, CoordinatorUnreachableError } from "./coordinator-client";
+import { EXIT_COORDINATOR_LOST, EXIT_OK, EXIT_WORKER_FAILURE } from "../shared/exit-codes";
+import { communicationSchema } from "../shared/config/schema";
+
+async function main(): Promise<number> {
+  const env = readWorkerEnv();
+  const comm: CommSettings = communicationSchema.parse(JSON.parse(process.env.RINGTRAIN_COMM_JSON ?? "{}"));
+  const log = (line: string): void => {
+    process.stdout.write(`${new Date().toISOString()} [rank ${env.rank}] ${line}\n`);
+  };
+  const lost = (message: string): void => {
+    process.stderr.write(`${message}\n`);
+    process.exit(EXIT_COORDINATOR_LOST);
+  };
+  try {
+    const reason = await runWorker(env, comm, log, lost);
+    log(`stopping: ${reason}`);
+    return reason === "done" ? EXIT_OK : EXIT_WORKER_FAILURE;
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`rank ${env.rank} (${env.hostname}, pid ${process.pid}) failed: ${message}\n`);
+    if (err instanceof CoordinatorUnreachableError) return EXIT_COORDINATOR_LOST;
+    // Tell the coordinator at once, so every rank stops now instead of at its next deadline.
+    const client = new CoordinatorClient(env.coordinatorAddress, env.token);
+    const phase = err instanceof CollectiveError ? String(err.phase) : "worker";
+    const step = err instanceof CollectiveError ? err.step : 0;
+    await client.reportFailure({ job_id: env.jobId, rank: env.rank, step: Math.max(0, step), phase, message }, 2000).catch(() => undefined);
+    client.close();
+    return EXIT_WORKER_FAILURE;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`worker: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(EXIT_WORKER_FAILURE);
+  },
+);
