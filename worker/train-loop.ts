@@ -25,6 +25,7 @@ import { RingReducer } from "./tfjs/ring-reducer";
 import { CoordinatorClient } from "./coordinator-client";
 import { Heartbeat } from "./heartbeat";
 import type { WorkerEnv } from "./env";
+import * as fs from "node:fs";
 
 /** Communication settings a worker needs before it joins (launch passes them in RINGTRAIN_COMM_JSON). */
 export type CommSettings = RunConfig["communication"];
@@ -77,7 +78,7 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
       trainer.setOptimizerState({ step: Number(state.meta.trainer_step), tensors: new Map([...state.tensors].map(([k, t]) => [k, t.data])) });
       log(`resumed from ${joined.resume_checkpoint_dir} at step ${joined.start_step}`);
     }
-    log(`rank ${env.rank}/${env.worldSize} on ${env.hostname}: backend ${backend}, peak matmul ${(peakFlops / 1e9).toFixed(1)} GFLOP/s, ` +
+    log(`rank ${env.rank}/${env.worldSize} on ${env.hostname} (pid ${process.pid}): backend ${backend}, peak matmul ${(peakFlops / 1e9).toFixed(1)} GFLOP/s, ` +
       `${data.train.count} train / ${data.validation.count} validation sequences of ${data.train.seqLen}`);
 
     // 3. Batches are built ahead in a worker thread from the same deterministic sharding the coordinator uses.
@@ -96,6 +97,8 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
     let report = emptyReport(env, joined.start_step);
     report.param_checksum = parameterChecksum(model);
     const perRank = cfg.batch.global_batch_size / env.worldSize;
+    // Optional trace of the sequences each step trained on (debugging sharding and resume).
+    const dataLog = process.env.RINGTRAIN_DATA_LOG || undefined;
     try {
       for (;;) {
         heartbeat.set(report.completed_step, "waiting for plan");
@@ -159,6 +162,9 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
           report.checkpoint_dir = plan.checkpoint_dir;
         }
         report.step_ms = performance.now() - t0;
+        if (dataLog !== undefined) {
+          fs.appendFileSync(dataLog, JSON.stringify({ step: plan.step, rank: env.rank, indices: plan.sequence_indices, epochs: plan.sequence_epochs }) + "\n");
+        }
       }
     } finally {
       await prefetcher.close();

@@ -1,0 +1,45 @@
+/** Bad configurations stop `launch` before any process starts, with exit code 2 and a message naming the field. */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { runLaunch, tempDir, TINY_CONFIG } from "./helpers/launch";
+
+function writeConfig(dir: string, edit: (text: string) => string): string {
+  const file = path.join(dir, "bad.yaml");
+  fs.writeFileSync(file, edit(fs.readFileSync(TINY_CONFIG, "utf8")));
+  return file;
+}
+
+const cases: { name: string; edit: (t: string) => string; args?: string[]; expect: RegExp }[] = [
+  { name: "unknown field", edit: (t) => t.replace("  num_heads: 2", "  num_heads: 2\n  num_haeds: 4"), expect: /field model: unknown field 'num_haeds'/ },
+  { name: "wrong type", edit: (t) => t.replace("global_batch_size: 12", "global_batch_size: twelve"), expect: /field batch\.global_batch_size: .*expected number/ },
+  { name: "missing file", edit: (t) => t.replace("corpus: brown", "corpus: files\n  paths: [no/such/corpus.jsonl]"), expect: /field data\.paths\[0\]: file or folder not found: .*no\/such\/corpus\.jsonl/ },
+  { name: "batch not divisible by micro-batch x workers", edit: (t) => t, args: ["--workers", "5"], expect: /field batch\.global_batch_size: 12 is not divisible by micro_batch_size \(2\) x workers \(5\)/ },
+  { name: "invalid YAML", edit: (t) => t.replace("seed: 7", "seed: [7"), expect: /bad\.yaml:\d+:\d+: invalid YAML/ },
+  { name: "missing required field", edit: (t) => t.replace(/training:\n  max_steps: 3\n/, "training:\n"), expect: /field training\.max_steps: required field is missing/ },
+];
+
+for (const c of cases) {
+  test(`bad config (${c.name}) exits 2 before starting anything`, async () => {
+    const dir = tempDir("badcfg");
+    const runDir = path.join(dir, "run");
+    const file = writeConfig(dir, c.edit);
+    const r = await runLaunch([file, "--output", runDir, ...(c.args ?? [])]);
+    assert.equal(r.code, 2, `expected exit 2, got ${r.code}:\n${r.stderr}`);
+    assert.match(r.stderr, c.expect);
+    assert.match(r.stderr, /bad\.yaml/, "the message names the file");
+    assert.equal(fs.existsSync(runDir), false, "nothing was started or written");
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+test("the example configs validate (dry run)", async () => {
+  const examples = path.join(path.dirname(path.dirname(TINY_CONFIG)), "..", "examples");
+  for (const f of fs.readdirSync(examples).filter((n) => n.endsWith(".yaml"))) {
+    const r = await runLaunch([path.join(examples, f), "--dry-run", "--workers", "2"]);
+    assert.equal(r.code, 0, `${f}: ${r.stderr}`);
+    const plan = JSON.parse(r.stdout) as { world: { worldSize: number } };
+    assert.equal(plan.world.worldSize, 2);
+  }
+});
