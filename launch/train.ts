@@ -55,6 +55,10 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   const log = (line: string): void => {
     if (!args.quiet) process.stderr.write(`launch: ${line}\n`);
   };
+  /** Failures and interruptions are printed even with --quiet. */
+  const alert = (line: string): void => {
+    process.stderr.write(`launch: ${line}\n`);
+  };
   const runDir = path.resolve(cfg.output_dir);
   fs.mkdirSync(runDir, { recursive: true });
 
@@ -97,7 +101,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   const stopSignals = (signal: NodeJS.Signals): void => {
     if (interrupted) return;
     interrupted = true;
-    log(`${signal}: stopping all workers`);
+    alert(`${signal}: stopping all workers`);
     coordinator?.fail(`interrupted by ${signal}`);
     for (const pid of supervisor.runningPids()) {
       try {
@@ -133,16 +137,16 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   process.off("SIGTERM", stopSignals);
 
   if (interrupted) {
-    log(`interrupted; the last complete checkpoint in ${path.join(runDir, "checkpoints")} is intact (resume with: launch --resume ${runDir})`);
+    alert(`interrupted; the last complete checkpoint in ${path.join(runDir, "checkpoints")} is intact (resume with: launch --resume ${runDir})`);
     return EXIT_INTERRUPTED;
   }
   if (outcome?.status === "failed") {
-    log(`job failed: ${outcome.reason}`);
+    alert(`job failed: ${outcome.reason}`);
     return EXIT_WORKER_FAILURE;
   }
   const bad = exits.find((e) => e.code !== 0);
   if (bad) {
-    log(`job failed: ${workerFailure ?? `worker rank ${bad.rank} exited with ${bad.code ?? bad.signal}`}`);
+    alert(`job failed: ${workerFailure ?? `worker rank ${bad.rank} exited with ${bad.code ?? bad.signal}`}`);
     return EXIT_WORKER_FAILURE;
   }
   if (coordinator) log(`done: ${progress.summary()}; run directory ${runDir}`);
