@@ -13,6 +13,7 @@ import { EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK } from "../shared/exit-codes";
 import { launchTraining, type TrainArgs } from "./train";
 import { fillMask } from "./fill-mask";
 import { runDemo } from "./demo";
+import { runK8sCommand } from "./k8s/command";
 
 async function main(argv: string[]): Promise<number> {
   let code = EXIT_OK;
@@ -68,6 +69,34 @@ async function main(argv: string[]): Promise<number> {
             process.stdout.write(`${r.text}\n  [MASK] at ${r.position}: ${r.candidates.map((c) => `${c.token} (${(c.prob * 100).toFixed(1)}%)`).join(", ")}\n`);
           }
         }
+      },
+    )
+    .command(
+      "k8s <config>",
+      "print Kubernetes manifests (ConfigMap, headless Service, Indexed Job or JobSet) that run CONFIG.yaml on N nodes",
+      (y) =>
+        y
+          .positional("config", { type: "string", demandOption: true, describe: "run configuration (YAML), shipped in a ConfigMap" })
+          .option("nodes", { type: "number", demandOption: true, describe: "pods (one per machine)" })
+          .option("gpus-per-node", { type: "number", describe: "GPU workers per pod (nvidia.com/gpu limit)" })
+          .option("workers-per-node", { type: "number", describe: "CPU workers per pod (CPU image)" })
+          .option("image", { type: "string", demandOption: true, describe: "container image (see Dockerfile)" })
+          .option("namespace", { type: "string", describe: "namespace (default: default)" })
+          .option("jobset", { type: "boolean", describe: "emit a JobSet (jobset.x-k8s.io/v1alpha2) instead of an Indexed Job" })
+          .option("name", { type: "string", describe: "job name (default: the config's name)" })
+          .option("port", { type: "number", describe: "coordinator port (default 29400)" })
+          .option("peer-port-base", { type: "number", describe: "first ring peer port (default 29500)" })
+          .option("pvc", { type: "string", describe: "PersistentVolumeClaim for the run directory (ReadWriteMany)" })
+          .option("host-path", { type: "string", describe: "node directory for the run directory (shared file system)" })
+          .option("restarts", { type: "number", describe: "whole-job restarts (default 3)" })
+          .option("shm-size", { type: "string", describe: "size of the in-memory /dev/shm (default 8Gi)" })
+          .option("output", { type: "string", describe: "write the YAML to FILE instead of stdout" }),
+      (a) => {
+        runK8sCommand({
+          config: a.config, nodes: a.nodes, gpusPerNode: a["gpus-per-node"], workersPerNode: a["workers-per-node"], image: a.image,
+          namespace: a.namespace, jobset: a.jobset, name: a.name, port: a.port, peerPortBase: a["peer-port-base"], pvc: a.pvc,
+          hostPath: a["host-path"], restarts: a.restarts, shmSize: a["shm-size"], output: a.output,
+        });
       },
     )
     .command(

@@ -21,10 +21,11 @@ import { BertTokenizer } from "../shared/tokenizer/bert-tokenizer";
 import { atomicWriteFile } from "../shared/io/atomic-write";
 import { repoRoot } from "../shared/paths";
 import { workerMallocEnv } from "../worker/transport/malloc-env";
-import { EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKER_FAILURE } from "../shared/exit-codes";
+import { EXIT_CONFIG, EXIT_COORDINATOR_LOST, EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKER_FAILURE } from "../shared/exit-codes";
 import { resolveWorld, type World, type WorldArgs } from "./world";
 import { Supervisor, type WorkerExit } from "./supervisor";
 import { ProgressReporter } from "./progress";
+import { waitForCoordinator } from "./coordinator-wait";
 
 /** Arguments of a training launch. */
 export interface TrainArgs extends WorldArgs {
@@ -89,6 +90,11 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     log(`coordinator listening on ${bound}; job '${jobId}', ${world.worldSize} worker(s) on ${world.nodes} node(s)${resume ? `, resuming at step ${resume.step}` : ""}`);
   }
 
+  // Nodes start in any order: wait for node 0's coordinator rather than letting workers fail to join it.
+  if (world.nodeRank > 0 && !(await waitForCoordinator(coordinatorAddress!, cfg.communication.join_timeout_ms, log))) {
+    process.stderr.write(`launch: coordinator ${coordinatorAddress} not reachable within communication.join_timeout_ms (${cfg.communication.join_timeout_ms} ms)\n`);
+    return EXIT_COORDINATOR_LOST;
+  }
   const supervisor = new Supervisor(path.join(repoRoot(), "dist", "worker", "main.js"), path.join(runDir, "logs"), (exit) => onWorkerExit(exit));
   let interrupted = false;
   let workerFailure: string | undefined;

@@ -10,7 +10,7 @@ import { setWasmFixes, wasmFixStats } from "../shared/backend/wasm-fixes";
 import { Rng } from "../shared/rng";
 import { geluFused, geluOps } from "../shared/model/ops/gelu";
 import { layerNormFused, layerNormOps } from "../shared/model/ops/layer-norm";
-import { maxRelDiff, maxScaledDiff } from "./model-fixtures";
+import { maxRelDiff, maxScaledDiff } from "./helpers/model-fixtures";
 
 before(async () => {
   assert.equal(await selectBackend("wasm"), "wasm");

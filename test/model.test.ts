@@ -7,7 +7,7 @@ import { BertModel, encode } from "../shared/model/bert";
 import { exportHfTensors, importHfTensors, parameterChecksum, getParamValues, setParamValues } from "../shared/model/hf";
 import { dropout } from "../shared/model/ops/dropout";
 import { pretrainingObjective } from "../shared/train/objective";
-import { maxScaledDiff, randomBatch, tinyConfig } from "./model-fixtures";
+import { maxScaledDiff, randomBatch, tinyConfig } from "./helpers/model-fixtures";
 
 before(async () => {
   await selectBackend("wasm");

@@ -10,7 +10,7 @@ import { evaluateMlm, predictMasked } from "../shared/train/eval";
 import { InProcessReducerGroup, IdentityReducer } from "../shared/train/reducer";
 import { lrAt, type LrSchedule } from "../shared/train/schedule";
 import { Trainer, type TrainerOptions } from "../shared/train/trainer";
-import { maxScaledDiff, randomBatch, sliceBatch, tinyConfig } from "./model-fixtures";
+import { maxScaledDiff, randomBatch, sliceBatch, tinyConfig } from "./helpers/model-fixtures";
 
 before(async () => {
   await selectBackend("wasm");

@@ -17,12 +17,14 @@ export interface WorkerEnv {
   bindHost: string;
   /** Host other ranks use to reach this worker's peer server. */
   advertiseHost: string;
+  /** Port of the ring peer server: RINGTRAIN_PEER_PORT_BASE + localRank (fixed ports for firewalls), or 0 = any free port. */
+  peerPort: number;
   hostname: string;
 }
 
 /**
  * Reads COORDINATOR_ADDR, RINGTRAIN_JOB_ID, RINGTRAIN_TOKEN (or RINGTRAIN_TOKEN_FILE), NODE_RANK, LOCAL_RANK,
- * LOCAL_WORLD_SIZE, WORLD_SIZE, RANK (checked), RINGTRAIN_BIND_HOST, RINGTRAIN_ADVERTISE_HOST.
+ * LOCAL_WORLD_SIZE, WORLD_SIZE, RANK (checked), RINGTRAIN_BIND_HOST, RINGTRAIN_ADVERTISE_HOST, RINGTRAIN_PEER_PORT_BASE.
  */
 export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
   const need = (name: string): string => {
@@ -51,6 +53,10 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
   if (localRank >= localWorldSize) throw new Error(`worker: LOCAL_RANK ${localRank} is out of range for LOCAL_WORLD_SIZE ${localWorldSize}`);
   if (rank >= worldSize) throw new Error(`worker: rank ${rank} is out of range for WORLD_SIZE ${worldSize}`);
   const bindHost = env.RINGTRAIN_BIND_HOST || "127.0.0.1";
+  const peerPortBase = int("RINGTRAIN_PEER_PORT_BASE", 0);
+  if (peerPortBase !== 0 && (peerPortBase < 1 || peerPortBase + localWorldSize - 1 > 65535)) {
+    throw new Error(`worker: RINGTRAIN_PEER_PORT_BASE=${peerPortBase} + ${localWorldSize} local workers is not a valid port range`);
+  }
   return {
     coordinatorAddress: need("COORDINATOR_ADDR"),
     jobId: need("RINGTRAIN_JOB_ID"),
@@ -62,6 +68,7 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
     rank,
     bindHost,
     advertiseHost: env.RINGTRAIN_ADVERTISE_HOST || (bindHost === "0.0.0.0" || bindHost === "::" ? os.hostname() : bindHost),
+    peerPort: peerPortBase === 0 ? 0 : peerPortBase + localRank,
     hostname: os.hostname(),
   };
 }

@@ -38,7 +38,7 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
   // 1. Listen for ring peers, then join: the coordinator answers once the whole world is there.
   const ring = await RingCommunicator.listen({
     jobId: env.jobId, token: env.token, rank: env.rank, worldSize: env.worldSize, timeoutMs: comm.timeout_ms,
-    host: env.bindHost, port: 0, chunkBytes: comm.chunk_bytes, bucketBytes: comm.bucket_bytes, compression: comm.compression,
+    host: env.bindHost, port: env.peerPort, chunkBytes: comm.chunk_bytes, bucketBytes: comm.bucket_bytes, compression: comm.compression,
   });
   const client = new CoordinatorClient(env.coordinatorAddress, env.token);
   const heartbeat = new Heartbeat(client, env, comm, onCoordinatorLost);

@@ -33,7 +33,7 @@ export function topologyOf(o: K8sOptions): Topology {
     service: o.name,
     configMap: `${o.name}-config`,
     secret: `${o.name}-token`,
-    configFile: path.basename(o.configPath),
+    configFile: /^[-._a-zA-Z0-9]+$/.test(path.basename(o.configPath)) ? path.basename(o.configPath) : "config.yaml",
     hostname,
     podDnsName,
     coordinator: `${podDnsName(0)}:${o.port}`,

@@ -1,7 +1,7 @@
 /** Shared fixtures of the model / train / backend tests: tiny configs and synthetic MLM batches. */
-import { Rng } from "../shared/rng";
-import { bertConfig, type BertConfig } from "../shared/model/config";
-import type { Batch } from "../shared/train/batch";
+import { Rng } from "../../shared/rng";
+import { bertConfig, type BertConfig } from "../../shared/model/config";
+import type { Batch } from "../../shared/train/batch";
 
 /** A tiny BERT for fast tests (custom shape). */
 export function tinyConfig(overrides: Partial<BertConfig> = {}): BertConfig {
