@@ -17,6 +17,8 @@ import { accumulationSteps } from "../shared/config/load";
 import { checkToken, rpcError } from "./auth";
 import { DataSharder, evalShard } from "../shared/data/sharding";
 import { MetricsWriter, type StepMetrics } from "./metrics";
+import { addClassificationMetrics } from "./classification";
+import { probeLiveness, type Liveness } from "./liveness";
 
 /** Everything the coordinator needs to run one job. */
 export interface CoordinatorOptions {
@@ -30,6 +32,9 @@ export interface CoordinatorOptions {
   vocab: string[];
   numTrainSequences: number;
   numValidationSequences: number;
+  /** Classification runs: test examples (evaluated after the last step, sharded over ranks) and the class names. */
+  numTestSequences?: number;
+  classLabels?: string[];
   /** Learning rate of a step (the coordinator owns the schedule). */
   learningRateAt: (step: number) => number;
   /** Directory a checkpoint of `step` goes to. */
@@ -47,6 +52,8 @@ export interface JobOutcome {
   reason: string;
   /** Rank blamed for a failure, when known. */
   rank?: number;
+  /** For a rank that went silent: whether it was found dead, stalled or unreachable. */
+  liveness?: Liveness;
 }
 
 interface Member {
@@ -68,6 +75,9 @@ export class Coordinator extends EventEmitter {
   private readonly members = new Map<number, Member>();
   private readonly joinWaiters: Array<() => void> = [];
   private readonly startWaiters: Array<() => void> = [];
+  private readonly failureReports: FailureReport[] = [];
+  private diagnosing = false;
+  private started = false;
   private readonly initialChecksums = new Map<number, string>();
   private worldReady = false;
   private outcome: JobOutcome | undefined;
@@ -206,6 +216,7 @@ export class Coordinator extends EventEmitter {
         const detail = [...groups.entries()].map(([sum, ranks]) => `rank(s) ${ranks.sort().join(",")}: ${sum || "(none)"}`).join("; ");
         this.end({ status: "failed", reason: `initial parameters differ between ranks (${detail}); every rank must start from the same seed/checkpoint` });
       }
+      this.started = true;
       this.emit("started");
       for (const wake of this.startWaiters.splice(0)) wake();
       return;
@@ -261,6 +272,7 @@ export class Coordinator extends EventEmitter {
       checkpoint_dir: ckptNow ? this.opts.checkpointDirFor(step) : "",
       max_steps: maxSteps,
       report_param_checksum: ckptNow,
+      test_sequence_indices: last && (this.opts.numTestSequences ?? 0) > 0 ? evalShard(this.opts.numTestSequences ?? 0, report.rank, this.opts.worldSize) : [],
     };
   }
 
@@ -277,6 +289,8 @@ export class Coordinator extends EventEmitter {
       this.end({ status: "failed", reason: `parameters diverged between ranks after step ${step} (${detail})` });
     }
     const m = aggregate(step, reports, this.sharder.progress(step));
+    m.allreduce_bytes = reports[0].allreduce_bytes;
+    if (this.opts.classLabels !== undefined) addClassificationMetrics(m, reports, this.opts.classLabels, this.opts.runDir);
     this.metrics.write(m);
     this.emit("step", m);
   }
@@ -291,23 +305,45 @@ export class Coordinator extends EventEmitter {
     return { running: this.outcome === undefined, stop_reason: this.outcome?.reason ?? "" };
   }
 
+  /**
+   * A worker failed. When one rank dies, its neighbours fail too ("peer closed its stream"), and their reports
+   * can arrive first; so reports are gathered for a short grace period and the root cause (a report from outside
+   * the collective, else the earliest) names the failure. All reports go into failure.json.
+   */
   private reportFailure(req: FailureReport): Record<string, never> {
-    this.end({ status: "failed", reason: `${this.describeRank(req.rank)} failed at step ${req.step} (${req.phase}): ${req.message}`, rank: req.rank });
+    this.failureReports.push(req);
+    if (this.failureReports.length === 1) setTimeout(() => this.decideFailure(), FAILURE_GRACE_MS).unref();
     return {};
   }
 
+  private decideFailure(): void {
+    const collectivePhases = new Set(["connect", "begin", "reduce-scatter", "all-gather", "finish"]);
+    const root = this.failureReports.find((r) => !collectivePhases.has(r.phase)) ?? this.failureReports[0];
+    this.end({ status: "failed", reason: `${this.describeRank(root.rank)} failed at step ${root.step} (${root.phase}): ${root.message}`, rank: root.rank });
+  }
+
   private checkHeartbeats(): void {
-    if (!this.worldReady || this.outcome) return;
-    const limit = this.opts.config.communication.heartbeat_timeout_ms;
+    if (!this.worldReady || this.outcome || this.diagnosing) return;
+    const comm = this.opts.config.communication;
+    // Until every rank has built its data and model (the start barrier), loading may block a worker for a
+    // while: the join deadline applies then; the heartbeat deadline once training runs.
+    const limit = this.started ? comm.heartbeat_timeout_ms : Math.max(comm.heartbeat_timeout_ms, comm.join_timeout_ms);
     const now = Date.now();
     for (const m of this.members.values()) {
       if (this.finishedRanks.has(m.rank)) continue;
       const silentMs = now - m.lastSeenMs;
       if (silentMs > limit) {
-        this.end({
-          status: "failed",
-          reason: `${this.describeRank(m.rank)} sent no heartbeat for ${silentMs} ms (limit ${limit} ms); last seen at step ${m.step}, phase ${m.phase}`,
-          rank: m.rank,
+        this.diagnosing = true;
+        // Tell a dead process from a stopped/stuck one before ending the job, so the message says which.
+        void probeLiveness(m.request.peer_address, Math.min(2000, limit)).then((state) => {
+          const where = `last seen at step ${m.step}, phase ${m.phase}`;
+          const what: Record<Liveness, string> = {
+            dead: `is dead: no heartbeat for ${silentMs} ms and its peer port refuses connections`,
+            stalled: `is stalled: alive (its port accepts connections) but unresponsive, no heartbeat for ${silentMs} ms (stopped or stuck)`,
+            unreachable: `is unreachable: no heartbeat for ${silentMs} ms and no answer from its host (host down or network partitioned)`,
+            responsive: `sent no heartbeat for ${silentMs} ms although its peer port answers (heartbeats lost on the way?)`,
+          };
+          this.end({ status: "failed", reason: `${this.describeRank(m.rank)} ${what[state]}; ${where} (limit ${limit} ms)`, rank: m.rank, liveness: state });
         });
         return;
       }
@@ -321,7 +357,7 @@ export class Coordinator extends EventEmitter {
     if (outcome.status === "failed") {
       try {
         fs.mkdirSync(this.opts.runDir, { recursive: true });
-        const record = { time: new Date().toISOString(), job_id: this.opts.jobId, ...outcome };
+        const record = { time: new Date().toISOString(), job_id: this.opts.jobId, ...outcome, worker_reports: this.failureReports };
         fs.writeFileSync(path.join(this.opts.runDir, "failure.json"), JSON.stringify(record, null, 2) + "\n");
       } catch {
         // The failure itself is still reported through the outcome; a read-only run dir must not hide it.
@@ -333,11 +369,14 @@ export class Coordinator extends EventEmitter {
   }
 }
 
+/** How long failure reports are gathered before the root cause is chosen. */
+const FAILURE_GRACE_MS = 500;
+
 function stopPlan(reason: string): StepPlan {
   return {
     step: 0, stop: true, stop_reason: reason, sequence_indices: [], sequence_epochs: [], micro_batch_size: 0,
     accumulation_steps: 0, learning_rate: 0, eval_sequence_indices: [], checkpoint_dir: "", max_steps: 0,
-    report_param_checksum: false,
+    report_param_checksum: false, test_sequence_indices: [],
   };
 }
 

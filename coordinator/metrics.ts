@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
+import type { ClassificationMetrics } from "../shared/train/classification-metrics";
 
 /** Per-rank time split of one step, in milliseconds. */
 export interface RankTimes {
@@ -27,7 +28,11 @@ export interface StepMetrics {
   mfu: number;
   grad_norm: number;
   per_rank: RankTimes[];
-  eval?: { loss: number; perplexity: number; accuracy: number; sequences: number };
+  eval?: { loss: number; perplexity: number; accuracy: number; sequences: number; macro_f1?: number };
+  /** Classification runs: metrics of the summed confusion matrices (validation when evaluated, test at the end). */
+  classification?: { step: number; validation?: ClassificationMetrics & { loss: number }; test?: ClassificationMetrics & { loss: number } };
+  /** Float32 bytes each rank all-reduced this step (trained parameters' gradients + counters). */
+  allreduce_bytes?: number;
   checkpoint_dir?: string;
 }
 

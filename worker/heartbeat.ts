@@ -12,6 +12,7 @@ export class Heartbeat {
   private step = 0;
   private phase = "join";
   private lastOkMs = Date.now();
+  private lastTickMs = Date.now();
   private inFlight = false;
   private stoppedSinceMs: number | undefined;
 
@@ -25,6 +26,7 @@ export class Heartbeat {
   /** Starts beating. */
   start(): void {
     this.lastOkMs = Date.now();
+    this.lastTickMs = Date.now();
     this.timer = setInterval(() => this.beat(), this.comm.heartbeat_interval_ms);
     this.timer.unref();
   }
@@ -42,6 +44,10 @@ export class Heartbeat {
 
   private beat(): void {
     const now = Date.now();
+    // If this process was blocked (a long synchronous step), the silence was ours, not the coordinator's:
+    // give the coordinator a fresh chance to answer before judging it.
+    if (now - this.lastTickMs > 2 * this.comm.heartbeat_interval_ms) this.lastOkMs = Math.max(this.lastOkMs, now - this.comm.heartbeat_interval_ms);
+    this.lastTickMs = now;
     if (now - this.lastOkMs > this.comm.heartbeat_timeout_ms) {
       this.stop();
       this.onLost(`coordinator ${this.client.address} unreachable for ${now - this.lastOkMs} ms (limit ${this.comm.heartbeat_timeout_ms} ms) at step ${this.step}, phase ${this.phase}; stopping rank ${this.env.rank}`);

@@ -15,8 +15,14 @@ async function main(): Promise<number> {
   const log = (line: string): void => {
     process.stdout.write(`${new Date().toISOString()} [rank ${env.rank}] ${line}\n`);
   };
-  const lost = (message: string): void => {
+  // Errors go to the rank's log file (stdout, written directly) and to stderr (echoed by launch, which may be gone).
+  const fail = (message: string): void => {
+    log(message);
     process.stderr.write(`${message}\n`);
+  };
+  process.stderr.on("error", () => undefined); // launch died: the log file still has everything
+  const lost = (message: string): void => {
+    fail(message);
     process.exit(EXIT_COORDINATOR_LOST);
   };
   try {
@@ -25,7 +31,7 @@ async function main(): Promise<number> {
     return reason === "done" ? EXIT_OK : EXIT_WORKER_FAILURE;
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`rank ${env.rank} (${env.hostname}, pid ${process.pid}) failed: ${message}\n`);
+    fail(`rank ${env.rank} (${env.hostname}, pid ${process.pid}) failed: ${message}`);
     if (err instanceof CoordinatorUnreachableError) return EXIT_COORDINATOR_LOST;
     // Tell the coordinator at once, so every rank stops now instead of at its next deadline.
     const client = new CoordinatorClient(env.coordinatorAddress, env.token);
