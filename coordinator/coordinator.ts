@@ -70,7 +70,9 @@ interface Member {
  * "joined" when the world is complete, and "end" (JobOutcome).
  */
 export class Coordinator extends EventEmitter {
-  readonly server = new grpc.Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024 });
+  // Requests to the coordinator are small (reports, heartbeats): a low limit keeps a rogue client from making it
+  // buffer large messages.
+  readonly server = new grpc.Server({ "grpc.max_receive_message_length": MAX_REQUEST_BYTES, "grpc.max_concurrent_streams": 1024 });
   address = "";
   private readonly members = new Map<number, Member>();
   private readonly joinWaiters: Array<() => void> = [];
@@ -368,6 +370,9 @@ export class Coordinator extends EventEmitter {
     this.resolveEnd(outcome);
   }
 }
+
+/** Largest request the coordinator accepts. */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
 
 /** How long failure reports are gathered before the root cause is chosen. */
 const FAILURE_GRACE_MS = 500;

@@ -22,14 +22,14 @@ export interface LaunchResult {
 }
 
 /** Starts `launch ARGS` as a real process; `env` is added to the environment. */
-export function startLaunch(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<LaunchResult> } {
+export function startLaunch(args: string[], env: NodeJS.ProcessEnv = {}): { child: ChildProcess; done: Promise<LaunchResult>; stderrSoFar: () => string } {
   const child = spawn(process.execPath, [LAUNCH, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
   const done = new Promise<LaunchResult>((resolve) => child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr })));
-  return { child, done };
+  return { child, done, stderrSoFar: () => stderr };
 }
 
 /** Runs `launch ARGS` to completion. */
