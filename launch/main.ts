@@ -4,15 +4,19 @@
  *   launch [--workers N | --gpus N] [--nodes M --node-rank R --coordinator HOST:PORT] CONFIG.yaml
  *   launch --resume RUN_DIR
  *   launch fill-mask --model DIR "text with [MASK]"
+ *   launch predict --model DIR [--adapter DIR] FILE
  *   launch demo
  */
+import * as fs from "node:fs";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { ConfigError } from "../shared/config/load";
 import { EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK } from "../shared/exit-codes";
-import { launchTraining, type TrainArgs } from "./train";
+import { type TrainArgs } from "./train";
+import { launchWithRestarts } from "./restart";
 import { fillMask } from "./fill-mask";
 import { runDemo } from "./demo";
+import { predictFile } from "./predict";
 import { runK8sCommand } from "./k8s/command";
 
 async function main(argv: string[]): Promise<number> {
@@ -40,6 +44,7 @@ async function main(argv: string[]): Promise<number> {
           .option("seed", { type: "number", describe: "override seed" })
           .option("set", { type: "string", array: true, describe: "override any field: --set optimizer.lr=1e-3" })
           .option("dry-run", { type: "boolean", describe: "validate and print the resolved config and world, start nothing" })
+          .option("max-restarts", { type: "number", default: 0, describe: "restart from the last checkpoint after a worker failure, up to N times (see elastic.* in the config)" })
           .option("quiet", { type: "boolean", describe: "no progress output" }),
       async (a) => {
         const args: TrainArgs = {
@@ -47,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
           coordinator: a.coordinator, advertiseHost: a["advertise-host"], jobId: a["job-id"], dryRun: a["dry-run"], quiet: a.quiet,
           overrides: { maxSteps: a["max-steps"], output: a.output, backend: a.backend, seed: a.seed, set: a.set },
         };
-        code = await launchTraining(args);
+        code = await launchWithRestarts(args, a["max-restarts"]);
       },
     )
     .command(
@@ -97,6 +102,36 @@ async function main(argv: string[]): Promise<number> {
           namespace: a.namespace, jobset: a.jobset, name: a.name, port: a.port, peerPortBase: a["peer-port-base"], pvc: a.pvc,
           hostPath: a["host-path"], restarts: a.restarts, shmSize: a["shm-size"], output: a.output,
         });
+      },
+    )
+    .command(
+      "predict <file>",
+      "classify the examples of FILE (JSONL, CSV or text lines) with a fine-tuned classifier",
+      (y) =>
+        y
+          .positional("file", { type: "string", demandOption: true })
+          .option("model", { type: "string", demandOption: true, describe: "classifier checkpoint, or the base model of --adapter (checkpoint or run directory)" })
+          .option("adapter", { type: "string", describe: "adapter directory of a PEFT run (adapter_model.safetensors + adapter_config.json)" })
+          .option("output", { type: "string", describe: "also write the predictions as JSONL to this file" })
+          .option("batch-size", { type: "number", default: 32 })
+          .option("backend", { type: "string", default: "auto" })
+          .option("json", { type: "boolean", describe: "print JSONL instead of a table" }),
+      async (a) => {
+        const preds = await predictFile({ model: a.model, adapter: a.adapter, file: a.file, backend: a.backend, batchSize: a["batch-size"] });
+        const lines = preds.map((p) => JSON.stringify(p));
+        if (a.output !== undefined) fs.writeFileSync(a.output, lines.join("\n") + "\n");
+        if (a.json) process.stdout.write(lines.join("\n") + "\n");
+        else {
+          for (const p of preds) {
+            const conf = (100 * p.probs[p.label]).toFixed(1);
+            process.stdout.write(`${p.id}\t${p.label}\t${conf}%${p.expected !== undefined ? `\t(label ${p.expected})` : ""}\n`);
+          }
+          const labelled = preds.filter((p) => p.expected !== undefined);
+          if (labelled.length > 0) {
+            const right = labelled.filter((p) => p.expected === p.label).length;
+            process.stdout.write(`accuracy on the ${labelled.length} labelled examples: ${((100 * right) / labelled.length).toFixed(2)}%\n`);
+          }
+        }
       },
     )
     .command(

@@ -108,13 +108,98 @@ export const communicationSchema = z.object({
   heartbeat_timeout_ms: positiveInt.default(10_000),
 }).strict();
 
-export const runConfigSchema = z.object({
+/**
+ * Recovery after a worker failure (with `launch --max-restarts K`): every worker restarts from the last
+ * complete checkpoint. With min_workers below the launched count the world may shrink: each restart drops the
+ * failed workers' slots, down to min_workers. The global batch and the learning-rate schedule (per step) are
+ * kept; accumulation steps grow so that micro_batch_size x accumulation x workers stays the global batch.
+ */
+export const elasticSchema = z.object({
+  /** Smallest world a restart may continue with; 0 = the launched world size (no shrinking). */
+  min_workers: nonNegativeInt.default(0),
+  /** Largest world (documentation and validation: launch --workers may not exceed it); 0 = no limit. */
+  max_workers: nonNegativeInt.default(0),
+}).strict();
+
+/** Names of the fine-tuning methods (config `finetune.method`). */
+export const FINETUNE_METHODS = ["full", "freeze", "lora", "adapter", "prefix", "prompt", "bitfit"] as const;
+
+/** Linear modules of an encoder layer LoRA may wrap, matched as HF PEFT does: a module matches when its path equals or ends with ".<name>". */
+export const LORA_MODULE_NAMES = ["query", "key", "value", "dense", "attention.output.dense", "intermediate.dense", "output.dense"] as const;
+
+export const loraSchema = z.object({
+  /** Rank of the update A·B. */
+  r: positiveInt.default(8),
+  /** Scale of the update is alpha / r. */
+  alpha: z.number().positive().default(16),
+  /** Dropout on the input of the low-rank branch. */
+  dropout: z.number().min(0).lt(1).default(0),
+  target_modules: z.array(z.enum(LORA_MODULE_NAMES)).min(1).default(["query", "value"]),
+  /** Fold A·B into the base weights when exporting: the run saves a complete checkpoint instead of an adapter. */
+  merge: z.boolean().default(false),
+}).strict();
+
+export const adapterSchema = z.object({
+  /** Bottleneck width of each adapter (hidden -> size -> hidden). */
+  size: positiveInt.default(16),
+  /** Also train the LayerNorms of the encoder (Houlsby et al. do). */
+  train_layer_norm: z.boolean().default(true),
+}).strict();
+
+export const prefixSchema = z.object({
+  /** Virtual tokens prepended to the keys and values of every layer. */
+  num_virtual_tokens: positiveInt.default(10),
+  /** During training, compute the prefixes with a small MLP from an embedding (Li & Liang 2021); only the result is saved. */
+  reparameterize: z.boolean().default(true),
+  /** Hidden width of that MLP. */
+  hidden_size: positiveInt.default(64),
+}).strict();
+
+export const promptSchema = z.object({
+  /** Soft-prompt embeddings inserted after [CLS]. */
+  num_virtual_tokens: positiveInt.default(10),
+  /** Initialise the prompt from the word embeddings of this text (repeated to length); random when absent. */
+  init_text: z.string().min(1).optional(),
+}).strict();
+
+export const freezeSchema = z.object({
+  /** Train only the top K encoder layers (plus pooler and head). */
+  trainable_layers: nonNegativeInt.default(1),
+}).strict();
+
+/** Fine-tuning a pretrained checkpoint on a labelled task (task: classification). */
+export const finetuneSchema = z.object({
+  /** Checkpoint directory (or run directory: its latest good checkpoint) of the pretrained model. */
+  base_model: z.string().min(1),
+  /** pretrained: start from the base model's weights; random: same architecture and vocabulary, fresh weights (baseline). */
+  init: z.enum(["pretrained", "random"]).default("pretrained"),
+  method: z.enum(FINETUNE_METHODS).default("full"),
+  /** Share of the training labels kept (0 < f <= 1), or a count when > 1 (an integer). Same subset for the same seed. */
+  label_fraction: z.number().positive().default(1),
+  /** Seed of the stratified train/validation/test split (kept apart from `seed`, so runs with different seeds share a test set). */
+  split_seed: nonNegativeInt.default(1234),
+  /** Share of the labelled documents held out as the test split (stratified). */
+  test_fraction: z.number().gt(0).lt(0.9).default(0.2),
+  /** Dropout before the classifier (HF classifier_dropout). */
+  classifier_dropout: probability.default(0.1),
+  lora: loraSchema.default(loraSchema.parse({})),
+  adapter: adapterSchema.default(adapterSchema.parse({})),
+  prefix: prefixSchema.default(prefixSchema.parse({})),
+  prompt: promptSchema.default(promptSchema.parse({})),
+  freeze: freezeSchema.default(freezeSchema.parse({})),
+}).strict();
+
+const runConfigObject = z.object({
   name: z.string().regex(/^[A-Za-z0-9._-]+$/, "use letters, digits, '.', '_' and '-'").default("run"),
   output_dir: z.string().default("runs/run"),
   seed: nonNegativeInt.default(42),
   backend: z.enum(["auto", "wasm", "cpu", "tensorflow"]).default("auto"),
   objective: z.enum(["mlm", "mlm+nsp", "causal"]).default("mlm"),
-  model: modelSchema,
+  /** pretrain: masked-language modelling on `data`; classification: fine-tune `finetune.base_model` on labelled `data`. */
+  task: z.enum(["pretrain", "classification"]).default("pretrain"),
+  /** The encoder shape; required for pretraining (classification takes it from finetune.base_model). */
+  model: modelSchema.optional(),
+  finetune: finetuneSchema.optional(),
   tokenizer: tokenizerSchema.default(tokenizerSchema.parse({})),
   data: dataSchema.default(dataSchema.parse({})),
   batch: batchSchema,
@@ -122,18 +207,25 @@ export const runConfigSchema = z.object({
   schedule: scheduleSchema.default(scheduleSchema.parse({})),
   training: trainingSchema,
   communication: communicationSchema.default(communicationSchema.parse({})),
-}).strict().superRefine((cfg, ctx) => {
+  elastic: elasticSchema.default(elasticSchema.parse({})),
+}).strict();
+
+/** The whole run configuration, with the checks that span sections. */
+export const runConfigSchema = runConfigObject.superRefine((cfg, ctx) => {
+  checkTask(cfg, ctx);
   const m = cfg.model;
-  if (m.preset === undefined && (m.hidden_size === undefined || m.num_layers === undefined || m.num_heads === undefined)) {
-    ctx.addIssue({ code: "custom", path: ["model"], message: "give either `preset` or all of hidden_size, num_layers, num_heads" });
-  }
-  const hidden = m.hidden_size ?? (m.preset ? BERT_PRESETS[m.preset].hiddenSize : undefined);
-  const heads = m.num_heads ?? (m.preset ? BERT_PRESETS[m.preset].numAttentionHeads : undefined);
-  if (hidden !== undefined && heads !== undefined && hidden % heads !== 0) {
-    ctx.addIssue({ code: "custom", path: ["model", "num_heads"], message: `hidden_size ${hidden} is not divisible by num_heads ${heads}` });
-  }
-  if (cfg.data.max_seq_len > m.max_position_embeddings) {
-    ctx.addIssue({ code: "custom", path: ["data", "max_seq_len"], message: `max_seq_len ${cfg.data.max_seq_len} exceeds model.max_position_embeddings ${m.max_position_embeddings}` });
+  if (m !== undefined) {
+    if (m.preset === undefined && (m.hidden_size === undefined || m.num_layers === undefined || m.num_heads === undefined)) {
+      ctx.addIssue({ code: "custom", path: ["model"], message: "give either `preset` or all of hidden_size, num_layers, num_heads" });
+    }
+    const hidden = m.hidden_size ?? (m.preset ? BERT_PRESETS[m.preset].hiddenSize : undefined);
+    const heads = m.num_heads ?? (m.preset ? BERT_PRESETS[m.preset].numAttentionHeads : undefined);
+    if (hidden !== undefined && heads !== undefined && hidden % heads !== 0) {
+      ctx.addIssue({ code: "custom", path: ["model", "num_heads"], message: `hidden_size ${hidden} is not divisible by num_heads ${heads}` });
+    }
+    if (cfg.data.max_seq_len > m.max_position_embeddings) {
+      ctx.addIssue({ code: "custom", path: ["data", "max_seq_len"], message: `max_seq_len ${cfg.data.max_seq_len} exceeds model.max_position_embeddings ${m.max_position_embeddings}` });
+    }
   }
   if (cfg.batch.global_batch_size % cfg.batch.micro_batch_size !== 0) {
     ctx.addIssue({ code: "custom", path: ["batch", "global_batch_size"], message: `global_batch_size ${cfg.batch.global_batch_size} is not divisible by micro_batch_size ${cfg.batch.micro_batch_size}` });
@@ -145,6 +237,31 @@ export const runConfigSchema = z.object({
     ctx.addIssue({ code: "custom", path: ["schedule", "warmup_steps"], message: `warmup_steps ${cfg.schedule.warmup_steps} exceeds training.max_steps ${cfg.training.max_steps}` });
   }
 });
+
+/** Fields that must agree with `task`: pretraining needs `model`, classification needs `finetune` and labels. */
+function checkTask(cfg: z.output<typeof runConfigObject>, ctx: z.RefinementCtx): void {
+  if (cfg.task === "pretrain") {
+    if (cfg.model === undefined) ctx.addIssue({ code: "custom", path: ["model"], message: "required field is missing (task: pretrain needs the model shape)" });
+    if (cfg.finetune !== undefined) ctx.addIssue({ code: "custom", path: ["finetune"], message: "only used with task: classification" });
+    return;
+  }
+  const f = cfg.finetune;
+  if (f === undefined) {
+    ctx.addIssue({ code: "custom", path: ["finetune"], message: "required field is missing (task: classification needs finetune.base_model)" });
+    return;
+  }
+  if (cfg.model !== undefined) ctx.addIssue({ code: "custom", path: ["model"], message: "task: classification takes the model shape from finetune.base_model; remove `model`" });
+  if (f.label_fraction > 1 && !Number.isInteger(f.label_fraction)) {
+    ctx.addIssue({ code: "custom", path: ["finetune", "label_fraction"], message: `expected a fraction in (0, 1] or a whole number of labels, got ${f.label_fraction}` });
+  }
+  if (f.test_fraction + cfg.data.validation_fraction >= 0.9) {
+    ctx.addIssue({ code: "custom", path: ["finetune", "test_fraction"], message: `test_fraction ${f.test_fraction} + data.validation_fraction ${cfg.data.validation_fraction} leaves too little to train on` });
+  }
+  if (f.init === "random" && f.method !== "full") {
+    ctx.addIssue({ code: "custom", path: ["finetune", "init"], message: `init: random trains from scratch, which needs method: full (got ${f.method})` });
+  }
+  if (cfg.objective !== "mlm") ctx.addIssue({ code: "custom", path: ["objective"], message: "task: classification has its own objective; leave `objective` unset" });
+}
 
 /** A validated run configuration (defaults filled in). */
 export type RunConfig = z.output<typeof runConfigSchema>;
