@@ -77,7 +77,7 @@ export class Supervisor {
     const all = Promise.all(this.exits);
     if (await settlesWithin(all, graceMs)) return all;
     for (const c of this.children.values()) c.kill("SIGTERM");
-    if (await settlesWithin(all, 3000)) return all;
+    if (await settlesWithin(all, Math.min(3000, graceMs))) return all;
     for (const c of this.children.values()) c.kill("SIGKILL");
     return all;
   }
