@@ -4,9 +4,10 @@
  * busbw = algbw * 2(N-1)/N. Our time per size is the median over iterations of the slowest rank's time.
  *
  * Flags: --sizes 4096,4194304  --max-bytes N  --min-bytes N  --iters N  --warmup N  --ranks 2,4
- *        --chunk-bytes N  --inflight-bytes N  --send zero-copy|copy  --compression none|fp16|bf16
- *        --no-gloo  --gloo-script PATH  --json
- * Internal: --worker RANK N CHUNK COMPRESSION (one rank process, driven over stdin/stdout).
+ *        --chunk-bytes N  --inflight-bytes N  --send zero-copy|copy  --compression none|fp16|bf16  --large-frames
+ *        --no-gloo  --gloo-script PATH  --json  --cpu-prof DIR (V8 CPU profile of every rank process)
+ *        --node-args "--trace-gc ..." (extra node flags for the rank processes)
+ * Internal: --worker RANK N CHUNK COMPRESSION INFLIGHT SEND FRAMES (one rank process, driven over stdin/stdout).
  */
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -16,6 +17,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { repoRoot } from "../shared/paths";
 import { RingCommunicator, DEFAULT_CHUNK_BYTES } from "../worker/collective/ring-communicator";
 import { workerMallocEnv } from "../worker/transport/malloc-env";
+import { GrpcPeerTransport } from "../worker/transport/grpc-peer-transport";
 
 interface Row {
   N: number;
@@ -24,6 +26,8 @@ interface Row {
   algbwGBps: number;
   busbwGBps: number;
   impl: string;
+  /** CPU seconds per iteration, averaged over ranks (user + system of the rank processes). */
+  cpuSec?: number;
 }
 
 function flag(name: string): string | undefined {
@@ -45,8 +49,11 @@ async function worker(): Promise<void> {
   const compression = process.argv[i + 4] as "none" | "fp16" | "bf16";
   const inflight = Number(process.argv[i + 5]) || undefined;
   const zeroCopySend = process.argv[i + 6] !== "copy";
-  const comm = await RingCommunicator.listen({ jobId: "bench", token: "bench-token", rank, worldSize: N, timeoutMs: 120_000, chunkBytes, compression,
-    maxInflightBytes: inflight, zeroCopySend });
+  const opts = { jobId: "bench", token: "bench-token", rank, worldSize: N, timeoutMs: 120_000, chunkBytes, compression, maxInflightBytes: inflight, zeroCopySend };
+  // --large-frames: the gRPC transport with 16 MiB HTTP/2 DATA frames on the inbound connection
+  const comm = process.argv[i + 7] === "large-frames"
+    ? RingCommunicator.withTransport(opts, await GrpcPeerTransport.listen({ ...opts, chunkBytes, largeFrames: true }))
+    : await RingCommunicator.listen(opts);
   process.stdout.write(JSON.stringify({ address: comm.address }) + "\n");
   const rl = readline.createInterface({ input: process.stdin });
   let step = 0;
@@ -68,12 +75,15 @@ async function worker(): Promise<void> {
     for (let k = 0; k < n; k += Math.max(1, n >> 10)) if (data[k] !== (N * (N - 1)) / 2 + N * (k % 7)) bad++;
     for (let w = 1; w < (cmd.warmup ?? 1); w++) await comm.allReduce(tensors, { step: step++, op: "sum" });
     const times: number[] = [];
+    const cpu0 = process.cpuUsage();
     for (let it = 0; it < (cmd.iters ?? 5); it++) {
       const t0 = process.hrtime.bigint();
       await comm.allReduce(tensors, { step: step++, op: "sum" });
       times.push(Number(process.hrtime.bigint() - t0) / 1e9);
     }
-    process.stdout.write(JSON.stringify({ times, bad }) + "\n");
+    const cpu = process.cpuUsage(cpu0);
+    const cpuSec = (cpu.user + cpu.system) / 1e6 / Math.max(1, cmd.iters ?? 5);
+    process.stdout.write(JSON.stringify({ times, bad, cpuSec }) + "\n");
   }
   await comm.close();
   process.exit(0);
@@ -88,6 +98,10 @@ class Ring {
     procs.forEach((p, i) => {
       this.lines[i] = [];
       readline.createInterface({ input: p.stdout! }).on("line", (l) => {
+        if (!l.startsWith("{")) {
+          process.stderr.write(`[rank ${i}] ${l}\n`); // e.g. --trace-gc output: not a protocol line
+          return;
+        }
         this.lines[i].push(l);
         this.waiters.splice(0).forEach((w) => w());
       });
@@ -103,8 +117,16 @@ class Ring {
   }
 }
 
+/** `--cpu-prof DIR`: every rank process writes a V8 CPU profile into DIR; `--node-args "..."`: extra node flags. */
+function profArgs(): string[] {
+  const dir = flag("--cpu-prof");
+  const extra = flag("--node-args")?.split(" ").filter((a) => a.length > 0) ?? [];
+  return dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`, ...extra] : extra;
+}
+
 async function startRing(N: number, chunkBytes: number, compression: string, inflight: number, send: string): Promise<Ring> {
-  const procs = Array.from({ length: N }, (_, r) => spawn(process.execPath, [__filename, "--worker", String(r), String(N), String(chunkBytes), compression, String(inflight), send],
+  const procs = Array.from({ length: N }, (_, r) => spawn(process.execPath, [...profArgs(), __filename, "--worker", String(r), String(N), String(chunkBytes), compression, String(inflight), send,
+    process.argv.includes("--large-frames") ? "large-frames" : "default-frames"],
     { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...workerMallocEnv() } }));
   const ring = new Ring(procs);
   const addrs = await ring.next<{ address: string }>();
@@ -113,13 +135,14 @@ async function startRing(N: number, chunkBytes: number, compression: string, inf
   return ring;
 }
 
-function runGloo(script: string, N: number, bytes: number, iters: number, warmup: number): { seconds: number; note?: string } | null {
+function runGloo(script: string, N: number, bytes: number, iters: number, warmup: number): { seconds: number; cpuSec?: number; note?: string } | null {
   const r = spawnSync("/usr/bin/python3", [script, String(N), String(Math.floor(bytes / 4)), String(iters), String(warmup)],
     { encoding: "utf8", timeout: 600_000, env: { ...process.env, OMP_NUM_THREADS: "1" } });
   const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
   try {
-    const o = JSON.parse(line) as { secPerIter: number; maxAbsErr: number };
-    return { seconds: o.secPerIter, note: o.maxAbsErr !== 0 ? `gloo maxAbsErr ${o.maxAbsErr}` : undefined };
+    const o = JSON.parse(line) as { secPerIter: number; maxAbsErr: number; cpuSecPerIterPerRank?: number[] };
+    const cpus = o.cpuSecPerIterPerRank ?? [];
+    return { seconds: o.secPerIter, cpuSec: cpus.length ? cpus.reduce((a, b) => a + b, 0) / cpus.length : undefined, note: o.maxAbsErr !== 0 ? `gloo maxAbsErr ${o.maxAbsErr}` : undefined };
   } catch {
     process.stderr.write(`gloo run failed (N=${N}, bytes=${bytes}): ${r.stderr?.slice(-500)}\n`);
     return null;
@@ -189,7 +212,10 @@ async function main(): Promise<void> {
   const emit = (row: Row, extra = ""): void => {
     rows.push(row);
     if (json) console.log(JSON.stringify(row));
-    else console.log(`${fmtBytes(row.bytes).padStart(10)} ${String(row.N).padStart(3)}  ${row.impl.padEnd(14)} ${(row.seconds * 1e3).toFixed(3).padStart(10)} ms ${row.algbwGBps.toFixed(3).padStart(8)} ${row.busbwGBps.toFixed(3).padStart(8)} ${extra}`);
+    else {
+      const cpu = row.cpuSec === undefined ? "" : `cpu ${(row.cpuSec * 1e3).toFixed(2)} ms/rank `;
+      console.log(`${fmtBytes(row.bytes).padStart(10)} ${String(row.N).padStart(3)}  ${row.impl.padEnd(14)} ${(row.seconds * 1e3).toFixed(3).padStart(10)} ms ${row.algbwGBps.toFixed(3).padStart(8)} ${row.busbwGBps.toFixed(3).padStart(8)}  ${cpu}${extra}`);
+    }
   };
   if (!json) {
     console.log(`# loopback TCP limit: ${tcp.GBps.toFixed(2)} GB/s (${tcp.how}); chunkBytes=${chunkBytes} compression=${compression} warmup=${warmup}`);
@@ -201,18 +227,19 @@ async function main(): Promise<void> {
     for (const bytes of sizes) {
       const iters = itersFor(bytes);
       ring.send({ bytes, iters, warmup });
-      const res = await ring.next<{ times: number[]; bad: number }>();
+      const res = await ring.next<{ times: number[]; bad: number; cpuSec: number }>();
       if (res.some((r) => r.bad > 0)) throw new Error(`wrong all-reduce result at N=${N}, ${bytes} bytes`);
       const perIter = res[0].times.map((_, k) => Math.max(...res.map((r) => r.times[k])));
       const sec = median(perIter);
       const alg = bytes / sec / 1e9;
-      const ours: Row = { N, bytes, seconds: sec, algbwGBps: alg, busbwGBps: (alg * 2 * (N - 1)) / N, impl: "ringtrain-grpc" };
+      const ours: Row = { N, bytes, seconds: sec, algbwGBps: alg, busbwGBps: (alg * 2 * (N - 1)) / N, impl: "ringtrain-grpc",
+        cpuSec: res.reduce((a, r) => a + r.cpuSec, 0) / res.length };
       emit(ours);
       if (gloo) {
         const g = runGloo(glooScript, N, bytes, iters, warmup);
         if (g) {
           const galg = bytes / g.seconds / 1e9;
-          const grow: Row = { N, bytes, seconds: g.seconds, algbwGBps: galg, busbwGBps: (galg * 2 * (N - 1)) / N, impl: "torch-gloo" };
+          const grow: Row = { N, bytes, seconds: g.seconds, algbwGBps: galg, busbwGBps: (galg * 2 * (N - 1)) / N, impl: "torch-gloo", cpuSec: g.cpuSec };
           emit(grow, `ratio ${(ours.busbwGBps / grow.busbwGBps).toFixed(2)}${g.note ? " " + g.note : ""}`);
         }
       }

@@ -52,7 +52,11 @@ export class ProgressReporter {
   /** Final figures: last loss, median throughput and MFU, last evaluation. */
   summary(): string {
     if (!this.last) return "no step completed";
-    const ev = this.lastEval ? `, validation loss ${this.lastEval.loss.toFixed(3)} (perplexity ${this.lastEval.perplexity.toFixed(1)}, masked-token accuracy ${(this.lastEval.accuracy * 100).toFixed(1)}%)` : "";
+    const e = this.lastEval;
+    // Classification evaluations carry a macro-F1 (and perplexity means nothing there).
+    const ev = e === undefined ? "" : e.macro_f1 !== undefined
+      ? `, validation loss ${e.loss.toFixed(3)} (accuracy ${(e.accuracy * 100).toFixed(1)}%, macro-F1 ${(e.macro_f1 * 100).toFixed(1)}%)`
+      : `, validation loss ${e.loss.toFixed(3)} (perplexity ${e.perplexity.toFixed(1)}, masked-token accuracy ${(e.accuracy * 100).toFixed(1)}%)`;
     return `step ${this.last.step}, loss ${this.last.loss.toFixed(3)}${ev}, median ${Math.round(median(this.throughput))} tokens/s, MFU ${pct(median(this.mfus))}`;
   }
 }

@@ -13,11 +13,9 @@ import { ConfigError, loadRunConfig, validateForWorld, type ConfigOverrides } fr
 import type { RunConfig } from "../shared/config/schema";
 import { scheduleOf } from "../shared/config/derived";
 import { lrAt } from "../shared/train/schedule";
-import { loadRunDocuments, preparePretrainingData, prepareTokenizer } from "../shared/pipeline/prepare";
 import { checkpointDirFor, latestGoodCheckpoint } from "../shared/checkpoint/run-checkpoints";
 import { readManifest } from "../shared/checkpoint/manifest";
 import { Vocab } from "../shared/tokenizer/vocab";
-import { BertTokenizer } from "../shared/tokenizer/bert-tokenizer";
 import { atomicWriteFile } from "../shared/io/atomic-write";
 import { repoRoot } from "../shared/paths";
 import { workerMallocEnv } from "../worker/transport/malloc-env";
@@ -25,6 +23,7 @@ import { EXIT_CONFIG, EXIT_COORDINATOR_LOST, EXIT_INTERRUPTED, EXIT_OK, EXIT_WOR
 import { resolveWorld, type World, type WorldArgs } from "./world";
 import { Supervisor, type WorkerExit } from "./supervisor";
 import { ProgressReporter } from "./progress";
+import { checkFinetuneConfig, classificationReport, prepareJobData } from "./job-data";
 import { waitForCoordinator } from "./coordinator-wait";
 
 /** Arguments of a training launch. */
@@ -46,6 +45,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   const world = resolveWorld(args);
   const { cfg, source, resume } = await resolveConfig(args);
   validateForWorld(cfg, world.worldSize, source);
+  await checkFinetuneConfig(cfg, source);
   const jobId = args.jobId ?? process.env.RINGTRAIN_JOB_ID ?? cfg.name;
   const token = jobToken(world);
   const multiNode = world.nodes > 1;
@@ -67,18 +67,16 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   let coordinatorAddress = world.coordinatorAddress;
   if (world.nodeRank === 0) {
     await atomicWriteFile(path.join(runDir, RUN_CONFIG_FILE), stringify(cfg));
-    const docs = loadRunDocuments(cfg);
-    const tokenizer = resume ? new BertTokenizer(resume.vocab, { lowerCase: cfg.tokenizer.lowercase }) : await prepareTokenizer(cfg, docs, log);
-    await atomicWriteFile(path.join(runDir, "vocab.txt"), tokenizer.vocab.tokens.join("\n") + "\n");
-    const data = preparePretrainingData(cfg, docs, tokenizer);
-    log(`data: ${docs.length} documents -> ${data.train.count} train / ${data.validation.count} validation sequences of ${cfg.data.max_seq_len} tokens${data.fromCache ? " (cached)" : ""}`);
+    const job = await prepareJobData(cfg, resume?.vocab, log);
+    await atomicWriteFile(path.join(runDir, "vocab.txt"), job.vocab.join("\n") + "\n");
     const schedule = scheduleOf(cfg);
     const port = coordinatorAddress ? Number(coordinatorAddress.slice(coordinatorAddress.lastIndexOf(":") + 1)) : 0;
     coordinator = new Coordinator({
       jobId, token, config: cfg, runDir,
       worldSize: world.worldSize, workersPerNode: world.workersPerNode,
-      vocab: [...tokenizer.vocab.tokens],
-      numTrainSequences: data.train.count, numValidationSequences: data.validation.count,
+      vocab: job.vocab,
+      numTrainSequences: job.numTrain, numValidationSequences: job.numValidation,
+      numTestSequences: job.numTest, classLabels: job.labels,
       learningRateAt: (step) => lrAt(schedule, step - 1),
       checkpointDirFor: (step) => checkpointDirFor(runDir, step),
       startStep: resume?.step ?? 0,
@@ -135,8 +133,11 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   let outcome: JobOutcome | undefined;
   if (coordinator) {
     outcome = await Promise.race([coordinator.finished(), supervisor.waitAll().then(() => coordinator!.finished())]);
+  } else {
+    // Nodes without the coordinator: the workers end when the coordinator ends the job (or loses it).
+    await supervisor.waitAll();
   }
-  const exits = await supervisor.stopAll(outcome?.status === "failed" ? 5000 : 30_000);
+  const exits = await supervisor.stopAll(outcome?.status === "failed" ? 2000 : 30_000);
   progress.finish();
   await coordinator?.stop();
   process.off("SIGINT", stopSignals);
@@ -156,6 +157,8 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     return EXIT_WORKER_FAILURE;
   }
   if (coordinator) log(`done: ${progress.summary()}; run directory ${runDir}`);
+  const report = coordinator && cfg.task === "classification" ? classificationReport(runDir) : undefined;
+  if (report !== undefined) process.stdout.write(report);
   return EXIT_OK;
 }
 
@@ -203,7 +206,8 @@ function workerEnv(world: World, local: number, rank: number, jobId: string, tok
     RINGTRAIN_BIND_HOST: world.nodes > 1 ? "0.0.0.0" : "127.0.0.1",
   };
   delete env.RINGTRAIN_TOKEN_FILE;
-  if (advertiseHost) env.RINGTRAIN_ADVERTISE_HOST = advertiseHost;
+  // A single node binds loopback and all its peers are local: an advertised host would not match.
+  if (advertiseHost && world.nodes > 1) env.RINGTRAIN_ADVERTISE_HOST = advertiseHost;
   if (world.useGpus) env.CUDA_VISIBLE_DEVICES = String(local);
   return env;
 }

@@ -23,11 +23,16 @@ export interface JoinResponse {
   run_dir: string;
 }
 
+/** One rank's share of an evaluation (see EvalResult in coordinator.proto for every field). */
 export interface EvalResult {
   loss_sum: number;
   target_count: number;
   correct_count: number;
   sequences: number;
+  /** Classification: number of classes K; 0 for MLM. */
+  num_classes: number;
+  /** Classification: K x K confusion counts, row-major (row = true, column = predicted); empty for MLM. */
+  confusion: number[];
 }
 
 export interface StepReport {
@@ -48,6 +53,10 @@ export interface StepReport {
   param_checksum: string;
   model_flops: number;
   peak_flops_per_s: number;
+  /** Test-split evaluation (classification, last step). */
+  test_eval: EvalResult | null;
+  /** Float32 bytes all-reduced in the step (trained parameters' gradients + counters). */
+  allreduce_bytes: number;
 }
 
 export interface StepPlan {
@@ -63,6 +72,8 @@ export interface StepPlan {
   checkpoint_dir: string;
   max_steps: number;
   report_param_checksum: boolean;
+  /** Test-split indices to evaluate after the step (classification, last step). */
+  test_sequence_indices: number[];
 }
 
 export interface HeartbeatRequest {

@@ -58,6 +58,28 @@ test("16-bit round trips stay within the stated unit roundoff and decode-add sum
   }
 });
 
+test("the bulk 16-bit encoders agree with the scalar reference on every exponent, rounding boundary and special", () => {
+  const patterns: number[] = [];
+  // every exponent, both signs, mantissas around the float16 (13 dropped bits) and bfloat16 (16 dropped bits) ties
+  const mants = [0, 1, 0x0fff, 0x1000, 0x1001, 0x2000, 0x3000, 0x7fff, 0x8000, 0x8001, 0x18000, 0x7fe000, 0x7ff000, 0x7fefff, 0x7fffff];
+  for (let e = 0; e < 256; e++) for (const m of mants) for (const s of [0, 0x80000000]) patterns.push((s | (e << 23) | m) >>> 0);
+  for (let k = 0; k < 65536; k++) patterns.push((k * 65537 + 12345) >>> 0); // a sweep over all 2^32 patterns
+  const src = new Float32Array(new Uint32Array(patterns).buffer);
+  for (const [kind, ref] of [["fp16", f32BitsToF16], ["bf16", f32BitsToBf16]] as const) {
+    const out = new Uint16Array(src.length);
+    encodeHalf(kind, src, out);
+    const rounded = src.slice();
+    roundToHalf(kind, rounded);
+    const roundedBits = new Uint32Array(rounded.buffer);
+    for (let i = 0; i < patterns.length; i++) {
+      const want = ref(patterns[i]);
+      if (out[i] !== want) assert.fail(`${kind}: bits 0x${patterns[i].toString(16)} encoded to 0x${out[i].toString(16)}, reference 0x${want.toString(16)}`);
+      const back = new Uint32Array(new Float32Array([halfToNumber(kind, want)]).buffer)[0];
+      if (!Number.isNaN(halfToNumber(kind, want)) && roundedBits[i] !== back) assert.fail(`${kind}: roundToHalf of 0x${patterns[i].toString(16)}`);
+    }
+  }
+});
+
 function header(over: Partial<ChunkHeader> = {}): ChunkHeader {
   return {
     jobId: "job-7", senderRank: 3, collectiveId: 12, step: 2 ** 40 + 5, bucket: 4, phase: RingPhase.ALL_GATHER, hop: 2, segment: 1,

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
-import { bf16ToFloat32, f16ToFloat32, float32ToBf16, float32ToF16 } from "../shared/checkpoint/half-float";
+import { bf16ToFloat32, f16ToFloat32, float32ToBf16, float32ToF16 } from "../shared/codecs/half";
 
 const f16 = (x: number): number => float32ToF16(Float32Array.of(x))[0];
 const bf16 = (x: number): number => float32ToBf16(Float32Array.of(x))[0];

@@ -10,7 +10,7 @@
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import { atomicWriteFile, type WrittenFile } from "../io/atomic-write";
-import { bf16ToFloat32, f16ToFloat32 } from "./half-float";
+import { bf16ToFloat32, f16ToFloat32 } from "../codecs/half";
 import { isJsonObject, JsonSyntaxError, parseStrictJson, type JsonValue } from "./strict-json";
 
 /** Element types of the format, with their size in bytes. */

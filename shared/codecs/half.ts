@@ -5,6 +5,11 @@
  * 16 bits: callers decode to float32, add, and re-encode. Unit roundoff (max relative rounding error of one
  * conversion of a normal number): float16 2^-11, bfloat16 2^-8. float16 overflows to ±Inf above 65504 and
  * has an absolute error of at most 2^-25 in its subnormal range (|x| < 2^-14).
+ *
+ * This is the one float16/bfloat16 implementation of the code base: the wire codecs (encodeHalf, decodeHalf,
+ * roundToHalf) work in place on caller buffers, the allocating helpers (f16ToFloat32, float32ToF16, ...) serve
+ * checkpoint I/O. float16 -> float32 is a 65536-entry table lookup; float32 -> float16 is straight-line
+ * integer arithmetic for normal values with a per-element slow path only for zeros, subnormals and specials.
  */
 
 /** The 16-bit formats supported on the wire. */
@@ -19,6 +24,7 @@ export const HALF_SUBNORMAL_ABS_ERROR: Readonly<Record<HalfKind, number>> = { fp
 /** binary16 bits -> binary32 bits for every one of the 65536 patterns (256 KiB, built once). */
 const F16_TO_F32_BITS = buildF16Table();
 const F16_TO_F32 = new Float32Array(F16_TO_F32_BITS.buffer);
+const F16_TO_F32_BITS_I32 = new Int32Array(F16_TO_F32_BITS.buffer);
 
 function buildF16Table(): Uint32Array {
   const t = new Uint32Array(65536);
@@ -74,14 +80,45 @@ export function f32BitsToBf16(u: number): number {
   return ((u + 0x7fff + ((u >>> 16) & 1)) / 65536) & 0xffff;
 }
 
+// Fast paths. Elements are read as int32 bit patterns (Int32Array views stay in V8's small-integer range, unlike
+// Uint32Array values >= 2^31) and converted with straight-line integer arithmetic; only zeros, float16
+// subnormals, overflow, infinities and NaN take the per-element slow path above.
+
+/** |bits| range [2^-14, 2^16) handled inline: normal float16 results, rounding up to infinity from 65520 on. */
+const F16_NORMAL_MIN = 0x38800000;
+const F16_NORMAL_END = 0x47800000;
+/** Rebias of the exponent from float32 (127) to float16 (15), in float32 bit position. */
+const F16_REBIAS = 112 << 23;
+
+/** float32 bits (as int32) -> float16 bits; the common normal case inline, the rest via f32BitsToF16. */
+function f16Fast(i: number): number {
+  const a = i & 0x7fffffff;
+  if (a >= F16_NORMAL_MIN && a < F16_NORMAL_END) {
+    // round to nearest even on the 13 dropped mantissa bits; a carry correctly bumps the exponent
+    return ((i >>> 16) & 0x8000) | ((a - F16_REBIAS + 0xfff + ((a >>> 13) & 1)) >>> 13);
+  }
+  return a === 0 ? (i >>> 16) & 0x8000 : f32BitsToF16(i >>> 0);
+}
+
+/** float32 bits (as int32) -> bfloat16 bits, round to nearest even (NaN stays a quiet NaN). */
+function bf16Fast(i: number): number {
+  if ((i & 0x7fffffff) > 0x7f800000) return ((i >>> 16) | 0x40) & 0xffff;
+  return (i + 0x7fff + ((i >>> 16) & 1)) >>> 16;
+}
+
 /** Encodes src into dst (same length), one 16-bit pattern per element. */
 export function encodeHalf(kind: HalfKind, src: Float32Array, dst: Uint16Array): void {
   if (dst.length !== src.length) throw new Error(`encodeHalf: length mismatch (src ${src.length}, dst ${dst.length})`);
-  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const bits = new Int32Array(src.buffer, src.byteOffset, src.length);
   const n = src.length;
-  if (kind === "fp16") for (let i = 0; i < n; i++) dst[i] = f32BitsToF16(bits[i]);
-  else for (let i = 0; i < n; i++) dst[i] = f32BitsToBf16(bits[i]);
+  if (kind === "fp16") for (let i = 0; i < n; i++) dst[i] = f16Fast(bits[i]);
+  else for (let i = 0; i < n; i++) dst[i] = bf16Fast(bits[i]);
 }
+
+/** Scratch block for decoding bfloat16 before adding (bit patterns must pass through memory to become floats). */
+const BLOCK = 4096;
+const scratchF32 = new Float32Array(BLOCK);
+const scratchI32 = new Int32Array(scratchF32.buffer);
 
 /** Decodes src and writes (add = false) or adds (add = true) it into dst, in float32. */
 export function decodeHalf(kind: HalfKind, src: Uint16Array, dst: Float32Array, add: boolean): void {
@@ -91,25 +128,56 @@ export function decodeHalf(kind: HalfKind, src: Uint16Array, dst: Float32Array, 
     const t = F16_TO_F32;
     if (add) for (let i = 0; i < n; i++) dst[i] += t[src[i]];
     else for (let i = 0; i < n; i++) dst[i] = t[src[i]];
+  } else if (!add) {
+    const out = new Int32Array(dst.buffer, dst.byteOffset, dst.length);
+    for (let i = 0; i < n; i++) out[i] = src[i] << 16;
   } else {
-    const out = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
-    if (add) {
-      const tmp = new Float32Array(1);
-      const tmpBits = new Uint32Array(tmp.buffer);
-      for (let i = 0; i < n; i++) {
-        tmpBits[0] = src[i] << 16;
-        dst[i] += tmp[0];
-      }
-    } else for (let i = 0; i < n; i++) out[i] = src[i] << 16;
+    for (let base = 0; base < n; base += BLOCK) {
+      const m = Math.min(BLOCK, n - base);
+      for (let j = 0; j < m; j++) scratchI32[j] = src[base + j] << 16;
+      for (let j = 0; j < m; j++) dst[base + j] += scratchF32[j];
+    }
   }
 }
 
 /** Rounds every element of data, in place, to the nearest value representable in the 16-bit format. */
 export function roundToHalf(kind: HalfKind, data: Float32Array): void {
-  const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const bits = new Int32Array(data.buffer, data.byteOffset, data.length);
   const n = data.length;
-  if (kind === "fp16") for (let i = 0; i < n; i++) bits[i] = F16_TO_F32_BITS[f32BitsToF16(bits[i])];
-  else for (let i = 0; i < n; i++) bits[i] = f32BitsToBf16(bits[i]) << 16;
+  if (kind === "fp16") {
+    const t = F16_TO_F32_BITS_I32;
+    for (let i = 0; i < n; i++) bits[i] = t[f16Fast(bits[i])];
+  } else for (let i = 0; i < n; i++) bits[i] = bf16Fast(bits[i]) << 16;
+}
+
+// Allocating helpers (checkpoint loading/saving: safetensors F16 / BF16 tensors).
+
+/** Decodes float16 bit patterns into a new Float32Array (exact: every half value is a float32). */
+export function f16ToFloat32(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  decodeHalf("fp16", bits, out, false);
+  return out;
+}
+
+/** Decodes bfloat16 bit patterns into a new Float32Array (exact: bf16 is the top half of a float32). */
+export function bf16ToFloat32(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  decodeHalf("bf16", bits, out, false);
+  return out;
+}
+
+/** Encodes float32 values as new float16 bit patterns (round to nearest even; overflow to ±Inf, NaN stays NaN). */
+export function float32ToF16(values: Float32Array): Uint16Array {
+  const out = new Uint16Array(values.length);
+  encodeHalf("fp16", values, out);
+  return out;
+}
+
+/** Encodes float32 values as new bfloat16 bit patterns (round to nearest even; NaN stays a quiet NaN). */
+export function float32ToBf16(values: Float32Array): Uint16Array {
+  const out = new Uint16Array(values.length);
+  encodeHalf("bf16", values, out);
+  return out;
 }
 
 /** Decodes one 16-bit pattern to a number (for tests and diagnostics). */

@@ -5,6 +5,7 @@ import type { LrSchedule } from "../train/schedule";
 /** The model shape a run config asks for, with the vocabulary size of its tokenizer. */
 export function modelConfigOf(cfg: RunConfig, vocabSize: number): BertConfig {
   const m = cfg.model;
+  if (m === undefined) throw new Error("the run config has no `model` section (task: classification takes the shape from finetune.base_model)");
   const shape = m.preset ?? {};
   const overrides: Partial<BertConfig> = {
     maxPositionEmbeddings: m.max_position_embeddings,

@@ -32,6 +32,23 @@ export interface ForwardOptions {
   rowOffset?: number;
   /** Overrides both dropout probabilities of the config (e.g. 0 to switch dropout off). */
   dropoutRate?: number;
+  /** Extension points for parameter-efficient fine-tuning (LoRA, adapters, prefixes, soft prompts). */
+  hooks?: EncoderHooks;
+}
+
+/**
+ * Extension points of the encoder, used by parameter-efficient fine-tuning (shared/peft). Every hook is optional;
+ * without hooks the encoder is plain BERT.
+ */
+export interface EncoderHooks {
+  /** Output of the encoder-layer linear `prefix` (e.g. bert.encoder.layer.0.attention.self.query) for input x, given its plain output x·W + b. */
+  linear?(prefix: string, x: tf.Tensor2D, out: tf.Tensor2D): tf.Tensor2D;
+  /** A sublayer's output after its projection and dropout, before the residual add and LayerNorm (adapters). */
+  sublayer?(layer: number, which: "attention" | "ffn", x: tf.Tensor2D): tf.Tensor2D;
+  /** Key and value prefixes of one layer, each [P, hidden], attended by every position (prefix tuning). */
+  prefix?(layer: number): { keys: tf.Tensor2D; values: tf.Tensor2D } | undefined;
+  /** Embeddings [n, hidden] inserted after the first token ([CLS]) of every sequence (prompt tuning). */
+  prompt?(): tf.Tensor2D | undefined;
 }
 
 let nextModelId = 0;
@@ -122,7 +139,10 @@ function checkInput(cfg: BertConfig, input: EncoderInput): void {
   }
 }
 
-/** Final hidden states [batch * seq, hidden] of the encoder. */
+/**
+ * Final hidden states [batch * seq, hidden] of the encoder. With a soft prompt (hooks.prompt) each sequence is
+ * longer by the prompt's length: rows are [batch * (seq + n), hidden], [CLS] still first.
+ */
 export function encode(m: BertModel, input: EncoderInput, opts: ForwardOptions = { training: false }): tf.Tensor2D {
   const cfg = m.config;
   checkInput(cfg, input);
@@ -135,33 +155,70 @@ export function encode(m: BertModel, input: EncoderInput, opts: ForwardOptions =
   const attP = opts.training ? (opts.dropoutRate ?? cfg.attentionProbsDropoutProb) : 0;
   const key = (site: number): DropoutKey => ({ seed: opts.dropoutSeed ?? 0, step: opts.step ?? 0, site, rowOffset: opts.rowOffset ?? 0 });
 
+  const hooks = opts.hooks;
   const ids = tf.tensor1d(input.inputIds, "int32");
   const types = tf.tensor1d(input.tokenTypeIds, "int32");
   const words = tf.gather(m.param("bert.embeddings.word_embeddings.weight"), ids);
-  const pos = tf.slice(m.param("bert.embeddings.position_embeddings.weight"), [0, 0], [T, H]);
   const tok = tf.gather(m.param("bert.embeddings.token_type_embeddings.weight"), types);
-  const emb = tf.reshape(tf.add(tf.reshape(tf.add(words, tok), [B, T, H]), pos), [B * T, H]) as tf.Tensor2D;
+  let wordsAndTypes = tf.reshape(tf.add(words, tok), [B, T, H]) as tf.Tensor3D;
+  // Soft prompt: n rows (plus the segment-0 embedding) inserted after [CLS]; the sequence grows to T + n.
+  const prompt = hooks?.prompt?.();
+  let attention = input.attentionMask;
+  let TT = T;
+  if (prompt !== undefined) {
+    const n = prompt.shape[0];
+    TT = T + n;
+    if (TT > cfg.maxPositionEmbeddings) throw new Error(`seqLen ${T} + ${n} prompt tokens exceeds maxPositionEmbeddings ${cfg.maxPositionEmbeddings}`);
+    const segment0 = tf.slice(m.param("bert.embeddings.token_type_embeddings.weight"), [0, 0], [1, H]);
+    const rows = tf.tile(tf.reshape(tf.add(prompt, segment0), [1, n, H]), [B, 1, 1]);
+    wordsAndTypes = tf.concat([tf.slice(wordsAndTypes, [0, 0, 0], [B, 1, H]), rows, tf.slice(wordsAndTypes, [0, 1, 0], [B, T - 1, H])], 1) as tf.Tensor3D;
+    attention = new Int32Array(B * TT);
+    for (let b = 0; b < B; b++) {
+      attention[b * TT] = input.attentionMask[b * T];
+      for (let j = 1; j <= n; j++) attention[b * TT + j] = 1;
+      for (let j = 1; j < T; j++) attention[b * TT + n + j] = input.attentionMask[b * T + j];
+    }
+  }
+  const pos = tf.slice(m.param("bert.embeddings.position_embeddings.weight"), [0, 0], [TT, H]);
+  const emb = tf.reshape(tf.add(wordsAndTypes, pos), [B * TT, H]) as tf.Tensor2D;
   let h = dropout(norm(m, "bert.embeddings.LayerNorm", emb), hidP, key(0), B) as tf.Tensor2D;
 
   // Additive key mask [B, 1, 1, T]: 0 where attended, -1e9 on padding.
-  const maskAdd = new Float32Array(B * T);
-  for (let i = 0; i < B * T; i++) maskAdd[i] = input.attentionMask[i] ? 0 : -1e9;
-  const mask = tf.tensor4d(maskAdd, [B, 1, 1, T]);
+  const maskAdd = new Float32Array(B * TT);
+  for (let i = 0; i < B * TT; i++) maskAdd[i] = attention[i] ? 0 : -1e9;
+  const mask = tf.tensor4d(maskAdd, [B, 1, 1, TT]);
   const scale = 1 / Math.sqrt(DH);
-  const heads = (x: tf.Tensor2D): tf.Tensor4D => tf.transpose(tf.reshape(x, [B, T, NH, DH]), [0, 2, 1, 3]);
+  const heads = (x: tf.Tensor2D, rows: number, batch: number): tf.Tensor4D => tf.transpose(tf.reshape(x, [batch, rows, NH, DH]), [0, 2, 1, 3]);
+  const lin = (prefix: string, x: tf.Tensor2D): tf.Tensor2D => {
+    const out = linear(m, prefix, x);
+    return hooks?.linear ? hooks.linear(prefix, x, out) : out;
+  };
+  let prefixMask: tf.Tensor4D | undefined;
 
   for (let l = 0; l < cfg.numHiddenLayers; l++) {
     const p = `bert.encoder.layer.${l}`;
-    const q = heads(linear(m, `${p}.attention.self.query`, h));
-    const k = heads(linear(m, `${p}.attention.self.key`, h));
-    const v = heads(linear(m, `${p}.attention.self.value`, h));
-    const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask);
+    const q = heads(lin(`${p}.attention.self.query`, h), TT, B);
+    let k = heads(lin(`${p}.attention.self.key`, h), TT, B);
+    let v = heads(lin(`${p}.attention.self.value`, h), TT, B);
+    let layerMask = mask;
+    const pre = hooks?.prefix?.(l);
+    if (pre !== undefined) {
+      // Prefix keys/values [P, H] -> [B, NH, P, DH], placed before the sequence's own; always attended.
+      const P = pre.keys.shape[0];
+      k = tf.concat([tf.tile(heads(pre.keys, P, 1), [B, 1, 1, 1]), k], 2);
+      v = tf.concat([tf.tile(heads(pre.values, P, 1), [B, 1, 1, 1]), v], 2);
+      prefixMask ??= tf.concat([tf.zeros([B, 1, 1, P]), mask], 3) as tf.Tensor4D;
+      layerMask = prefixMask;
+    }
+    const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), layerMask);
     const probs = dropout(tf.softmax(scores), attP, key(8 * l + 1), B);
-    const ctx = tf.reshape(tf.transpose(tf.matMul(probs, v), [0, 2, 1, 3]), [B * T, H]) as tf.Tensor2D;
-    const attnOut = dropout(linear(m, `${p}.attention.output.dense`, ctx), hidP, key(8 * l + 2), B) as tf.Tensor2D;
+    const ctx = tf.reshape(tf.transpose(tf.matMul(probs, v), [0, 2, 1, 3]), [B * TT, H]) as tf.Tensor2D;
+    let attnOut = dropout(lin(`${p}.attention.output.dense`, ctx), hidP, key(8 * l + 2), B) as tf.Tensor2D;
+    if (hooks?.sublayer) attnOut = hooks.sublayer(l, "attention", attnOut);
     h = norm(m, `${p}.attention.output.LayerNorm`, tf.add(attnOut, h));
-    const inter = gelu(linear(m, `${p}.intermediate.dense`, h)) as tf.Tensor2D;
-    const ffn = dropout(linear(m, `${p}.output.dense`, inter), hidP, key(8 * l + 3), B) as tf.Tensor2D;
+    const inter = gelu(lin(`${p}.intermediate.dense`, h)) as tf.Tensor2D;
+    let ffn = dropout(lin(`${p}.output.dense`, inter), hidP, key(8 * l + 3), B) as tf.Tensor2D;
+    if (hooks?.sublayer) ffn = hooks.sublayer(l, "ffn", ffn);
     h = norm(m, `${p}.output.LayerNorm`, tf.add(ffn, h));
   }
   return h;

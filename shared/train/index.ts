@@ -7,3 +7,6 @@ export * from "./clip";
 export * from "./objective";
 export * from "./trainer";
 export * from "./eval";
+export * from "./trainable";
+export * from "./classification-objective";
+export * from "./classification-metrics";

@@ -4,16 +4,28 @@
  * first sequence) make the same update as 1 rank with B, and k micro-batches of B/k the same as one of B.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { BertModel } from "../model/bert";
+import type { BertModel, EncoderInput, ForwardOptions } from "../model/bert";
 import { assignValues } from "../model/hf";
 import { AdamW, type AdamWOptions, type AdamWState } from "./adamw";
 import { IGNORE_INDEX, type Batch } from "./batch";
 import { clipByGlobalNorm, globalNorm } from "./clip";
-import { pretrainingObjective } from "./objective";
+import { pretrainingObjective, type ObjectiveParts } from "./objective";
+import { allParams, type TrainableParam } from "./trainable";
 import { IdentityReducer, type GradientReducer, type NamedGradient } from "./reducer";
 import { lrAt, type LrSchedule } from "./schedule";
 
-export interface TrainerOptions {
+/**
+ * What a micro-batch is trained on: the number of targets it holds (0: skipped, no backward pass) and the loss
+ * whose gradient is taken. `targetName` names the targets in errors ("MLM", "labelled").
+ */
+export interface TrainObjective<B> {
+  targetName: string;
+  targets(batch: B): number;
+  build(batch: B, fwd: ForwardOptions): ObjectiveParts;
+}
+
+/** Options of a Trainer. */
+export interface TrainerOptions<B extends EncoderInput = Batch> {
   schedule: LrSchedule;
   adamw?: Partial<AdamWOptions>;
   /** Clip the global gradient norm to this value; 0 or absent: no clipping. */
@@ -24,9 +36,16 @@ export interface TrainerOptions {
   dropoutRate?: number;
   /** Weight of each sequence's NSP loss relative to one masked token (see objective.ts). Default 1. */
   nspWeight?: number;
+  /** The parameters to train (only these are differentiated, all-reduced and updated). Default: every model parameter. */
+  params?: readonly TrainableParam[];
+  /** The loss. Default: the pre-training objective (MLM, + NSP with an NSP head); required when B is not Batch. */
+  objective?: TrainObjective<B>;
 }
 
-/** Counter slots reduced with the gradients. */
+/**
+ * Counter slots reduced with the gradients. Slot mlmTargets holds the objective's primary target count (masked
+ * tokens; labelled sequences for classification) and mlmLossSum its loss sum.
+ */
 export const COUNTERS = { mlmTargets: 0, mlmLossSum: 1, nspTargets: 2, nspLossSum: 3 } as const;
 const NUM_COUNTERS = 4;
 
@@ -53,12 +72,15 @@ export interface StepResult {
 }
 
 /** Training state of one rank: gradient buffers, optimizer, step counter. */
-export class Trainer {
+export class Trainer<B extends EncoderInput = Batch> {
   readonly model: BertModel;
-  readonly options: TrainerOptions;
+  readonly options: TrainerOptions<B>;
+  /** The parameters trained, in the order their gradients travel. */
+  readonly params: readonly TrainableParam[];
+  readonly objective: TrainObjective<B>;
   readonly reducer: GradientReducer;
   readonly optimizer: AdamW;
-  /** Gradient accumulation buffers, one per parameter in registration order (what goes to the reducer). */
+  /** Gradient accumulation buffers, one per trained parameter in `params` order (what goes to the reducer). */
   readonly grads: NamedGradient[];
   /** Reduced alongside the gradients; slots in COUNTERS. */
   readonly counters = new Float32Array(NUM_COUNTERS);
@@ -67,32 +89,35 @@ export class Trainer {
   /** Parameters that received a gradient since the last update (torch skips the others in AdamW). */
   private readonly touched = new Set<string>();
 
-  constructor(model: BertModel, options: TrainerOptions, reducer: GradientReducer = new IdentityReducer()) {
+  constructor(model: BertModel, options: TrainerOptions<B>, reducer: GradientReducer = new IdentityReducer()) {
     this.model = model;
     this.options = options;
     this.reducer = reducer;
     this.optimizer = new AdamW(options.adamw);
-    this.grads = model.specs.map((s) => ({ name: s.name, data: new Float32Array(s.shape.reduce((a, b) => a * b, 1)) }));
+    this.params = options.params ?? allParams(model);
+    const names = new Set<string>();
+    for (const p of this.params) {
+      if (names.has(p.name)) throw new Error(`Trainer: parameter '${p.name}' is listed twice`);
+      names.add(p.name);
+    }
+    this.objective = options.objective ?? (pretraining(model, options.nspWeight ?? 1) as unknown as TrainObjective<B>);
+    this.grads = this.params.map((s) => ({ name: s.name, data: new Float32Array(s.shape.reduce((a, b) => a * b, 1)) }));
   }
 
   /**
    * Forward + backward of one micro-batch; adds d(sum of losses)/d(param) into the gradient buffers and the counts
    * into the counters. rowOffset is the global index of the batch's first sequence (for dropout masks).
    */
-  accumulate(batch: Batch, rowOffset = 0): MicroBatchStats {
-    const vars = this.model.variables();
+  accumulate(batch: B, rowOffset = 0): MicroBatchStats {
+    const vars = this.params.map((p) => p.variable);
     const stats: MicroBatchStats = { mlmLossSum: 0, mlmTargets: 0, nspLossSum: 0, nspTargets: 0 };
-    const hasNsp = this.model.hasNsp && batch.nspLabels !== undefined;
     // Nothing to learn from (e.g. one rank's share without masked tokens): contributes zeros, no backward pass.
-    if (!hasNsp && batch.mlmLabels.every((y) => y === IGNORE_INDEX)) return stats;
+    if (this.objective.targets(batch) === 0) return stats;
     tf.tidy(() => {
       const { grads } = tf.variableGrads(() => {
-        const parts = pretrainingObjective(
-          this.model,
-          batch,
-          { training: true, dropoutSeed: this.options.dropoutSeed ?? 0, step: this.step, rowOffset, dropoutRate: this.options.dropoutRate },
-          this.options.nspWeight ?? 1,
-        );
+        const parts = this.objective.build(batch, {
+          training: true, dropoutSeed: this.options.dropoutSeed ?? 0, step: this.step, rowOffset, dropoutRate: this.options.dropoutRate,
+        });
         // Read inside: tensors made in here are freed when the gradient computation returns.
         stats.mlmLossSum = parts.mlmSum.dataSync()[0];
         stats.mlmTargets = parts.mlmTargets;
@@ -120,7 +145,7 @@ export class Trainer {
   async applyUpdate(): Promise<StepResult> {
     await this.reducer.reduce(this.grads, this.counters, this.step);
     const targets = this.counters[COUNTERS.mlmTargets];
-    if (!(targets > 0)) throw new Error(`step ${this.step}: the global batch has no MLM targets (every label is -100)`);
+    if (!(targets > 0)) throw new Error(`step ${this.step}: the global batch has no ${this.objective.targetName} targets${this.objective.targetName === "MLM" ? " (every label is -100)" : ""}`);
     const inv = 1 / targets;
     for (const g of this.grads) {
       const d = g.data;
@@ -130,9 +155,9 @@ export class Trainer {
     const gradNorm = maxNorm > 0 ? clipByGlobalNorm(this.grads, maxNorm) : globalNorm(this.grads);
     if (!Number.isFinite(gradNorm)) throw new Error(`step ${this.step}: gradient norm is ${gradNorm}; refusing to apply the update`);
     const lr = lrAt(this.options.schedule, this.step);
-    this.model.specs.forEach((s, i) => {
+    this.params.forEach((s, i) => {
       if (!this.touched.has(s.name)) return;
-      const v = this.model.param(s.name);
+      const v = s.variable;
       const p = Float32Array.from(v.dataSync() as Float32Array);
       this.optimizer.update(s.name, p, this.grads[i].data, lr, s.decay);
       assignValues(v, p, s.shape);
@@ -151,7 +176,7 @@ export class Trainer {
   }
 
   /** accumulate() over the micro-batches (global first-sequence indices in rowOffsets), then applyUpdate(). */
-  async trainStep(microBatches: readonly Batch[], rowOffsets?: readonly number[]): Promise<StepResult> {
+  async trainStep(microBatches: readonly B[], rowOffsets?: readonly number[]): Promise<StepResult> {
     if (microBatches.length === 0) throw new Error("trainStep needs at least one micro-batch");
     if (rowOffsets !== undefined && rowOffsets.length !== microBatches.length) {
       throw new Error(`trainStep: ${microBatches.length} micro-batches but ${rowOffsets.length} row offsets`);
@@ -179,12 +204,26 @@ export class Trainer {
 
   /** Restores getOptimizerState()'s output. */
   setOptimizerState(state: AdamWState): void {
-    const names = new Set(this.model.specs.map((s) => s.name));
+    const names = new Set(this.params.map((s) => s.name));
     for (const key of state.tensors.keys()) {
       const name = key.replace(/\.(exp_avg|exp_avg_sq|step)$/, "");
-      if (!names.has(name)) throw new Error(`optimizer state entry '${key}' names no parameter of this model`);
+      if (!names.has(name)) throw new Error(`optimizer state entry '${key}' names no parameter of this model that trains`);
     }
     this.optimizer.setState(state);
     this.step = state.step;
   }
+}
+
+/** The pre-training objective as a TrainObjective: MLM (+ NSP when the model has the head and the batch labels). */
+function pretraining(model: BertModel, nspWeight: number): TrainObjective<Batch> {
+  return {
+    targetName: "MLM",
+    targets: (batch) => {
+      if (model.hasNsp && batch.nspLabels !== undefined) return batch.batchSize;
+      let n = 0;
+      for (const y of batch.mlmLabels) if (y !== IGNORE_INDEX) n++;
+      return n;
+    },
+    build: (batch, fwd) => pretrainingObjective(model, batch, fwd, nspWeight),
+  };
 }

@@ -1,27 +1,24 @@
 /**
- * Ring all-reduce over gRPC: reduce-scatter then all-gather, each rank sending only to its right neighbour.
+ * Ring all-reduce: reduce-scatter then all-gather, each rank sending only to its right neighbour.
  *
- * Data path: rank r's right neighbour opens one server-streaming Pull call on r at connect time and r writes
- * every chunk for that neighbour into it (server->client is the direction grpc-js lets us open the HTTP/2
- * window for). Each segment travels in sub-chunks of `chunkBytes`; a received sub-chunk is validated, summed
- * (or copied) into place and immediately forwarded, so sending, receiving and summing overlap.
+ * This module decides WHAT is reduced and WHEN (bucket plans, ring schedule, pipelining, summing, validation of
+ * every chunk against the local layout, deadlines of collectives, failure verdicts). HOW bytes move is behind
+ * the PeerTransport interface (worker/transport/peer-transport.ts); `listen()` uses the gRPC implementation.
+ * Each segment travels in sub-chunks of `chunkBytes`; a received sub-chunk is validated, summed (or copied)
+ * into place and immediately forwarded, so sending, receiving and summing overlap.
  *
- * Memory rules that make the zero-copy send safe: a chunk's payload is read from the bucket buffer when grpc-js
- * frames it (possibly later than write()), and a region is only rewritten after data that causally depends on
+ * Memory rules that make the zero-copy send safe: a chunk's payload is read from the bucket buffer when the
+ * transport frames it (possibly later than send()), and a region is only rewritten after data that causally depends on
  * that send has come back round the ring; allReduce resolves only after every write callback has fired.
  *
  * Failure: every collective has a deadline; a lost stream, a protocol violation or an Abort from a neighbour
  * fails the collective with a CollectiveError naming the responsible rank, and this rank tells both neighbours
- * (Abort RPC, then stream teardown) so the whole ring leaves quickly. A communicator that failed stays failed.
+ * (Abort notice, then stream teardown) so the whole ring leaves quickly. A communicator that failed stays failed.
  */
-import * as grpc from "@grpc/grpc-js";
 import { type HalfKind, roundToHalf, decodeHalf } from "../../shared/codecs/half";
-import { encodeChunk, RingPhase, WireDtype, bytesPerElement, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "../transport/chunk-wire";
-import {
-  peerServiceDefinition, tokenMatches, tokenMetadata, tokenProof, PROOF_KEY, clientChannelOptions, serverOptions,
-  type AbortRequest, type OutgoingChunk, type PullRequest,
-} from "../transport/peer-service";
-import { enableServerNoDelay } from "../transport/server-socket";
+import { RingPhase, WireDtype, bytesPerElement, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "../transport/chunk-wire";
+import { GrpcPeerTransport } from "../transport/grpc-peer-transport";
+import { isTransportFault, type AbortNotice, type PeerTransport, type TransportFault } from "../transport/peer-transport";
 import { CollectiveError, type CollectivePhase } from "./collective-error";
 import { DEFAULT_BUCKET_BYTES, layoutSalt, planBuckets, type BucketPlan } from "./bucket-plan";
 import { segmentStart, segmentLength, chunkCount, reduceScatterSegment, allGatherSegment } from "./ring-geometry";
@@ -49,9 +46,9 @@ export interface RingOptions {
   bucketBytes?: number;
   /** Wire compression; sums are always float32. */
   compression?: "none" | "fp16" | "bf16";
-  /** Let grpc-js copy payloads straight from tensor memory into its frames (default true). */
+  /** Let the transport copy payloads straight from tensor memory into its frames (default true). */
   zeroCopySend?: boolean;
-  /** Bytes handed to grpc-js but not yet written out, per stream (default 2 chunks). */
+  /** Bytes handed to the transport but not yet written out (default 2 chunks). */
   maxInflightBytes?: number;
 }
 
@@ -109,8 +106,8 @@ interface Run {
 
 interface QueuedSend {
   run: Run;
-  out: OutgoingChunk;
-  bytes: number;
+  header: ChunkHeader;
+  source: Float32Array | null;
 }
 
 const OPS = { sum: 1, avg: 2 } as const;
@@ -131,7 +128,6 @@ export class RingCommunicator {
   private readonly compression: "none" | "fp16" | "bf16";
   private readonly half: HalfKind | null;
   private readonly dtype: number;
-  private readonly zeroCopy: boolean;
   private readonly maxInflight: number;
   private readonly left: number;
   private readonly right: number;
@@ -140,12 +136,9 @@ export class RingCommunicator {
   private connected = false;
   private closing = false;
   private broken: CollectiveError | null = null;
-  private leftClient: grpc.Client | null = null;
-  private rightClient: grpc.Client | null = null;
-  private inStream: grpc.ClientReadableStream<DecodedChunk | MalformedChunk> | null = null;
-  private outStream: grpc.ServerWritableStream<PullRequest, OutgoingChunk> | null = null;
-  private rightReady = deferred<void>();
-  private leftReady = deferred<void>();
+  private connecting = false;
+  /** Rejected by fail(): lets a pending connect() end with the failure's verdict. */
+  private readonly failed = deferred<never>();
   private nextId = 0;
   private run: Run | null = null;
   private early: (DecodedChunk | MalformedChunk)[] = [];
@@ -155,8 +148,8 @@ export class RingCommunicator {
   private inflightBytes = 0;
   private pool: Float32Array[] = [];
 
-  private constructor(opts: RingOptions, private readonly server: grpc.Server, address: string) {
-    this.address = address;
+  private constructor(opts: RingOptions, private readonly transport: PeerTransport) {
+    this.address = transport.address;
     this.rank = opts.rank;
     this.worldSize = opts.worldSize;
     this.jobId = opts.jobId;
@@ -167,43 +160,47 @@ export class RingCommunicator {
     this.compression = opts.compression ?? "none";
     this.half = this.compression === "none" ? null : this.compression;
     this.dtype = DTYPES[this.compression];
-    this.zeroCopy = opts.zeroCopySend ?? true;
     this.maxInflight = opts.maxInflightBytes ?? 2 * (opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
     this.left = (opts.rank - 1 + opts.worldSize) % opts.worldSize;
     this.right = (opts.rank + 1) % opts.worldSize;
+    transport.attach({
+      onChunk: (m) => this.onMessage(m),
+      onOutboundReady: () => this.pump(),
+      onInboundEnd: (f) => this.onInboundEnd(f),
+      onOutboundLost: (what) => this.onOutboundLost(what),
+      onAbort: (n) => this.onAbortNotice(n),
+    });
   }
 
-  /** Validates options, binds the peer server and returns the communicator (not yet connected). */
+  /** Validates options, binds the peer server (gRPC transport) and returns the communicator (not yet connected). */
   static async listen(opts: RingOptions): Promise<RingCommunicator> {
     validateOptions(opts);
-    const server = new grpc.Server(serverOptions());
-    const host = opts.host ?? "127.0.0.1";
-    const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`${host}:${opts.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, p) => {
-        if (err) reject(new Error(`rank ${opts.rank}: cannot bind peer server on ${host}:${opts.port ?? 0}: ${err.message}`));
-        else resolve(p);
-      });
+    const transport = await GrpcPeerTransport.listen({
+      jobId: opts.jobId, token: opts.token, rank: opts.rank, worldSize: opts.worldSize, host: opts.host, port: opts.port,
+      chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, zeroCopySend: opts.zeroCopySend,
     });
-    enableServerNoDelay(server);
-    const comm = new RingCommunicator(opts, server, `${host}:${port}`);
-    server.addService(peerServiceDefinition, {
-      Pull: (call: grpc.ServerWritableStream<PullRequest, OutgoingChunk>) => comm.onPull(call),
-      Abort: (call: grpc.ServerUnaryCall<AbortRequest, Record<string, never>>, cb: grpc.sendUnaryData<Record<string, never>>) =>
-        comm.onAbort(call, cb),
-    } as grpc.UntypedServiceImplementation);
-    return comm;
+    return new RingCommunicator(opts, transport);
+  }
+
+  /** Builds a communicator on another PeerTransport (already listening, not yet connected or attached). */
+  static withTransport(opts: RingOptions, transport: PeerTransport): RingCommunicator {
+    validateOptions(opts);
+    return new RingCommunicator(opts, transport);
   }
 
   /** Connects the ring: `addresses` holds every rank's address in rank order (ours included). */
   async connect(addresses: string[]): Promise<void> {
-    if (this.connected || this.leftClient !== null) throw this.usage("connect", "connect() called twice");
+    if (this.connected || this.connecting || this.addresses.length > 0) throw this.usage("connect", "connect() called twice");
     if (!Array.isArray(addresses) || addresses.length !== this.worldSize) {
       throw this.usage("connect", `expected ${this.worldSize} addresses, got ${Array.isArray(addresses) ? addresses.length : typeof addresses}`);
     }
     addresses.forEach((a, i) => {
       if (typeof a !== "string" || !/^[^\s:]+:\d{1,5}$/.test(a)) throw this.usage("connect", `address of rank ${i} is not "host:port": ${JSON.stringify(a)}`);
     });
-    if (addresses[this.rank] !== this.address) {
+    // Bound to all interfaces (multi-node), this rank is advertised under a routable host: only the port must match.
+    const port = (a: string): string => a.slice(a.lastIndexOf(":"));
+    const wildcard = this.address.startsWith("0.0.0.0:") || this.address.startsWith(":::");
+    if (addresses[this.rank] !== this.address && !(wildcard && port(addresses[this.rank]) === port(this.address))) {
       throw this.usage("connect", `addresses[${this.rank}] is ${addresses[this.rank]}, but this rank listens on ${this.address}`);
     }
     this.addresses = addresses.slice();
@@ -211,57 +208,20 @@ export class RingCommunicator {
       this.connected = true;
       return;
     }
-    const leftAddr = addresses[this.left];
-    this.leftClient = new grpc.Client(leftAddr, grpc.credentials.createInsecure(), clientChannelOptions(this.chunkElems * 4));
-    this.rightClient = new grpc.Client(addresses[this.right], grpc.credentials.createInsecure());
-    const deadline = Date.now() + this.timeoutMs;
-    const leftClient = this.leftClient;
+    this.connecting = true;
     try {
-      // the left neighbour may not be listening yet: let the channel retry until the deadline
-      await new Promise<void>((resolve, reject) => leftClient.waitForReady(deadline, (e) => (e ? reject(e) : resolve())));
-    } catch (e) {
-      const err = this.err(this.left, "connect", "timeout", `not reachable within ${this.timeoutMs} ms: ${e instanceof Error ? e.message : String(e)}`);
-      this.fail(err);
-      throw err;
-    }
-    const req: PullRequest = { jobId: this.jobId, receiverRank: this.rank, senderRank: this.left, worldSize: this.worldSize };
-    const def = peerServiceDefinition.Pull;
-    const stream = this.leftClient.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, req,
-      tokenMetadata(this.token));
-    this.inStream = stream;
-    stream.on("metadata", (md: grpc.Metadata) => {
-      const proof = md.get(PROOF_KEY)[0];
-      if (proof !== tokenProof(this.token, this.jobId, this.left)) {
-        this.leftReady.reject(this.err(this.left, "connect", "auth", "peer did not prove it holds the job token"));
-        stream.cancel();
-      } else this.leftReady.resolve();
-    });
-    stream.on("data", (m: DecodedChunk | MalformedChunk) => this.onMessage(m));
-    stream.on("error", (e: grpc.ServiceError) => this.onInStreamEnd(e));
-    stream.on("end", () => this.onInStreamEnd(null));
-
-    let timer: NodeJS.Timeout | null = null;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const leftOk = this.inStream !== null && this.leftReadySettled;
-        reject(leftOk
-          ? this.err(this.right, "connect", "timeout", `did not open its Pull stream within ${this.timeoutMs} ms`)
-          : this.err(this.left, "connect", "timeout", `did not accept our Pull stream within ${this.timeoutMs} ms`));
-      }, Math.max(1, deadline - Date.now()));
-    });
-    void this.leftReady.promise.then(() => (this.leftReadySettled = true), () => undefined);
-    try {
-      await Promise.race([Promise.all([this.leftReady.promise, this.rightReady.promise]), timeout]);
+      await Promise.race([this.transport.connect(this.addresses, this.timeoutMs), this.failed.promise]);
       this.connected = true;
     } catch (e) {
-      const err = e instanceof CollectiveError ? e : this.err(this.left, "connect", "peer-lost", String(e));
+      const err = e instanceof CollectiveError ? e
+        : isTransportFault(e) ? this.faultError(e, "connect")
+          : this.err(this.left, "connect", "peer-lost", String(e));
       this.fail(err);
-      throw err;
+      throw this.broken ?? err;
     } finally {
-      if (timer !== null) clearTimeout(timer);
+      this.connecting = false;
     }
   }
-  private leftReadySettled = false;
   private peerGone: CollectiveError | null = null;
   /** Abort notices in flight after a failure; close() waits for them so neighbours learn the reason first. */
   private aborting: Promise<void> = Promise.resolve();
@@ -311,42 +271,7 @@ export class RingCommunicator {
     this.closing = true;
     this.forwards.clear();
     this.initial.clear();
-    const inStream = this.inStream;
-    if (inStream !== null) {
-      const ended = new Promise<void>((resolve) => {
-        inStream.once("end", resolve);
-        inStream.once("error", () => resolve());
-        inStream.once("close", resolve);
-      });
-      inStream.resume();
-      try {
-        this.outStream?.end();
-      } catch {
-        /* already ended */
-      }
-      let t: NodeJS.Timeout | null = null;
-      await Promise.race([ended, new Promise<void>((resolve) => (t = setTimeout(resolve, Math.min(this.timeoutMs, 5000))))]);
-      if (t !== null) clearTimeout(t);
-      inStream.cancel();
-    } else {
-      try {
-        this.outStream?.end();
-      } catch {
-        /* already ended */
-      }
-    }
-    this.leftClient?.close();
-    this.rightClient?.close();
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, 1000);
-      this.server.tryShutdown(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    await this.transport.close(Math.min(this.timeoutMs, 5000));
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -409,7 +334,7 @@ export class RingCommunicator {
     for (const m of early) this.onMessage(m);
     if (this.paused && this.run === run) {
       this.paused = false;
-      this.inStream?.resume();
+      this.transport.resumeInbound();
     }
     this.pump();
     return run;
@@ -427,31 +352,31 @@ export class RingCommunicator {
       count = Math.min(this.chunkElems, segmentLength(L, N, segment) - k * this.chunkElems);
       source = buf.subarray(offset, offset + count);
     }
-    const h: ChunkHeader = {
+    const header: ChunkHeader = {
       jobId: this.jobId, senderRank: this.rank, collectiveId: run.id, step: run.step, bucket: bi, phase, hop, segment,
       chunkIndex: k, elementOffset: offset, elementCount: count, chunkBytes: count * bytesPerElement(this.dtype),
       dtype: this.dtype, layoutHash: run.plan.layoutHash, bucketCount: run.plan.buckets.length,
       totalElements: run.plan.totalElements, op: run.op,
     };
-    const wire = encodeChunk(h, source, this.half);
     run.pendingWrites++;
-    q.push({ run, out: { wire, zeroCopy: this.zeroCopy }, bytes: wire.byteLength });
+    q.push({ run, header, source });
   }
 
-  /** Hands queued chunks to grpc-js while fewer than maxInflight bytes are unconfirmed; forwards go first. */
+  /** Hands queued chunks to the transport while fewer than maxInflight bytes are unconfirmed; forwards go first. */
   private pump(): void {
-    const out = this.outStream;
-    if (out === null || this.broken !== null) return;
+    const t = this.transport;
+    if (!t.canSend || this.broken !== null) return;
     while (this.inflightBytes < this.maxInflight) {
       const item = this.forwards.shift() ?? this.initial.shift();
       if (item === undefined) return;
-      this.inflightBytes += item.bytes;
-      out.write(item.out, () => {
-        this.inflightBytes -= item.bytes;
+      let bytes = 0;
+      bytes = t.send(item.header, item.source, () => {
+        this.inflightBytes -= bytes;
         item.run.pendingWrites--;
         if (this.run === item.run) this.maybeFinish(item.run);
         this.pump();
       });
+      this.inflightBytes += bytes;
     }
   }
 
@@ -470,7 +395,7 @@ export class RingCommunicator {
       this.early.push(m);
       if (!this.paused) {
         this.paused = true;
-        this.inStream?.pause();
+        this.transport.pauseInbound();
       }
       return;
     }
@@ -598,106 +523,51 @@ export class RingCommunicator {
       if (run.timer !== null) clearTimeout(run.timer);
       run.done.reject(err);
     }
-    this.leftReady.reject(err);
-    this.rightReady.reject(err);
+    this.failed.reject(err);
     this.forwards.clear();
     this.initial.clear();
     this.early = [];
     if (this.closing || this.worldSize === 1 || this.addresses.length === 0) {
-      this.teardownStreams(err);
+      this.transport.teardown(err.message);
       return;
     }
-    // Abort first (it carries the reason), then drop the streams, so neighbours learn why rather than just "cancelled".
-    const req: AbortRequest = {
-      jobId: this.jobId, senderRank: this.rank, collectiveId: run?.id ?? Math.max(0, this.nextId - 1), step: run?.step ?? err.step,
+    const notice: AbortNotice = {
+      senderRank: this.rank, collectiveId: run?.id ?? Math.max(0, this.nextId - 1), step: run?.step ?? err.step,
       culpritRank: err.rank, culpritAddress: err.address, phase: String(err.phase), reason: err.message,
     };
-    const targets = [this.leftClient, this.rightClient].filter((c): c is grpc.Client => c !== null);
-    const def = peerServiceDefinition.Abort;
-    const sends = targets.map((c) => new Promise<void>((resolve) => {
-      c.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, req, tokenMetadata(this.token),
-        { deadline: Date.now() + 1000 }, () => resolve());
-    }));
-    this.aborting = Promise.all(sends).then(() => this.teardownStreams(err));
+    this.aborting = this.transport.abort(notice);
   }
 
-  private teardownStreams(err: CollectiveError): void {
-    if (this.outStream !== null) {
-      const s = this.outStream;
-      this.outStream = null;
-      try {
-        s.emit("error", { code: grpc.status.ABORTED, details: err.message });
-      } catch {
-        /* stream already closed */
-      }
-    }
-    if (this.inStream !== null) {
-      const s = this.inStream;
-      this.inStream = null;
-      s.cancel();
-    }
+  /** Maps a transport fault about a neighbour to the error naming that neighbour's rank. */
+  private faultError(f: TransportFault, phase: CollectivePhase | string): CollectiveError {
+    return this.err(f.side === "left" ? this.left : this.right, phase, f.kind, f.detail);
   }
 
-  private onInStreamEnd(e: grpc.ServiceError | null): void {
+  private onInboundEnd(f: TransportFault | null): void {
     if (this.closing || this.broken !== null) return;
-    if (e === null && (this.run === null || this.phaseOf(this.run) === "finish")) {
+    if (f === null && (this.run === null || this.phaseOf(this.run) === "finish")) {
       // the left neighbour closed cleanly after everything we need from it arrived: not an error unless we
       // try another collective
       this.peerGone = this.err(this.left, "idle", "closed", "closed its stream to us (its communicator was closed)");
       return;
     }
-    const detail = e === null ? "closed its stream to us" : `stream to us failed: ${grpc.status[e.code] ?? e.code} ${e.details}`;
-    const kind = e !== null && e.code === grpc.status.UNAUTHENTICATED ? "auth" : e !== null && e.code === grpc.status.ABORTED ? "aborted" : "peer-lost";
     const phase = this.run ? this.phaseOf(this.run) : this.connected ? "idle" : "connect";
-    this.fail(this.err(this.left, phase, kind, detail, this.run?.step ?? -1));
+    this.fail(f === null
+      ? this.err(this.left, phase, "peer-lost", "closed its stream to us", this.run?.step ?? -1)
+      : this.err(this.left, phase, f.kind, f.detail, this.run?.step ?? -1));
   }
 
-  private onOutStreamLost(call: grpc.ServerWritableStream<PullRequest, OutgoingChunk>, what: string): void {
-    if (this.outStream !== call || this.closing || this.broken !== null) return;
+  private onOutboundLost(what: string): void {
+    if (this.closing || this.broken !== null) return;
     if (this.run === null) {
       // the right neighbour went away between collectives (usually: it closed); only an error if we go on
       this.peerGone ??= this.err(this.right, "idle", "peer-lost", `our stream to it ${what}`);
       return;
     }
-    const phase = this.run ? this.phaseOf(this.run) : this.connected ? "idle" : "connect";
-    this.fail(this.err(this.right, phase, "peer-lost", `our stream to it ${what}`, this.run?.step ?? -1));
+    this.fail(this.err(this.right, this.phaseOf(this.run), "peer-lost", `our stream to it ${what}`, this.run.step));
   }
 
-  // ---------------------------------------------------------------------------------------------------------
-  // server side
-
-  private onPull(call: grpc.ServerWritableStream<PullRequest, OutgoingChunk>): void {
-    const reject = (code: grpc.status, details: string): void => {
-      call.emit("error", { code, details: `rank ${this.rank} (${this.address}) rejected Pull: ${details}` });
-    };
-    if (!tokenMatches(call.metadata, this.token)) return reject(grpc.status.UNAUTHENTICATED, "missing or wrong job token");
-    const q = call.request;
-    if (q.jobId !== this.jobId) return reject(grpc.status.PERMISSION_DENIED, `job id "${q.jobId}" is not this job's ("${this.jobId}")`);
-    if (q.worldSize !== this.worldSize) return reject(grpc.status.FAILED_PRECONDITION, `world size ${q.worldSize}, this ring has ${this.worldSize}`);
-    if (q.senderRank !== this.rank) return reject(grpc.status.FAILED_PRECONDITION, `caller expects rank ${q.senderRank}, this is rank ${this.rank}`);
-    if (q.receiverRank !== this.right || this.worldSize === 1) {
-      return reject(grpc.status.PERMISSION_DENIED, `only the right neighbour (rank ${this.right}) may pull, caller says it is rank ${q.receiverRank}`);
-    }
-    if (this.closing || this.broken !== null) return reject(grpc.status.UNAVAILABLE, "communicator closed or failed");
-    if (this.outStream !== null) return reject(grpc.status.ALREADY_EXISTS, `rank ${this.right} already holds the stream`);
-    this.outStream = call;
-    const md = new grpc.Metadata();
-    md.set(PROOF_KEY, tokenProof(this.token, this.jobId, this.rank));
-    call.sendMetadata(md);
-    call.on("cancelled", () => this.onOutStreamLost(call, "was cancelled or the connection dropped"));
-    call.on("error", () => this.onOutStreamLost(call, "failed"));
-    this.rightReady.resolve();
-    this.pump();
-  }
-
-  private onAbort(call: grpc.ServerUnaryCall<AbortRequest, Record<string, never>>, cb: grpc.sendUnaryData<Record<string, never>>): void {
-    if (!tokenMatches(call.metadata, this.token)) return cb({ code: grpc.status.UNAUTHENTICATED, details: "missing or wrong job token" });
-    const q = call.request;
-    if (q.jobId !== this.jobId) return cb({ code: grpc.status.PERMISSION_DENIED, details: `job id "${q.jobId}" is not this job's` });
-    if (q.senderRank !== this.left && q.senderRank !== this.right) {
-      return cb({ code: grpc.status.PERMISSION_DENIED, details: `rank ${q.senderRank} is not a neighbour of rank ${this.rank}` });
-    }
-    cb(null, {});
+  private onAbortNotice(q: AbortNotice): void {
     if (this.closing || this.broken !== null) return;
     const phase = q.phase || (this.run ? this.phaseOf(this.run) : "idle");
     this.fail(new CollectiveError({

@@ -1,0 +1,86 @@
+/**
+ * What node 0 prepares before starting the coordinator: the vocabulary every worker uses and the sizes of the data
+ * splits the coordinator shards. Pretraining trains (or reuses) a WordPiece vocabulary and packs the corpus;
+ * classification takes the base checkpoint's vocabulary and encodes the labelled splits.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { RunConfig } from "../shared/config/schema";
+import { ConfigError } from "../shared/config/load";
+import { loadRunDocuments, preparePretrainingData, prepareTokenizer } from "../shared/pipeline/prepare";
+import { BertTokenizer } from "../shared/tokenizer/bert-tokenizer";
+import { Vocab } from "../shared/tokenizer/vocab";
+import { loadBaseModel, resolveCheckpointDir } from "../shared/finetune/base-model";
+import { prepareClassificationData } from "../shared/finetune/prepare";
+import { peftSettingsOf } from "../shared/peft/settings";
+import { countClassifierParams, formatParamCounts } from "../shared/peft/specs";
+import { loadCheckpoint } from "../shared/checkpoint/checkpoint";
+import { formatClassificationReport, type ClassificationMetrics } from "../shared/train/classification-metrics";
+import { CLASSIFICATION_METRICS_FILE } from "../coordinator/classification";
+
+/** The vocabulary and split sizes of a job (plus the class names of a classification job). */
+export interface JobData {
+  vocab: string[];
+  numTrain: number;
+  numValidation: number;
+  numTest?: number;
+  labels?: string[];
+}
+
+/**
+ * Checks a classification config against its base model before anything starts: finetune.base_model (resolved
+ * against the working directory, like output_dir) must hold a complete checkpoint, and the sequence length (with a
+ * soft prompt's tokens) must fit its position table. Rewrites base_model to the checkpoint directory it resolved to.
+ */
+export async function checkFinetuneConfig(cfg: RunConfig, source: string): Promise<void> {
+  const f = cfg.finetune;
+  if (cfg.task !== "classification" || f === undefined) return;
+  const wanted = path.resolve(f.base_model);
+  if (!fs.existsSync(wanted)) throw new ConfigError(`${source}: field finetune.base_model: not found: ${wanted}`);
+  let dir: string;
+  try {
+    dir = await resolveCheckpointDir(wanted, "finetune.base_model");
+  } catch (e) {
+    throw new ConfigError(`${source}: field finetune.base_model: ${(e as Error).message}`);
+  }
+  const ckpt = await loadCheckpoint(dir).catch((e: Error) => {
+    throw new ConfigError(`${source}: field finetune.base_model: ${e.message}`);
+  });
+  const extra = f.method === "prompt" ? f.prompt.num_virtual_tokens : 0;
+  if (cfg.data.max_seq_len + extra > ckpt.config.maxPositionEmbeddings) {
+    throw new ConfigError(`${source}: field data.max_seq_len: ${cfg.data.max_seq_len}${extra ? ` + ${extra} prompt tokens` : ""} exceeds the base model's max_position_embeddings ${ckpt.config.maxPositionEmbeddings}`);
+  }
+  if (f.method === "freeze" && f.freeze.trainable_layers > ckpt.config.numHiddenLayers) {
+    throw new ConfigError(`${source}: field finetune.freeze.trainable_layers: ${f.freeze.trainable_layers} exceeds the base model's ${ckpt.config.numHiddenLayers} layers`);
+  }
+  f.base_model = dir;
+}
+
+/** Prepares the job's vocabulary and data on node 0 (`resumeVocab`: the vocabulary of the checkpoint resumed). */
+export async function prepareJobData(cfg: RunConfig, resumeVocab: Vocab | undefined, log: (line: string) => void): Promise<JobData> {
+  if (cfg.task === "classification" && cfg.finetune !== undefined) {
+    const base = await loadBaseModel(cfg.finetune.base_model);
+    const tokenizer = new BertTokenizer(new Vocab(base.checkpoint.vocab), { lowerCase: cfg.tokenizer.lowercase });
+    const data = prepareClassificationData(cfg, tokenizer);
+    const counts = countClassifierParams(base.checkpoint.config, peftSettingsOf(cfg.finetune, data.labels.length));
+    log(`data: ${data.labels.length} classes; ${data.train.count} of ${data.trainAvailable} training labels kept, ${data.validation.count} validation, ${data.test.count} test examples of ${cfg.data.max_seq_len} tokens`);
+    log(`${cfg.finetune.method} fine-tuning of ${base.dir}: ${formatParamCounts(counts)}; all-reduced per step: ${4 * counts.trainable + 16} bytes`);
+    return { vocab: [...base.checkpoint.vocab], numTrain: data.train.count, numValidation: data.validation.count, numTest: data.test.count, labels: data.labels };
+  }
+  const docs = loadRunDocuments(cfg);
+  const tokenizer = resumeVocab ? new BertTokenizer(resumeVocab, { lowerCase: cfg.tokenizer.lowercase }) : await prepareTokenizer(cfg, docs, log);
+  const data = preparePretrainingData(cfg, docs, tokenizer);
+  log(`data: ${docs.length} documents -> ${data.train.count} train / ${data.validation.count} validation sequences of ${cfg.data.max_seq_len} tokens${data.fromCache ? " (cached)" : ""}`);
+  return { vocab: [...tokenizer.vocab.tokens], numTrain: data.train.count, numValidation: data.validation.count };
+}
+
+/** The test (and last validation) report of a finished classification run, from its run directory. */
+export function classificationReport(runDir: string): string | undefined {
+  const file = path.join(runDir, CLASSIFICATION_METRICS_FILE);
+  if (!fs.existsSync(file)) return undefined;
+  const m = JSON.parse(fs.readFileSync(file, "utf8")) as { validation?: ClassificationMetrics & { step: number }; test?: ClassificationMetrics & { step: number } };
+  const parts: string[] = [];
+  if (m.validation) parts.push(formatClassificationReport(m.validation, `validation (step ${m.validation.step})`));
+  if (m.test) parts.push(formatClassificationReport(m.test, `test (step ${m.test.step})`));
+  return parts.length > 0 ? parts.join("\n") + `\n(metrics in ${file})\n` : undefined;
+}

@@ -1,0 +1,81 @@
+/**
+ * `launch predict --model DIR [--adapter DIR] FILE`: classify new text with a fine-tuned classifier. FILE is JSONL
+ * (`text`, optional `text_pair`, `id`), CSV with a header (same columns) or plain text (one example per non-blank
+ * line). Labels in the file, when present, are reported beside the predictions (and an accuracy).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { selectBackend, type BackendName } from "../shared/backend/select";
+import { readCsvDocuments } from "../shared/data/csv-reader";
+import { readJsonlDocuments } from "../shared/data/jsonl-reader";
+import { readUtf8 } from "../shared/data/text-reader";
+import type { Document } from "../shared/data/document";
+import { encodeText } from "../shared/data/labelled";
+import { loadClassifier } from "../shared/finetune/load";
+import { ConfigError } from "../shared/config/load";
+
+/** One prediction: the input's id, the predicted label, the class probabilities and logits. */
+export interface Prediction {
+  id: string;
+  label: string;
+  /** The file's label, when it had one. */
+  expected?: string;
+  probs: Record<string, number>;
+  logits: number[];
+}
+
+/** Reads the examples of FILE by its extension (.jsonl/.ndjson, .csv, else one example per non-blank line). */
+export function readExamples(file: string): Document[] {
+  if (!fs.existsSync(file)) throw new ConfigError(`predict: input file not found: ${file}`);
+  const ext = path.extname(file).toLowerCase();
+  if (ext === ".jsonl" || ext === ".ndjson") return readJsonlDocuments(file);
+  if (ext === ".csv") return readCsvDocuments(file);
+  const docs: Document[] = [];
+  readUtf8(file).split("\n").forEach((line, i) => {
+    if (line.trim() !== "") docs.push({ id: `${file}:${i + 1}`, text: line.replace(/\r$/, "") });
+  });
+  if (docs.length === 0) throw new ConfigError(`predict: ${file} holds no text`);
+  return docs;
+}
+
+/** Classifies every example of `file` in batches of `batchSize`. */
+export async function predictFile(opts: { model: string; adapter?: string; file: string; backend: string; batchSize: number }): Promise<Prediction[]> {
+  await selectBackend(opts.backend as BackendName);
+  const examples = readExamples(opts.file);
+  const loaded = await loadClassifier(opts.model, opts.adapter).catch((e: Error) => {
+    throw new ConfigError(`predict: ${e.message}`);
+  });
+  const { model, tokenizer, labels, maxSeqLen } = loaded;
+  const out: Prediction[] = [];
+  try {
+    for (let start = 0; start < examples.length; start += opts.batchSize) {
+      const part = examples.slice(start, start + opts.batchSize);
+      const enc = part.map((d) => encodeText(tokenizer, d.text, d.textPair, maxSeqLen));
+      const S = Math.max(...enc.map((e) => e.ids.length));
+      const B = part.length;
+      const input = { batchSize: B, seqLen: S, inputIds: new Int32Array(B * S).fill(tokenizer.specialIds.pad), tokenTypeIds: new Int32Array(B * S), attentionMask: new Int32Array(B * S) };
+      enc.forEach((e, r) => {
+        input.inputIds.set(e.ids, r * S);
+        input.tokenTypeIds.set(e.tokenTypeIds, r * S);
+        input.attentionMask.fill(1, r * S, r * S + e.ids.length);
+      });
+      const [logits, probs] = tf.tidy(() => {
+        const z = model.logits(input, { training: false });
+        return [Float32Array.from(z.dataSync() as Float32Array), Float32Array.from(tf.softmax(z).dataSync() as Float32Array)];
+      });
+      const K = labels.length;
+      part.forEach((d, r) => {
+        let best = 0;
+        for (let k = 1; k < K; k++) if (logits[r * K + k] > logits[r * K + best]) best = k;
+        const p: Prediction = { id: d.id, label: labels[best], probs: {}, logits: Array.from(logits.subarray(r * K, (r + 1) * K)) };
+        labels.forEach((l, k) => (p.probs[l] = probs[r * K + k]));
+        if (d.label !== undefined) p.expected = d.label;
+        out.push(p);
+      });
+    }
+  } finally {
+    model.dispose();
+  }
+  return out;
+}

@@ -1,0 +1,80 @@
+/**
+ * adapter_config.json (PEFT runs) and task.json (full classifier checkpoints): what a saved classifier needs beside
+ * its tensors. Validated with zod on read; errors name the file and the field.
+ */
+import { z } from "zod";
+import { FINETUNE_METHODS, finetuneSchema } from "../config/schema";
+import { peftSettingsOf, type PeftSettings } from "../peft/settings";
+
+export const ADAPTER_MODEL_FILE = "adapter_model.safetensors";
+export const ADAPTER_CONFIG_FILE = "adapter_config.json";
+export const TASK_FILE = "task.json";
+
+const taskFields = {
+  /** Class names, index = class id. */
+  labels: z.array(z.string()).min(2),
+  /** Sequence length the classifier was trained with (inputs are truncated to it). */
+  max_seq_len: z.number().int().positive(),
+  /** Whether the tokenizer lower-cases (tokenizer.lowercase of the run). */
+  lowercase: z.boolean(),
+  classifier_dropout: z.number().min(0).max(1),
+};
+
+/** task.json of a complete classifier checkpoint (full fine-tuning, or LoRA merged into the weights). */
+export const taskFileSchema = z.object({
+  format: z.literal("ringtrain-classifier"),
+  version: z.literal(1),
+  /** How it was trained (informational: the weights are complete). */
+  method: z.enum(FINETUNE_METHODS),
+  ...taskFields,
+}).strict();
+
+/** adapter_config.json of a PEFT run: method, its settings, and the base model it belongs to. */
+export const adapterConfigSchema = z.object({
+  format: z.literal("ringtrain-adapter"),
+  version: z.literal(1),
+  method: z.enum(FINETUNE_METHODS),
+  /** The method's settings as in the run config (e.g. lora: r, alpha, dropout, target_modules). */
+  settings: z.record(z.string(), z.unknown()),
+  base_model: z.object({
+    /** Checkpoint directory the adapter was trained on (informational; the checksum decides). */
+    path: z.string(),
+    /** SHA-256 of its model.safetensors. */
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  }).strict(),
+  /** Tensors in adapter_model.safetensors (HF layouts: linear weights [out, in]). */
+  tensors: z.array(z.string()).min(1),
+  ...taskFields,
+}).strict();
+
+/** Parsed task.json. */
+export type TaskFile = z.infer<typeof taskFileSchema>;
+/** Parsed adapter_config.json. */
+export type AdapterConfig = z.infer<typeof adapterConfigSchema>;
+
+/** Parses and validates JSON text against a schema; errors name the file and field. */
+export function parseConfigFile<T>(schema: z.ZodType<T>, text: string, file: string): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON: ${(e as Error).message}`);
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) throw new Error(`${file}: ${r.error.issues.map((i) => `field ${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")}`);
+  return r.data;
+}
+
+/**
+ * The PeftSettings a saved adapter describes. A prefix adapter always loads as the plain prefix table
+ * (reparameterize: false): only the MLP's output was saved.
+ */
+export function settingsOfAdapter(cfg: AdapterConfig, file: string): PeftSettings {
+  const section: Record<string, unknown> = { base_model: cfg.base_model.path, method: cfg.method, classifier_dropout: cfg.classifier_dropout };
+  if (cfg.method !== "full" && cfg.method !== "bitfit") section[cfg.method] = cfg.settings;
+  const r = finetuneSchema.safeParse(section);
+  if (!r.success) throw new Error(`${file}: field settings: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  const f = r.data;
+  if (f.method === "prefix") f.prefix = { ...f.prefix, reparameterize: false };
+  return peftSettingsOf(f, cfg.labels.length);
+}

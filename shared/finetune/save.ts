@@ -1,0 +1,106 @@
+/**
+ * Saving a fine-tuned classifier. Full fine-tuning (and LoRA with merge) writes a complete checkpoint, as pretraining
+ * does, plus the head (classifier.*) and task.json. Every other method writes only what it trained:
+ * adapter_model.safetensors (HF layouts) and adapter_config.json, naming the base model by path and checksum. Both
+ * end with a checkpoint.json manifest, so run checkpoints are listed, verified and pruned the same way.
+ */
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import { saveCheckpoint, MODEL_FILE } from "../checkpoint/checkpoint";
+import { MANIFEST_FILE, readManifest, writeManifest } from "../checkpoint/manifest";
+import { encodeSafetensors, type SafetensorsTensor } from "../checkpoint/safetensors";
+import { atomicWriteFile, type WrittenFile } from "../io/atomic-write";
+import { exportHfTensors, transpose2d, type HostTensor } from "../model/hf";
+import type { PeftClassifier } from "../peft/classifier";
+import { methodSettings } from "../peft/settings";
+import { prefixTableSpec, type ExtraSpec } from "../peft/specs";
+import { ADAPTER_CONFIG_FILE, ADAPTER_MODEL_FILE, TASK_FILE, type AdapterConfig, type TaskFile } from "./adapter-config";
+
+/** What a saved classifier records beside its tensors. */
+export interface ClassifierMeta {
+  labels: string[];
+  maxSeqLen: number;
+  lowercase: boolean;
+  /** The base checkpoint directory and the SHA-256 of its model.safetensors. */
+  baseDir: string;
+  baseChecksum: string;
+  vocab: readonly string[];
+  padTokenId: number;
+  step?: number;
+}
+
+/** True when a method's export is a complete checkpoint (full fine-tuning, or LoRA folded into the weights). */
+export function savesCompleteCheckpoint(model: PeftClassifier): boolean {
+  return model.settings.method === "full" || (model.settings.method === "lora" && model.settings.lora.merge);
+}
+
+/** Saves the classifier into `dir` in the form its method calls for. */
+export async function saveClassifier(dir: string, model: PeftClassifier, meta: ClassifierMeta): Promise<void> {
+  if (savesCompleteCheckpoint(model)) await saveCompleteClassifier(dir, model, meta);
+  else await saveAdapter(dir, model, meta);
+}
+
+/** The head and method tensors under their names, in HF layout (linear weights [out, in]); prefix MLP as its output table. */
+export function adapterTensors(model: PeftClassifier, opts: { includeBase: boolean } = { includeBase: true }): Map<string, HostTensor> {
+  const out = new Map<string, HostTensor>();
+  const extra = new Set(model.extraSpecs.map((s) => s.name));
+  const hf = (s: { shape: number[]; linear: boolean }, data: Float32Array): HostTensor =>
+    s.linear ? { shape: [s.shape[1], s.shape[0]], data: transpose2d(data, s.shape[0], s.shape[1]) } : { shape: s.shape.slice(), data: Float32Array.from(data) };
+  if (opts.includeBase) {
+    for (const p of model.trainable) if (!extra.has(p.name)) out.set(p.name, hf(model.base.specs.find((s) => s.name === p.name)!, p.variable.dataSync() as Float32Array));
+  }
+  for (const s of model.extraSpecs as ExtraSpec[]) {
+    if (s.transient) continue;
+    out.set(s.name, hf(s, model.param(s.name).dataSync() as Float32Array));
+  }
+  if (model.settings.method === "prefix" && model.settings.prefix.reparameterize) {
+    const t = model.prefixTable();
+    out.set("prefix.past_key_values", { shape: prefixTableSpec(model.base.config, t.shape[0]).shape, data: Float32Array.from(t.dataSync() as Float32Array) });
+    t.dispose();
+  }
+  return out;
+}
+
+async function saveAdapter(dir: string, model: PeftClassifier, meta: ClassifierMeta): Promise<void> {
+  const tensors = adapterTensors(model);
+  const st = new Map<string, SafetensorsTensor>([...tensors].map(([k, t]) => [k, { dtype: "F32", shape: t.shape, data: t.data }]));
+  const chunks = encodeSafetensors(st, { format: "pt" }, path.join(dir, ADAPTER_MODEL_FILE));
+  const config: AdapterConfig = {
+    format: "ringtrain-adapter", version: 1,
+    method: model.settings.method, settings: methodSettings(model.settings),
+    base_model: { path: path.resolve(meta.baseDir), sha256: meta.baseChecksum },
+    tensors: [...tensors.keys()],
+    labels: meta.labels, max_seq_len: meta.maxSeqLen, lowercase: meta.lowercase, classifier_dropout: model.settings.classifierDropout,
+  };
+  await fs.mkdir(dir, { recursive: true });
+  await fs.rm(path.join(dir, MANIFEST_FILE), { force: true });
+  const written: Record<string, WrittenFile> = {};
+  written[ADAPTER_MODEL_FILE] = await atomicWriteFile(path.join(dir, ADAPTER_MODEL_FILE), async (sink) => {
+    for (const c of chunks) await sink.write(c);
+  });
+  written[ADAPTER_CONFIG_FILE] = await atomicWriteFile(path.join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(config, null, 2) + "\n");
+  await writeManifest(dir, written, meta.step ?? null);
+}
+
+async function saveCompleteClassifier(dir: string, model: PeftClassifier, meta: ClassifierMeta): Promise<void> {
+  const tensors = exportHfTensors(model.base);
+  // LoRA: the folded weights W + (alpha/r) A·B are computed on copies; the live model keeps its exact base weights.
+  if (model.settings.method === "lora") {
+    for (const [name, w] of model.mergedWeights()) {
+      const s = model.base.specs.find((p) => p.name === name)!;
+      tensors.set(name, { shape: [s.shape[1], s.shape[0]], data: transpose2d(w, s.shape[0], s.shape[1]) });
+    }
+  }
+  for (const [k, t] of adapterTensors(model, { includeBase: false })) if (k.startsWith("classifier.")) tensors.set(k, t);
+  await saveCheckpoint(dir, { config: model.base.config, tensors, vocab: meta.vocab, padTokenId: meta.padTokenId, step: meta.step });
+  const task: TaskFile = {
+    format: "ringtrain-classifier", version: 1, method: model.settings.method,
+    labels: meta.labels, max_seq_len: meta.maxSeqLen, lowercase: meta.lowercase, classifier_dropout: model.settings.classifierDropout,
+  };
+  // Add task.json to the manifest saveCheckpoint wrote (re-listing its files with their recorded sizes and hashes).
+  const manifest = await readManifest(dir);
+  const written: Record<string, WrittenFile> = { ...manifest.files };
+  written[TASK_FILE] = await atomicWriteFile(path.join(dir, TASK_FILE), JSON.stringify(task, null, 2) + "\n");
+  await writeManifest(dir, written, manifest.step);
+  if (!(MODEL_FILE in written)) throw new Error(`${dir}: checkpoint lacks ${MODEL_FILE}`);
+}

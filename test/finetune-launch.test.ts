@@ -1,0 +1,122 @@
+/**
+ * Fine-tuning through the real product: `launch` pretrains a tiny base, then fine-tunes it with real worker
+ * processes whose gradients (of the trainable parameters only) meet in the gRPC ring; `launch predict` then
+ * classifies with the saved adapter and refuses a different base model.
+ */
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { readSafetensors, tensorToFloat32 } from "../shared/checkpoint/safetensors";
+import { listCheckpoints } from "../shared/checkpoint/run-checkpoints";
+import { repoRoot } from "../shared/paths";
+import { runLaunch, tempDir, tinyArgs, TEST_CACHE_DIR } from "./helpers/launch";
+
+const FT_CONFIG = path.join(repoRoot(), "test", "fixtures", "tiny-finetune.yaml");
+let root = "";
+let base = "";
+
+before(async () => {
+  root = tempDir("ft");
+  base = path.join(root, "base");
+  const r = await runLaunch(tinyArgs(base, "--workers", "1", "--max-steps", "3"));
+  assert.equal(r.code, 0, `pretraining the base failed:\n${r.stderr}`);
+});
+
+after(() => {
+  if (root !== "") fs.rmSync(root, { recursive: true, force: true });
+});
+
+function ftArgs(out: string, ...extra: string[]): string[] {
+  return [FT_CONFIG, "--output", out, "--set", `finetune.base_model=${base}`, "--set", `data.cache_dir=${TEST_CACHE_DIR}`, "--quiet", ...extra];
+}
+
+async function adapterTensors(runDir: string): Promise<Map<string, Float32Array>> {
+  const list = await listCheckpoints(runDir);
+  const last = list[list.length - 1];
+  const file = await readSafetensors(path.join(last.dir, "adapter_model.safetensors"));
+  return new Map([...file.tensors].map(([k, t]) => [k, tensorToFloat32(t, k)]));
+}
+
+interface Metrics {
+  step: number;
+  loss: number;
+  allreduce_bytes?: number;
+  classification?: { test?: { examples: number; accuracy: number; macro_f1: number; confusion: number[][]; labels: string[] } };
+}
+
+test("a 2-worker LoRA fine-tune equals a 1-worker one with the same global batch; only trainable tensors travel", async () => {
+  const one = path.join(root, "ft1");
+  const two = path.join(root, "ft2");
+  const r1 = await runLaunch(ftArgs(one, "--workers", "1"));
+  assert.equal(r1.code, 0, r1.stderr);
+  const r2 = await runLaunch(ftArgs(two, "--workers", "2"));
+  assert.equal(r2.code, 0, r2.stderr);
+  const [a, b] = [await adapterTensors(one), await adapterTensors(two)];
+  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+  assert.ok(a.has("classifier.weight") && a.has("bert.encoder.layer.0.attention.self.query.lora_A.weight"));
+  assert.ok(![...a.keys()].some((k) => k === "bert.embeddings.word_embeddings.weight"), "frozen base weights are not saved");
+  let worst = 0;
+  let moved = 0;
+  for (const [k, x] of a) {
+    const y = b.get(k)!;
+    for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i] - y[i]));
+    if (k.includes("lora_B")) moved = Math.max(moved, ...Array.from(x, Math.abs));
+  }
+  assert.ok(worst < 2e-5, `1 vs 2 workers differ by ${worst}`);
+  assert.ok(moved > 1e-4, "LoRA B moved away from zero (training happened)");
+
+  // The run log names the trainable share and the bytes all-reduced; metrics.jsonl records the measured bytes.
+  const log0 = fs.readFileSync(path.join(two, "logs", "rank-0.log"), "utf8");
+  const m = /trainable params: ([\d,]+) \|\| all params: ([\d,]+) \|\| trainable%: ([\d.]+)/.exec(log0);
+  assert.ok(m, `rank log lacks the parameter line:\n${log0}`);
+  const trainable = Number(m[1].replace(/,/g, ""));
+  const all = Number(m[2].replace(/,/g, ""));
+  assert.ok(trainable < all / 4, `LoRA trains a small share (${trainable} of ${all})`);
+  assert.match(log0, /all-reduced per step: \d+ bytes/);
+  const lines = fs.readFileSync(path.join(two, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Metrics);
+  assert.deepEqual(lines.map((l) => l.step), [1, 2, 3]);
+  for (const l of lines) assert.equal(l.allreduce_bytes, 4 * trainable + 16, "exactly the trainable gradients (+ 4 counters) are all-reduced");
+
+  // Test metrics: sharded over the 2 ranks, summed by the coordinator, written to the run directory and printed.
+  const last = lines[lines.length - 1];
+  const t = last.classification?.test;
+  assert.ok(t !== undefined, "the last step carries test metrics");
+  assert.deepEqual(t.labels, ["fiction", "hobbies", "news"]);
+  const saved = JSON.parse(fs.readFileSync(path.join(two, "classification_metrics.json"), "utf8")) as { test: { examples: number } };
+  assert.equal(saved.test.examples, t.examples);
+  assert.equal(t.confusion.flat().reduce((x, y) => x + y, 0), t.examples);
+  assert.equal(t.examples, 60, "25% of 240 labelled examples are the test split");
+  assert.match(r2.stdout, /test \(step 3\): 60 examples, accuracy [\d.]+%, macro-F1 [\d.]+%/);
+
+  // predict with the adapter: one line per example of the file, and the accuracy on its labels.
+  const ckpt = (await listCheckpoints(two)).pop()!.dir;
+  const input = path.join(repoRoot(), "test", "fixtures", "data", "labelled-pairs.jsonl");
+  const p = await runLaunch(["predict", "--model", base, "--adapter", ckpt, input, "--backend", "wasm", "--output", path.join(root, "pred.jsonl")]);
+  assert.equal(p.code, 0, p.stderr);
+  assert.equal(p.stdout.trim().split("\n").filter((l) => /\t(news|fiction|hobbies)\t/.test(l)).length, 240);
+  assert.match(p.stdout, /accuracy on the 240 labelled examples: [\d.]+%/);
+  assert.equal(fs.readFileSync(path.join(root, "pred.jsonl"), "utf8").trim().split("\n").length, 240);
+
+  // predict refuses the adapter on another base model.
+  const otherBase = path.join(root, "other-base");
+  const o = await runLaunch(tinyArgs(otherBase, "--workers", "1", "--max-steps", "1"));
+  assert.equal(o.code, 0, o.stderr);
+  const bad = await runLaunch(["predict", "--model", otherBase, "--adapter", ckpt, input, "--backend", "wasm"]);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /was trained on base model .* refusing to load it onto a different base model/);
+});
+
+test("a bad finetune field in the YAML stops launch before anything starts, naming file and field", async () => {
+  const dir = tempDir("ftbad");
+  const file = path.join(dir, "bad-ft.yaml");
+  fs.writeFileSync(file, fs.readFileSync(FT_CONFIG, "utf8").replace("    r: 4", "    rank: 4").replace("data/labelled-pairs.jsonl", path.join(repoRoot(), "test", "fixtures", "data", "labelled-pairs.jsonl")));
+  const r = await runLaunch([file, "--output", path.join(dir, "run"), "--set", `finetune.base_model=${base}`]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /bad-ft\.yaml: invalid config:\n {2}field finetune\.lora: unknown field 'rank'/);
+  const missing = await runLaunch([FT_CONFIG, "--output", path.join(dir, "run"), "--set", `finetune.base_model=${path.join(dir, "nope")}`]);
+  assert.equal(missing.code, 2, missing.stderr);
+  assert.match(missing.stderr, /tiny-finetune\.yaml: field finetune\.base_model: not found: .*nope/);
+  assert.equal(fs.existsSync(path.join(dir, "run")), false, "nothing was started or written");
+  fs.rmSync(dir, { recursive: true, force: true });
+});

@@ -1,0 +1,97 @@
+/** Pretraining: masked-language modelling on packed sequences, batches built ahead in a worker thread. */
+import { modelConfigOf, scheduleOf } from "../../shared/config/derived";
+import { accumulationSteps } from "../../shared/config/load";
+import { loadRunDocuments, preparePretrainingData, tokenizerFromTokens } from "../../shared/pipeline/prepare";
+import { DataSharder } from "../../shared/data/sharding";
+import { makeMlmBatch, Prefetcher, type PackedSequences } from "../../shared/data";
+import { maskSettingsFor } from "../../shared/data/objective";
+import { BertModel } from "../../shared/model/bert";
+import { exportHfTensors, importHfTensors, parameterChecksum } from "../../shared/model/hf";
+import { trainingFlops } from "../../shared/model/flops";
+import { Trainer } from "../../shared/train/trainer";
+import { evaluateMlm } from "../../shared/train/eval";
+import { saveCheckpoint, loadCheckpoint } from "../../shared/checkpoint/checkpoint";
+import { pruneCheckpoints } from "../../shared/checkpoint/run-checkpoints";
+import type { EvalResult } from "../../proto/coordinator";
+import { microBatchPlans, recordPlans, tokensIn } from "./plans";
+import type { MicroBatch, Task, TaskContext } from "./task";
+
+/** Seed of the evaluation masks: fixed, so every evaluation scores the same masked positions. */
+const EVAL_EPOCH = 0x7fffffff;
+
+/** Builds the MLM task: tokenizer, packed data, model (resumed when the coordinator says so), prefetcher. */
+export async function createMlmTask(ctx: TaskContext): Promise<Task> {
+  const { cfg, joined, env } = ctx;
+  const tokenizer = tokenizerFromTokens(joined.vocab_tokens, cfg);
+  const data = preparePretrainingData(cfg, loadRunDocuments(cfg), tokenizer);
+  const modelConfig = modelConfigOf(cfg, tokenizer.vocabSize);
+  const model = BertModel.create(modelConfig, cfg.seed);
+  const trainer = new Trainer(model, {
+    schedule: scheduleOf(cfg),
+    adamw: { beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps, weightDecay: cfg.optimizer.weight_decay },
+    maxGradNorm: cfg.optimizer.grad_clip_norm,
+    dropoutSeed: cfg.seed,
+  }, ctx.reducer);
+  if (joined.resume_checkpoint_dir !== "") {
+    const ckpt = await loadCheckpoint(joined.resume_checkpoint_dir, { withTrainingState: true });
+    importHfTensors(model, ckpt.tensors);
+    const state = ckpt.trainingState!;
+    trainer.setOptimizerState({ step: Number(state.meta.trainer_step), tensors: new Map([...state.tensors].map(([k, t]) => [k, t.data])) });
+    ctx.log(`resumed from ${joined.resume_checkpoint_dir} at step ${joined.start_step}`);
+  }
+
+  // Batches are built ahead in a worker thread from the same deterministic sharding the coordinator uses.
+  const mask = maskSettingsFor(tokenizer, cfg.seed, { mlmProbability: cfg.data.mlm_probability, wholeWordMask: cfg.data.whole_word_mask });
+  const sharder = new DataSharder(data.train.count, cfg.batch.global_batch_size, cfg.seed);
+  const micro = cfg.batch.micro_batch_size;
+  const accumulation = accumulationSteps(cfg, env.worldSize);
+  const planned: number[][] = []; // indices of the prefetched micro-batches, in order
+  const prefetcher = new Prefetcher(
+    { kind: "mlm", data: data.train, mask },
+    recordPlans(microBatchPlans(sharder, joined.start_step + 1, cfg.training.max_steps, env.rank, env.worldSize, micro), planned),
+    { depth: Math.max(1, cfg.data.prefetch_batches) * accumulation, threads: cfg.data.prefetch_batches > 0 ? 1 : 0 },
+  );
+  const evalBatch = (split: PackedSequences, idx: number[]) => makeMlmBatch(split, idx.filter((x) => x < split.count), { ...mask, epoch: EVAL_EPOCH });
+
+  return {
+    summary: `${data.train.count} train / ${data.validation.count} validation sequences of ${data.train.seqLen}`,
+    seqLen: data.train.seqLen,
+    async nextMicroBatch(): Promise<MicroBatch | undefined> {
+      const batch = await prefetcher.next();
+      if (batch === undefined) return undefined;
+      return { indices: planned.shift() ?? [], tokens: tokensIn(batch.attentionMask), train: (rowOffset) => trainer.accumulate(batch, rowOffset) };
+    },
+    applyUpdate: () => trainer.applyUpdate(),
+    evaluate(split, indices): EvalResult {
+      if (split === "test") throw new Error("pretraining has no test split");
+      const out: EvalResult = { loss_sum: 0, target_count: 0, correct_count: 0, sequences: indices.length, num_classes: 0, confusion: [] };
+      for (let i = 0; i < indices.length; i += micro) {
+        const e = evaluateMlm(model, evalBatch(data.validation, indices.slice(i, i + micro)));
+        out.loss_sum += e.lossSum;
+        out.target_count += e.numTargets;
+        out.correct_count += e.correct;
+      }
+      return out;
+    },
+    checksum: () => parameterChecksum(model),
+    async save(dir, step) {
+      await saveCheckpoint(dir, {
+        config: modelConfig,
+        tensors: exportHfTensors(model),
+        vocab: joined.vocab_tokens,
+        padTokenId: tokenizer.specialIds.pad,
+        step,
+        trainingState: {
+          tensors: new Map([...trainer.getOptimizerState().tensors].map(([k, v]) => [k, { shape: [v.length], data: v }])),
+          meta: { step, trainer_step: trainer.step, data_position: step * cfg.batch.global_batch_size, world_size: env.worldSize, seed: cfg.seed },
+        },
+      });
+      await pruneCheckpoints(joined.run_dir, cfg.training.keep_checkpoints);
+    },
+    flops: (tokens, targets) => trainingFlops(modelConfig, tokens, data.train.seqLen, targets),
+    async close() {
+      await prefetcher.close();
+      model.dispose();
+    },
+  };
+}
