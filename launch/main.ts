@@ -44,11 +44,12 @@ async function main(argv: string[]): Promise<number> {
           .option("seed", { type: "number", describe: "override seed" })
           .option("set", { type: "string", array: true, describe: "override any field: --set optimizer.lr=1e-3" })
           .option("dry-run", { type: "boolean", describe: "validate and print the resolved config and world, start nothing" })
+          .option("auto-resume", { type: "boolean", describe: "continue output_dir from its latest good checkpoint if it has one (for restarted jobs), else start fresh" })
           .option("max-restarts", { type: "number", default: 0, describe: "restart from the last checkpoint after a worker failure, up to N times (see elastic.* in the config)" })
           .option("quiet", { type: "boolean", describe: "no progress output" }),
       async (a) => {
         const args: TrainArgs = {
-          config: a.config, resume: a.resume, workers: a.workers, gpus: a.gpus, nodes: a.nodes, nodeRank: a["node-rank"],
+          config: a.config, resume: a.resume, autoResume: a["auto-resume"], workers: a.workers, gpus: a.gpus, nodes: a.nodes, nodeRank: a["node-rank"],
           coordinator: a.coordinator, advertiseHost: a["advertise-host"], jobId: a["job-id"], dryRun: a["dry-run"], quiet: a.quiet,
           overrides: { maxSteps: a["max-steps"], output: a.output, backend: a.backend, seed: a.seed, set: a.set },
         };

@@ -30,6 +30,8 @@ import { waitForCoordinator } from "./coordinator-wait";
 export interface TrainArgs extends WorldArgs {
   config?: string;
   resume?: string;
+  /** Resume from output_dir's latest good checkpoint when it has one, else start fresh. */
+  autoResume?: boolean;
   overrides: ConfigOverrides;
   jobId?: string;
   advertiseHost?: string;
@@ -43,7 +45,11 @@ export const RUN_CONFIG_FILE = "config.yaml";
 /** Runs (or resumes) a training job on this node; resolves with the process exit code. */
 export async function launchTraining(args: TrainArgs): Promise<number> {
   const world = resolveWorld(args);
-  const { cfg, source, resume } = await resolveConfig(args);
+  const { cfg, source, resume, complete } = await resolveConfig(args);
+  if (complete) {
+    process.stderr.write(`launch: ${cfg.output_dir} already holds the final checkpoint (step ${cfg.training.max_steps}); nothing to do\n`);
+    return EXIT_OK;
+  }
   validateForWorld(cfg, world.worldSize, source);
   await checkFinetuneConfig(cfg, source);
   const jobId = args.jobId ?? process.env.RINGTRAIN_JOB_ID ?? cfg.name;
@@ -163,10 +169,18 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
 }
 
 /** Config from the file (+ overrides), or from RUN_DIR/config.yaml with --resume and its latest good checkpoint. */
-async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source: string; resume?: { dir: string; step: number; vocab: Vocab } }> {
+async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source: string; resume?: { dir: string; step: number; vocab: Vocab }; complete?: boolean }> {
   if (args.resume === undefined) {
     if (args.config === undefined) throw new ConfigError("give a CONFIG.yaml to train, or --resume RUN_DIR");
-    return { cfg: loadRunConfig(args.config, args.overrides), source: args.config };
+    const cfg = loadRunConfig(args.config, args.overrides);
+    if (args.autoResume) {
+      // A restarted job (e.g. a Kubernetes pod) continues its run directory when it holds a complete checkpoint.
+      const runDir = path.resolve(cfg.output_dir);
+      const { checkpoint } = fs.existsSync(path.join(runDir, RUN_CONFIG_FILE)) ? await latestGoodCheckpoint(runDir) : { checkpoint: undefined };
+      if (checkpoint !== undefined && checkpoint.step >= cfg.training.max_steps) return { cfg, source: args.config, complete: true };
+      if (checkpoint !== undefined) return resolveConfig({ ...args, resume: runDir, autoResume: false });
+    }
+    return { cfg, source: args.config };
   }
   const source = path.join(args.resume, RUN_CONFIG_FILE);
   if (!fs.existsSync(source)) throw new ConfigError(`--resume ${args.resume}: not a run directory (no ${RUN_CONFIG_FILE})`);

@@ -39,6 +39,8 @@ function launchArgs(o: K8sOptions, t: Topology): string[] {
     o.gpus ? "--gpus" : "--workers", String(o.workersPerNode),
     "--advertise-host", "$(POD_IP)",
     "--output", `${MOUNTS.runs}/${o.name}`,
+    // A restarted job (backoffLimit, JobSet maxRestarts) continues from the run's last complete checkpoint.
+    "--auto-resume",
     `${MOUNTS.config}/${t.configFile}`,
   ];
 }

@@ -31,6 +31,8 @@ export function netnsUnavailable(): string | undefined {
 export interface SimNode {
   netns: string;
   ip: string;
+  /** The node's end of its veth into the switch (inside its namespace). */
+  link: string;
 }
 
 let counter = 0;
@@ -79,7 +81,7 @@ export class NetnsCluster {
           sh(["tc", "-n", ns, "qdisc", "add", "dev", a, "root", "tbf", "rate", rate, "burst", "1mbit", "latency", "100ms"]);
           sh(["tc", "-n", this.switchNs, "qdisc", "add", "dev", b, "root", "tbf", "rate", rate, "burst", "1mbit", "latency", "100ms"]);
         }
-        this.nodes.push({ netns: ns, ip });
+        this.nodes.push({ netns: ns, ip, link: a });
       }
       const hosts = ["127.0.0.1 localhost", ...this.nodes.map((n, i) => `${n.ip} ${hostnames(i).join(" ")}`)].join("\n") + "\n";
       for (const n of this.nodes) {
@@ -105,6 +107,17 @@ export class NetnsCluster {
     this.children.add(child);
     child.once("exit", () => this.children.delete(child));
     return child;
+  }
+
+  /** Brings node `index`'s link to the switch down (a cable pulled / host partitioned) or back up. */
+  setLink(index: number, up: boolean): void {
+    const n = this.nodes[index];
+    sh(["ip", "-n", n.netns, "link", "set", n.link, up ? "up" : "down"]);
+  }
+
+  /** Loads an nftables ruleset into the switch namespace (e.g. to drop a share of the bridged packets). */
+  switchNftables(ruleset: string): void {
+    execFileSync("ip", ["netns", "exec", this.switchNs, "nft", "-f", "-"], { input: ruleset, stdio: ["pipe", "pipe", "pipe"] });
   }
 
   /** Kills what is still running and removes the namespaces (their veths go with them) and hosts files. */
