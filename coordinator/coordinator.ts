@@ -39,6 +39,8 @@ export interface CoordinatorOptions {
   learningRateAt: (step: number) => number;
   /** Directory a checkpoint of `step` goes to. */
   checkpointDirFor: (step: number) => string;
+  /** Directory an in-memory snapshot of `step` goes to (elastic.snapshot_interval_steps); none when absent. */
+  snapshotDirFor?: (step: number) => string;
   /** Step already done (resume), and the checkpoint to load. */
   startStep?: number;
   resumeCheckpointDir?: string;
@@ -260,6 +262,9 @@ export class Coordinator extends EventEmitter {
     const last = step === maxSteps;
     const evalNow = (t.eval_interval_steps > 0 && step % t.eval_interval_steps === 0) || (last && t.eval_interval_steps > 0);
     const ckptNow = (t.checkpoint_interval_steps > 0 && step % t.checkpoint_interval_steps === 0) || last;
+    // A snapshot is a checkpoint written to RAM-backed storage; the worker writes both the same way.
+    const snapEvery = this.opts.config.elastic.snapshot_interval_steps;
+    const snapshotNow = !ckptNow && this.opts.snapshotDirFor !== undefined && snapEvery > 0 && step % snapEvery === 0;
     const evalCount = t.eval_sequences === 0 ? this.opts.numValidationSequences : Math.min(t.eval_sequences, this.opts.numValidationSequences);
     return {
       step,
@@ -271,7 +276,7 @@ export class Coordinator extends EventEmitter {
       accumulation_steps: this.accumulation,
       learning_rate: this.opts.learningRateAt(step),
       eval_sequence_indices: evalNow ? evalShard(evalCount, report.rank, this.opts.worldSize) : [],
-      checkpoint_dir: ckptNow ? this.opts.checkpointDirFor(step) : "",
+      checkpoint_dir: ckptNow ? this.opts.checkpointDirFor(step) : snapshotNow ? this.opts.snapshotDirFor!(step) : "",
       max_steps: maxSteps,
       report_param_checksum: ckptNow,
       test_sequence_indices: last && (this.opts.numTestSequences ?? 0) > 0 ? evalShard(this.opts.numTestSequences ?? 0, report.rank, this.opts.worldSize) : [],

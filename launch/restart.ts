@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, loadRunConfig } from "../shared/config/load";
 import type { RunConfig } from "../shared/config/schema";
-import { listCheckpoints } from "../shared/checkpoint/run-checkpoints";
+import { newestResumePoint, snapshotRoot } from "./snapshots";
 import { EXIT_WORKER_FAILURE } from "../shared/exit-codes";
 import { launchTraining, RUN_CONFIG_FILE, type TrainArgs } from "./train";
 
@@ -29,11 +29,11 @@ export async function launchWithRestarts(args: TrainArgs, maxRestarts: number): 
     if (code !== EXIT_WORKER_FAILURE || attempt >= maxRestarts) return code;
     const failedRanks = readFailedRanks(runDir);
     workers = nextWorldSize(cfg, workers, failedRanks.length);
-    const checkpoints = (await listCheckpoints(runDir)).filter((c) => c.complete);
-    const from = checkpoints.length > 0 ? `the checkpoint of step ${checkpoints[checkpoints.length - 1].step}` : "the start (no checkpoint yet)";
+    const { entry, snapshot } = await newestResumePoint(runDir, snapshotRoot(cfg));
+    const from = entry !== undefined ? `the ${snapshot ? "in-memory snapshot" : "checkpoint"} of step ${entry.step}` : "the start (no checkpoint yet)";
     process.stderr.write(`launch: restart ${attempt + 1}/${maxRestarts} with ${workers} worker(s) from ${from}\n`);
     const world = args.gpus !== undefined ? { gpus: workers, workers: undefined } : { workers, gpus: undefined };
-    current = checkpoints.length > 0
+    current = entry !== undefined
       ? { ...args, ...world, config: undefined, resume: runDir, overrides: { ...args.overrides, output: undefined } }
       : { ...args, ...world };
   }

@@ -13,7 +13,7 @@ import { ConfigError, loadRunConfig, validateForWorld, type ConfigOverrides } fr
 import type { RunConfig } from "../shared/config/schema";
 import { scheduleOf } from "../shared/config/derived";
 import { lrAt } from "../shared/train/schedule";
-import { checkpointDirFor, latestGoodCheckpoint } from "../shared/checkpoint/run-checkpoints";
+import { checkpointDirFor } from "../shared/checkpoint/run-checkpoints";
 import { readManifest } from "../shared/checkpoint/manifest";
 import { Vocab } from "../shared/tokenizer/vocab";
 import { atomicWriteFile } from "../shared/io/atomic-write";
@@ -23,6 +23,7 @@ import { EXIT_CONFIG, EXIT_COORDINATOR_LOST, EXIT_INTERRUPTED, EXIT_OK, EXIT_WOR
 import { resolveWorld, type World, type WorldArgs } from "./world";
 import { Supervisor, type WorkerExit } from "./supervisor";
 import { ProgressReporter } from "./progress";
+import { dropSnapshots, newestResumePoint, pruneSnapshots, snapshotRoot } from "./snapshots";
 import { checkFinetuneConfig, classificationReport, prepareJobData } from "./job-data";
 import { waitForCoordinator } from "./coordinator-wait";
 
@@ -67,6 +68,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     process.stderr.write(`launch: ${line}\n`);
   };
   const runDir = path.resolve(cfg.output_dir);
+  const snapshots = snapshotRoot(cfg);
   fs.mkdirSync(runDir, { recursive: true });
 
   let coordinator: Coordinator | undefined;
@@ -85,6 +87,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
       numTestSequences: job.numTest, classLabels: job.labels,
       learningRateAt: (step) => lrAt(schedule, step - 1),
       checkpointDirFor: (step) => checkpointDirFor(runDir, step),
+      snapshotDirFor: cfg.elastic.snapshot_interval_steps > 0 ? (step) => checkpointDirFor(snapshots, step) : undefined,
       startStep: resume?.step ?? 0,
       resumeCheckpointDir: resume?.dir,
       bindAddress: `${multiNode ? "0.0.0.0" : "127.0.0.1"}:${port}`,
@@ -125,7 +128,10 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   process.on("SIGTERM", stopSignals);
 
   const progress = new ProgressReporter(cfg.training.max_steps, resume?.step ?? 0, !args.quiet);
-  coordinator?.on("step", (m: StepMetrics) => progress.update(m));
+  coordinator?.on("step", (m: StepMetrics) => {
+    progress.update(m);
+    if (m.checkpoint_dir?.startsWith(snapshots)) void pruneSnapshots(snapshots).catch(() => undefined);
+  });
   const comm = JSON.stringify(cfg.communication);
   for (let local = 0; local < world.workersPerNode; local++) {
     const rank = world.nodeRank * world.workersPerNode + local;
@@ -162,7 +168,10 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     alert(`job failed: ${workerFailure ?? `worker rank ${bad.rank} exited with ${bad.code ?? bad.signal}`}`);
     return EXIT_WORKER_FAILURE;
   }
-  if (coordinator) log(`done: ${progress.summary()}; run directory ${runDir}`);
+  if (coordinator) {
+    log(`done: ${progress.summary()}; run directory ${runDir}`);
+    dropSnapshots(snapshots);
+  }
   const report = coordinator && cfg.task === "classification" ? classificationReport(runDir) : undefined;
   if (report !== undefined) process.stdout.write(report);
   return EXIT_OK;
@@ -176,7 +185,7 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
     if (args.autoResume) {
       // A restarted job (e.g. a Kubernetes pod) continues its run directory when it holds a complete checkpoint.
       const runDir = path.resolve(cfg.output_dir);
-      const { checkpoint } = fs.existsSync(path.join(runDir, RUN_CONFIG_FILE)) ? await latestGoodCheckpoint(runDir) : { checkpoint: undefined };
+      const { entry: checkpoint } = fs.existsSync(path.join(runDir, RUN_CONFIG_FILE)) ? await newestResumePoint(runDir, snapshotRoot(cfg)) : { entry: undefined };
       if (checkpoint !== undefined && checkpoint.step >= cfg.training.max_steps) return { cfg, source: args.config, complete: true };
       if (checkpoint !== undefined) return resolveConfig({ ...args, resume: runDir, autoResume: false });
     }
@@ -185,8 +194,9 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
   const source = path.join(args.resume, RUN_CONFIG_FILE);
   if (!fs.existsSync(source)) throw new ConfigError(`--resume ${args.resume}: not a run directory (no ${RUN_CONFIG_FILE})`);
   const cfg = loadRunConfig(args.config ?? source, { ...args.overrides, output: args.resume });
-  const { checkpoint, warnings } = await latestGoodCheckpoint(args.resume);
+  const { entry: checkpoint, warnings, snapshot } = await newestResumePoint(args.resume, snapshotRoot(cfg));
   for (const w of warnings) process.stderr.write(`launch: warning: ${w}\n`);
+  if (snapshot && checkpoint) process.stderr.write(`launch: resuming from the in-memory snapshot of step ${checkpoint.step} (${checkpoint.dir})\n`);
   if (checkpoint === undefined) throw new ConfigError(`--resume ${args.resume}: no complete checkpoint to resume from`);
   const manifest = await readManifest(checkpoint.dir);
   const vocab = Vocab.load(path.join(checkpoint.dir, "vocab.txt"));

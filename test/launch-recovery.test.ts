@@ -61,18 +61,27 @@ test("a worker killed at a random step is recovered; the result equals an uninte
   const refData = globalBatches(refLog);
   assert.equal(refData.size, STEPS);
 
-  for (const elastic of [false, true]) {
-    const dir = tempDir(elastic ? "rec-elastic" : "rec-restart");
+  for (const variant of ["restart", "elastic", "snapshot"] as const) {
+    const elastic = variant === "elastic";
+    const dir = tempDir(`rec-${variant}`);
     const log = path.join(dir, "data.jsonl");
-    const extra = elastic ? ["--set", "elastic.min_workers=2"] : [];
+    // snapshot: disk checkpoints only every 8 steps, in-memory snapshots every step.
+    const extra = elastic ? ["--set", "elastic.min_workers=2"]
+      : variant === "snapshot" ? ["--set", "training.checkpoint_interval_steps=8", "--set", "elastic.snapshot_interval_steps=1", "--set", `elastic.snapshot_dir=${path.join(dir, "snapshots")}`] : [];
     const run = startLaunch(tinyArgs(dir, "--workers", "3", "--max-restarts", "1", ...common, ...extra), { RINGTRAIN_DATA_LOG: log });
     const atStep = 3 + Math.floor(Math.random() * 6);
     await killRandomWorker(dir, run, atStep);
     const r = await run.done;
     assert.equal(r.code, 0, `recovery failed (killed after step ${atStep}):\n${r.stderr}`);
-    assert.match(r.stderr, new RegExp(`restart 1/1 with ${elastic ? 2 : 3} worker\\(s\\) from the checkpoint of step \\d+`));
+    const m = new RegExp(`restart 1/1 with ${elastic ? 2 : 3} worker\\(s\\) from the (checkpoint|in-memory snapshot) of step (\\d+)`).exec(r.stderr);
+    assert.ok(m, r.stderr);
+    if (variant === "snapshot") {
+      assert.equal(m[1], "in-memory snapshot");
+      assert.ok(Number(m[2]) >= atStep - 1, `a snapshot loses at most the step in flight: killed after step ${atStep}, resumed from ${m[2]}`);
+      assert.equal(fs.existsSync(path.join(dir, "snapshots")), false, "snapshots are dropped when the run ends");
+    } else assert.equal(m[1], "checkpoint");
     const diff = maxAbsDiff(refParams, await finalParams(dir));
-    assert.ok(diff < 2e-5, `${elastic ? "elastic" : "restarted"} run differs from the uninterrupted one by ${diff}`);
+    assert.ok(diff < 2e-5, `${variant} run differs from the uninterrupted one by ${diff}`);
     const data = globalBatches(log);
     assert.equal(data.size, STEPS);
     for (const [step, batch] of refData) assert.equal(data.get(step), batch, `step ${step} trained on different data`);

@@ -119,6 +119,14 @@ export const elasticSchema = z.object({
   min_workers: nonNegativeInt.default(0),
   /** Largest world (documentation and validation: launch --workers may not exceed it); 0 = no limit. */
   max_workers: nonNegativeInt.default(0),
+  /**
+   * In-memory snapshots (Horovod's state.commit()): every this many steps rank 0 writes a full checkpoint to a
+   * RAM-backed folder (snapshot_dir, default /dev/shm), so a restart loses at most these steps instead of
+   * everything since the last disk checkpoint. 0 = off.
+   */
+  snapshot_interval_steps: nonNegativeInt.default(0),
+  /** Where snapshots go; default /dev/shm/ringtrain-snapshots/<name>-<hash of output_dir> (tmpdir without /dev/shm). */
+  snapshot_dir: z.string().optional(),
 }).strict();
 
 /** Names of the fine-tuning methods (config `finetune.method`). */
