@@ -150,6 +150,12 @@ export class Coordinator extends EventEmitter {
     await this.metrics.close();
   }
 
+  /** Step and phase a rank last reported (heartbeats), for failure messages; undefined before it joined. */
+  lastKnown(rank: number): { step: number; phase: string } | undefined {
+    const m = this.members.get(rank);
+    return m ? { step: m.step, phase: m.phase } : undefined;
+  }
+
   /** Host and pid of a rank, for messages ("rank 1 (host a, pid 123)"). */
   describeRank(rank: number): string {
     const m = this.members.get(rank);

@@ -108,7 +108,9 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   const onWorkerExit = (exit: WorkerExit): void => {
     if (exit.code === 0) return;
     const why = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-    workerFailure ??= `worker rank ${exit.rank} (pid ${exit.pid}, host ${os.hostname()}) ${why}; see ${path.join(runDir, "logs", `rank-${exit.rank}.log`)}`;
+    const seen = coordinator?.lastKnown(exit.rank);
+    const where = seen ? ` at step ${seen.step} (${seen.phase})` : "";
+    workerFailure ??= `worker rank ${exit.rank} (pid ${exit.pid}, host ${os.hostname()}) ${why}${where}; see ${path.join(runDir, "logs", `rank-${exit.rank}.log`)}`;
     coordinator?.fail(workerFailure, exit.rank);
   };
   const stopSignals = (signal: NodeJS.Signals): void => {

@@ -65,7 +65,7 @@ test("a SIGKILLed worker is named, and the others stop", async () => {
   const r = await run.done;
   const took = Date.now() - t0;
   assert.equal(r.code, 3, r.stderr);
-  assert.match(r.stderr, new RegExp(`rank 1 \\(pid ${pids.get(1)}, host [^)]+\\) was killed by SIGKILL`));
+  assert.match(r.stderr, new RegExp(`rank 1 \\(pid ${pids.get(1)}, host [^)]+\\) was killed by SIGKILL at step \\d+ \\((compute|data|all-reduce|waiting for plan|evaluation|checkpoint)\\)`));
   assert.ok(took < 15_000, `detected and stopped in ${took} ms`);
   for (const pid of pids.values()) assert.equal(isAlive(pid), false);
   const record = JSON.parse(fs.readFileSync(path.join(dir, "failure.json"), "utf8")) as { rank: number; reason: string };

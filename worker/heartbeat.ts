@@ -7,6 +7,9 @@ import type { CommSettings } from "./train-loop";
  * cannot be reached for heartbeat_timeout_ms, or says the job has ended while this worker is stuck, `onLost`
  * is called with a message naming the coordinator (the worker then exits instead of hanging).
  */
+/** What this worker is doing now (step and phase), for heartbeats and failure messages. */
+export const workerStatus = { step: 0, phase: "start" };
+
 export class Heartbeat {
   private timer: NodeJS.Timeout | undefined;
   private step = 0;
@@ -35,6 +38,8 @@ export class Heartbeat {
   set(step: number, phase: string): void {
     this.step = step;
     this.phase = phase;
+    workerStatus.step = step;
+    workerStatus.phase = phase;
   }
 
   /** Stops beating. */
