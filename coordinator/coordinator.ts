@@ -19,6 +19,7 @@ import { DataSharder, evalShard } from "../shared/data/sharding";
 import { MetricsWriter, type StepMetrics } from "./metrics";
 import { addClassificationMetrics } from "./classification";
 import { probeLiveness, type Liveness } from "./liveness";
+import { loadMutualTls } from "../shared/security/tls";
 
 /** Everything the coordinator needs to run one job. */
 export interface CoordinatorOptions {
@@ -114,7 +115,7 @@ export class Coordinator extends EventEmitter {
   async start(): Promise<string> {
     const bind = this.opts.bindAddress ?? "127.0.0.1:0";
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(bind, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      this.server.bindAsync(bind, loadMutualTls(this.opts.config.communication.tls)?.server() ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.address = `${bind.slice(0, bind.lastIndexOf(":"))}:${port}`;
     const { join_timeout_ms: joinTimeout, heartbeat_interval_ms: interval } = this.opts.config.communication;

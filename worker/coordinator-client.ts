@@ -25,9 +25,10 @@ type Method = "Join" | "NextStep" | "Heartbeat" | "ReportFailure";
 export class CoordinatorClient {
   private readonly client: grpc.Client;
 
-  constructor(readonly address: string, private readonly token: string) {
+  /** `credentials`: mutual TLS when the job uses it (communication.tls), else plaintext. */
+  constructor(readonly address: string, private readonly token: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()) {
     const { Client } = loadCoordinatorProto();
-    this.client = new Client(address, grpc.credentials.createInsecure(), {
+    this.client = new Client(address, credentials, {
       "grpc.max_receive_message_length": 64 * 1024 * 1024,
       "grpc.keepalive_time_ms": 10_000,
     });

@@ -7,6 +7,7 @@ import { runWorker, type CommSettings } from "./train-loop";
 import { CollectiveError } from "./collective/collective-error";
 import { CoordinatorClient, CoordinatorUnreachableError } from "./coordinator-client";
 import { workerStatus } from "./heartbeat";
+import { loadMutualTls } from "../shared/security/tls";
 import { EXIT_COORDINATOR_LOST, EXIT_OK, EXIT_WORKER_FAILURE } from "../shared/exit-codes";
 import { communicationSchema } from "../shared/config/schema";
 
@@ -35,7 +36,7 @@ async function main(): Promise<number> {
     fail(`rank ${env.rank} (${env.hostname}, pid ${process.pid}) failed at step ${workerStatus.step} (${workerStatus.phase}): ${message}`);
     if (err instanceof CoordinatorUnreachableError) return EXIT_COORDINATOR_LOST;
     // Tell the coordinator at once, so every rank stops now instead of at its next deadline.
-    const client = new CoordinatorClient(env.coordinatorAddress, env.token);
+    const client = new CoordinatorClient(env.coordinatorAddress, env.token, loadMutualTls(comm.tls)?.channel());
     const phase = err instanceof CollectiveError ? String(err.phase) : workerStatus.phase;
     const step = err instanceof CollectiveError ? err.step : workerStatus.step;
     await client.reportFailure({ job_id: env.jobId, rank: env.rank, step: Math.max(0, step), phase, message }, 2000).catch(() => undefined);

@@ -12,6 +12,7 @@ import { RingCommunicator } from "./collective/ring-communicator";
 import { RingReducer } from "./tfjs/ring-reducer";
 import { CoordinatorClient } from "./coordinator-client";
 import { Heartbeat } from "./heartbeat";
+import { loadMutualTls } from "../shared/security/tls";
 import { createTask } from "./tasks";
 import type { WorkerEnv } from "./env";
 import * as fs from "node:fs";
@@ -25,8 +26,9 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
   const ring = await RingCommunicator.listen({
     jobId: env.jobId, token: env.token, rank: env.rank, worldSize: env.worldSize, timeoutMs: comm.timeout_ms,
     host: env.bindHost, port: env.peerPort, chunkBytes: comm.chunk_bytes, bucketBytes: comm.bucket_bytes, compression: comm.compression,
+    tls: loadMutualTls(comm.tls),
   });
-  const client = new CoordinatorClient(env.coordinatorAddress, env.token);
+  const client = new CoordinatorClient(env.coordinatorAddress, env.token, loadMutualTls(comm.tls)?.channel());
   const heartbeat = new Heartbeat(client, env, comm, onCoordinatorLost);
   try {
     const joined = await client.join(

@@ -50,7 +50,7 @@ export function loadRunConfig(file: string, overrides: ConfigOverrides = {}): Ru
   const baseDir = path.dirname(path.resolve(file));
   cfg.data.paths = cfg.data.paths.map((p) => path.resolve(baseDir, p));
   if (cfg.tokenizer.vocab_file !== undefined) cfg.tokenizer.vocab_file = path.resolve(baseDir, cfg.tokenizer.vocab_file);
-  checkFilesExist(cfg, file);
+  checkFilesExist(cfg, file, baseDir);
   return cfg;
 }
 
@@ -103,10 +103,17 @@ function applyOverrides(obj: Record<string, unknown>, o: ConfigOverrides, file: 
   }
 }
 
-function checkFilesExist(cfg: RunConfig, file: string): void {
+function checkFilesExist(cfg: RunConfig, file: string, baseDir: string): void {
   cfg.data.paths.forEach((p, i) => {
     if (!fs.existsSync(p)) throw new ConfigError(`${file}: field data.paths[${i}]: file or folder not found: ${p}`);
   });
+  const tls = cfg.communication.tls;
+  if (tls !== undefined) {
+    for (const key of ["ca_file", "cert_file", "key_file"] as const) {
+      tls[key] = path.resolve(baseDir, tls[key]);
+      if (!fs.existsSync(tls[key])) throw new ConfigError(`${file}: field communication.tls.${key}: file not found: ${tls[key]}`);
+    }
+  }
   if (cfg.tokenizer.vocab_file !== undefined && !fs.existsSync(cfg.tokenizer.vocab_file)) {
     throw new ConfigError(`${file}: field tokenizer.vocab_file: file not found: ${cfg.tokenizer.vocab_file}`);
   }

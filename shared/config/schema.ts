@@ -106,6 +106,11 @@ export const communicationSchema = z.object({
   heartbeat_interval_ms: positiveInt.default(1_000),
   /** A worker silent for this long is reported dead. */
   heartbeat_timeout_ms: positiveInt.default(10_000),
+  /**
+   * Mutual TLS for every coordinator and peer connection (clusters on untrusted networks): PEM files of the CA
+   * and of this node's certificate and key; peers must present certificates signed by the same CA.
+   */
+  tls: z.object({ ca_file: z.string(), cert_file: z.string(), key_file: z.string() }).strict().optional(),
 }).strict();
 
 /**

@@ -18,6 +18,7 @@
 import { type HalfKind, roundToHalf, decodeHalf } from "../../shared/codecs/half";
 import { RingPhase, WireDtype, bytesPerElement, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "../transport/chunk-wire";
 import { GrpcPeerTransport } from "../transport/grpc-peer-transport";
+import type { MutualTls } from "../../shared/security/tls";
 import { isTransportFault, type AbortNotice, type PeerTransport, type TransportFault } from "../transport/peer-transport";
 import { CollectiveError, type CollectivePhase } from "./collective-error";
 import { DEFAULT_BUCKET_BYTES, layoutSalt, planBuckets, type BucketPlan } from "./bucket-plan";
@@ -46,6 +47,8 @@ export interface RingOptions {
   bucketBytes?: number;
   /** Wire compression; sums are always float32. */
   compression?: "none" | "fp16" | "bf16";
+  /** Mutual TLS for the peer connections (communication.tls); plaintext when absent. */
+  tls?: MutualTls;
   /** Let the transport copy payloads straight from tensor memory into its frames (default true). */
   zeroCopySend?: boolean;
   /** Bytes handed to the transport but not yet written out (default 2 chunks). */
@@ -177,7 +180,7 @@ export class RingCommunicator {
     validateOptions(opts);
     const transport = await GrpcPeerTransport.listen({
       jobId: opts.jobId, token: opts.token, rank: opts.rank, worldSize: opts.worldSize, host: opts.host, port: opts.port,
-      chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, zeroCopySend: opts.zeroCopySend,
+      chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, zeroCopySend: opts.zeroCopySend, tls: opts.tls,
     });
     return new RingCommunicator(opts, transport);
   }
