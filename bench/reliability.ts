@@ -43,13 +43,16 @@ async function sleep(ms: number): Promise<void> {
 }
 
 /** One faulty run: start, wait for `atStep`, inject, time what follows. */
-async function trial(fault: "sigkill-worker" | "sigstop-worker" | "sigkill-coordinator"): Promise<Measurement> {
+type Fault = "sigkill-worker" | "sigkill-worker+snapshots" | "sigstop-worker" | "sigkill-coordinator";
+
+async function trial(fault: Fault): Promise<Measurement> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-rel-"));
   const args = [
     path.join(repoRoot(), "dist", "launch", "main.js"), CONFIG, "--workers", "3", "--output", dir, "--max-steps", "40",
     "--set", `data.cache_dir=${CACHE}`, "--set", "training.checkpoint_interval_steps=4",
     "--set", `communication.heartbeat_timeout_ms=${HEARTBEAT_TIMEOUT_MS}`, "--set", "communication.heartbeat_interval_ms=300",
     "--set", "communication.timeout_ms=10000", "--max-restarts", fault === "sigkill-coordinator" ? "0" : "1",
+    ...(fault === "sigkill-worker+snapshots" ? ["--set", "elastic.snapshot_interval_steps=1"] : []),
   ];
   const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
   const events: { t: number; line: string }[] = [];
@@ -80,12 +83,13 @@ async function trial(fault: "sigkill-worker" | "sigstop-worker" | "sigkill-coord
     fs.rmSync(dir, { recursive: true, force: true });
     return { fault, detect_ms: detect, recover_ms: NaN, steps_lost: NaN, outcome: "workers exited; resume with launch --resume" };
   }
-  process.kill(workerPid(dir, 1), fault === "sigkill-worker" ? "SIGKILL" : "SIGSTOP");
+  process.kill(workerPid(dir, 1), fault === "sigstop-worker" ? "SIGSTOP" : "SIGKILL");
   const code = await done;
-  const reported = events.find((e) => e.t >= t0 && /job failed:/.test(e.line));
-  if (reported) detect = reported.t - t0;
+  // Detection: when the coordinator recorded the failure (failure.json is written at that moment).
+  const record = JSON.parse(fs.readFileSync(path.join(dir, "failure.json"), "utf8")) as { time: string };
+  detect = Date.parse(record.time) - t0;
   const failed = events.find((e) => e.t >= t0 && /restart 1\/1/.test(e.line));
-  const resumedFrom = Number(/checkpoint of step (\d+)/.exec(failed?.line ?? "")?.[1] ?? 0);
+  const resumedFrom = Number(/(?:checkpoint|snapshot) of step (\d+)/.exec(failed?.line ?? "")?.[1] ?? 0);
   // Recovery: the first step completed after the restart (metrics lines carry their time).
   const lines = fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { time: string; step: number });
   const after = lines.find((l) => failed !== undefined && Date.parse(l.time) > failed.t);
@@ -98,17 +102,17 @@ async function main(): Promise<void> {
   const runsArg = process.argv.indexOf("--runs");
   const runs = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 3;
   const rows: Measurement[] = [];
-  for (const fault of ["sigkill-worker", "sigstop-worker", "sigkill-coordinator"] as const) {
+  for (const fault of ["sigkill-worker", "sigkill-worker+snapshots", "sigstop-worker", "sigkill-coordinator"] as const) {
     for (let i = 0; i < runs; i++) rows.push(await trial(fault));
   }
   if (process.argv.includes("--json")) {
     for (const r of rows) process.stdout.write(JSON.stringify(r) + "\n");
     return;
   }
-  process.stdout.write(`fault                  runs  detect ms (median)  recover ms (median)  steps lost (median)  outcome\n`);
+  process.stdout.write(`fault                     runs  detect ms (median)  recover ms (median)  steps lost (median)  outcome\n`);
   for (const fault of [...new Set(rows.map((r) => r.fault))]) {
     const rs = rows.filter((r) => r.fault === fault);
-    process.stdout.write(`${fault.padEnd(22)} ${String(rs.length).padStart(4)}  ${median(rs.map((r) => r.detect_ms)).toFixed(0).padStart(18)}  ${median(rs.map((r) => r.recover_ms)).toFixed(0).padStart(19)}  ${String(median(rs.map((r) => r.steps_lost))).padStart(19)}  ${rs.map((r) => r.outcome).join("; ")}\n`);
+    process.stdout.write(`${fault.padEnd(25)} ${String(rs.length).padStart(4)}  ${median(rs.map((r) => r.detect_ms)).toFixed(0).padStart(18)}  ${median(rs.map((r) => r.recover_ms)).toFixed(0).padStart(19)}  ${String(median(rs.map((r) => r.steps_lost))).padStart(19)}  ${rs.map((r) => r.outcome).join("; ")}\n`);
   }
 }
 

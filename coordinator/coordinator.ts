@@ -63,6 +63,8 @@ interface Member {
   request: JoinRequest;
   rank: number;
   lastSeenMs: number;
+  /** When the rank last changed step or phase (heartbeats keep coming from a thread while it computes). */
+  lastProgressMs: number;
   step: number;
   phase: string;
 }
@@ -191,7 +193,7 @@ export class Coordinator extends EventEmitter {
       const prev = this.members.get(rank);
       throw rpcError(grpc.status.ALREADY_EXISTS, `rank ${rank} already joined (host ${prev?.request.hostname}, pid ${prev?.request.pid}); second join from host ${req.hostname}, pid ${req.pid}`);
     }
-    this.members.set(rank, { request: req, rank, lastSeenMs: Date.now(), step: 0, phase: "join" });
+    this.members.set(rank, { request: req, rank, lastSeenMs: Date.now(), lastProgressMs: Date.now(), step: 0, phase: "join" });
     if (this.members.size === worldSize) this.formWorld();
     await new Promise<void>((resolve) => (this.worldReady ? resolve() : this.joinWaiters.push(resolve)));
     const ended = this.outcome as JobOutcome | undefined; // may have been set while waiting
@@ -211,7 +213,7 @@ export class Coordinator extends EventEmitter {
   private formWorld(): void {
     clearTimeout(this.joinTimer);
     const now = Date.now();
-    for (const m of this.members.values()) m.lastSeenMs = now;
+    for (const m of this.members.values()) m.lastSeenMs = m.lastProgressMs = now;
     this.worldReady = true;
     this.emit("joined", [...this.members.values()].map((m) => ({ rank: m.rank, host: m.request.hostname, pid: m.request.pid })));
     for (const wake of this.joinWaiters.splice(0)) wake();
@@ -228,6 +230,7 @@ export class Coordinator extends EventEmitter {
         this.end({ status: "failed", reason: `initial parameters differ between ranks (${detail}); every rank must start from the same seed/checkpoint` });
       }
       this.started = true;
+      for (const m of this.members.values()) m.lastProgressMs = Date.now();
       this.emit("started");
       for (const wake of this.startWaiters.splice(0)) wake();
       return;
@@ -313,6 +316,7 @@ export class Coordinator extends EventEmitter {
     const member = this.members.get(req.rank);
     if (member) {
       member.lastSeenMs = Date.now();
+      if (req.step !== member.step || req.phase !== member.phase) member.lastProgressMs = member.lastSeenMs;
       member.step = req.step;
       member.phase = req.phase;
     }
@@ -346,6 +350,16 @@ export class Coordinator extends EventEmitter {
     for (const m of this.members.values()) {
       if (this.finishedRanks.has(m.rank)) continue;
       const silentMs = now - m.lastSeenMs;
+      const stuckMs = now - m.lastProgressMs;
+      if (this.started && silentMs <= limit && stuckMs > comm.stall_timeout_ms) {
+        this.end({
+          status: "failed",
+          reason: `${this.describeRank(m.rank)} is stalled: alive (heartbeats arrive) but no progress for ${stuckMs} ms in step ${m.step}, phase ${m.phase} (limit ${comm.stall_timeout_ms} ms)`,
+          rank: m.rank,
+          liveness: "stalled",
+        });
+        return;
+      }
       if (silentMs > limit) {
         this.diagnosing = true;
         // Tell a dead process from a stopped/stuck one before ending the job, so the message says which.

@@ -12,6 +12,7 @@ import { RingCommunicator } from "./collective/ring-communicator";
 import { RingReducer } from "./tfjs/ring-reducer";
 import { CoordinatorClient } from "./coordinator-client";
 import { Heartbeat } from "./heartbeat";
+import { hangIfInjected } from "./fault-injection";
 import { loadMutualTls } from "../shared/security/tls";
 import { createTask } from "./tasks";
 import type { WorkerEnv } from "./env";
@@ -29,7 +30,7 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
     tls: loadMutualTls(comm.tls),
   });
   const client = new CoordinatorClient(env.coordinatorAddress, env.token, loadMutualTls(comm.tls)?.channel());
-  const heartbeat = new Heartbeat(client, env, comm, onCoordinatorLost);
+  const heartbeat = new Heartbeat(env, comm, onCoordinatorLost);
   try {
     const joined = await client.join(
       { job_id: env.jobId, node_rank: env.nodeRank, local_rank: env.localRank, hostname: env.hostname,
@@ -78,6 +79,7 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
           if (batch === undefined) throw new Error(`data plan ended before step ${plan.step}`);
           checkPlan(plan, m, micro, batch.indices);
           heartbeat.set(plan.step, "compute");
+          hangIfInjected(env.rank, plan.step);
           const tc = performance.now();
           const stats = batch.train((plan.step - 1) * cfg.batch.global_batch_size + env.rank * perRank + m * micro);
           compute += performance.now() - tc;

@@ -107,6 +107,11 @@ export const communicationSchema = z.object({
   /** A worker silent for this long is reported dead. */
   heartbeat_timeout_ms: positiveInt.default(10_000),
   /**
+   * A worker that keeps sending heartbeats (they come from their own thread) but stays in the same step and
+   * phase this long is reported as stalled. Must exceed the longest step, evaluation or checkpoint.
+   */
+  stall_timeout_ms: positiveInt.default(300_000),
+  /**
    * Mutual TLS for every coordinator and peer connection (clusters on untrusted networks): PEM files of the CA
    * and of this node's certificate and key; peers must present certificates signed by the same CA.
    */
