@@ -29,7 +29,9 @@ function median(xs: number[]): number {
 
 function metricsSteps(dir: string): number[] {
   const f = path.join(dir, "metrics.jsonl");
-  return fs.existsSync(f) ? fs.readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map((l) => (JSON.parse(l) as { step: number }).step) : [];
+  if (!fs.existsSync(f)) return [];
+  // The last line may be half written while the run goes on: keep complete lines only.
+  return fs.readFileSync(f, "utf8").split("\n").filter((l) => l.endsWith("}")).map((l) => (JSON.parse(l) as { step: number }).step);
 }
 
 function workerPid(dir: string, rank: number): number {
