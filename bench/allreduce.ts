@@ -1,13 +1,15 @@
 /**
- * All-reduce benchmark (npm run bench:allreduce): ringtrain's gRPC ring vs the raw loopback TCP limit and
+ * All-reduce benchmark (npm run bench:allreduce): ringtrain's ring (per transport) vs the raw loopback TCP limit and
  * PyTorch Gloo's all_reduce, measured in the same run. nccl-tests definitions: algbw = S / t,
  * busbw = algbw * 2(N-1)/N. Our time per size is the median over iterations of the slowest rank's time.
  *
  * Flags: --sizes 4096,4194304  --max-bytes N  --min-bytes N  --iters N  --warmup N  --ranks 2,4
  *        --chunk-bytes N  --inflight-bytes N  --send zero-copy|copy  --compression none|fp16|bf16  --large-frames
+ *        --transport http2,grpc (one ring per transport, measured side by side with one Gloo run per size;
+ *        default: the communicator's default transport)
  *        --no-gloo  --gloo-script PATH  --json  --cpu-prof DIR (V8 CPU profile of every rank process)
  *        --node-args "--trace-gc ..." (extra node flags for the rank processes)
- * Internal: --worker RANK N CHUNK COMPRESSION INFLIGHT SEND FRAMES (one rank process, driven over stdin/stdout).
+ * Internal: --worker RANK N CHUNK COMPRESSION INFLIGHT SEND FRAMES TRANSPORT (one rank process, driven over stdin/stdout).
  */
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -15,7 +17,7 @@ import * as path from "node:path";
 import * as readline from "node:readline";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { repoRoot } from "../shared/paths";
-import { RingCommunicator, DEFAULT_CHUNK_BYTES } from "../worker/collective/ring-communicator";
+import { RingCommunicator, DEFAULT_CHUNK_BYTES, DEFAULT_TRANSPORT, type RingTransportKind } from "../worker/collective/ring-communicator";
 import { workerMallocEnv } from "../worker/transport/malloc-env";
 import { GrpcPeerTransport } from "../worker/transport/grpc-peer-transport";
 
@@ -49,7 +51,8 @@ async function worker(): Promise<void> {
   const compression = process.argv[i + 4] as "none" | "fp16" | "bf16";
   const inflight = Number(process.argv[i + 5]) || undefined;
   const zeroCopySend = process.argv[i + 6] !== "copy";
-  const opts = { jobId: "bench", token: "bench-token", rank, worldSize: N, timeoutMs: 120_000, chunkBytes, compression, maxInflightBytes: inflight, zeroCopySend };
+  const transport = process.argv[i + 8] as RingTransportKind;
+  const opts = { jobId: "bench", token: "bench-token", rank, worldSize: N, timeoutMs: 120_000, chunkBytes, compression, maxInflightBytes: inflight, zeroCopySend, transport };
   // --large-frames: the gRPC transport with 16 MiB HTTP/2 DATA frames on the inbound connection
   const comm = process.argv[i + 7] === "large-frames"
     ? RingCommunicator.withTransport(opts, await GrpcPeerTransport.listen({ ...opts, chunkBytes, largeFrames: true }))
@@ -124,9 +127,9 @@ function profArgs(): string[] {
   return dir ? ["--cpu-prof", `--cpu-prof-dir=${dir}`, ...extra] : extra;
 }
 
-async function startRing(N: number, chunkBytes: number, compression: string, inflight: number, send: string): Promise<Ring> {
+async function startRing(N: number, chunkBytes: number, compression: string, inflight: number, send: string, transport: RingTransportKind): Promise<Ring> {
   const procs = Array.from({ length: N }, (_, r) => spawn(process.execPath, [...profArgs(), __filename, "--worker", String(r), String(N), String(chunkBytes), compression, String(inflight), send,
-    process.argv.includes("--large-frames") ? "large-frames" : "default-frames"],
+    process.argv.includes("--large-frames") ? "large-frames" : "default-frames", transport],
     { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...workerMallocEnv() } }));
   const ring = new Ring(procs);
   const addrs = await ring.next<{ address: string }>();
@@ -222,39 +225,56 @@ async function main(): Promise<void> {
     console.log(`${"size".padStart(10)} ${"N".padStart(3)}  ${"impl".padEnd(14)} ${"time".padStart(13)} ${"algbw".padStart(8)} ${"busbw".padStart(8)}  (GB/s; ratio = ringtrain busbw / gloo busbw)`);
   } else console.log(JSON.stringify({ impl: "loopback-tcp", GBps: tcp.GBps, how: tcp.how }));
 
+  const transports = (flag("--transport") ?? DEFAULT_TRANSPORT).split(",") as RingTransportKind[];
+  const impls = transports.map((t) => `ringtrain-${t}`);
   for (const N of ranks) {
-    const ring = await startRing(N, chunkBytes, compression, Number(flag("--inflight-bytes") ?? 0), flag("--send") ?? "zero-copy");
+    // all rings of this N stay up (idle when not measured) so every size is measured side by side
+    const rings: Ring[] = [];
+    for (const t of transports) rings.push(await startRing(N, chunkBytes, compression, Number(flag("--inflight-bytes") ?? 0), flag("--send") ?? "zero-copy", t));
     for (const bytes of sizes) {
       const iters = itersFor(bytes);
-      ring.send({ bytes, iters, warmup });
-      const res = await ring.next<{ times: number[]; bad: number; cpuSec: number }>();
-      if (res.some((r) => r.bad > 0)) throw new Error(`wrong all-reduce result at N=${N}, ${bytes} bytes`);
-      const perIter = res[0].times.map((_, k) => Math.max(...res.map((r) => r.times[k])));
-      const sec = median(perIter);
-      const alg = bytes / sec / 1e9;
-      const ours: Row = { N, bytes, seconds: sec, algbwGBps: alg, busbwGBps: (alg * 2 * (N - 1)) / N, impl: "ringtrain-grpc",
-        cpuSec: res.reduce((a, r) => a + r.cpuSec, 0) / res.length };
-      emit(ours);
+      const ours: Row[] = [];
+      for (let k = 0; k < rings.length; k++) {
+        const ring = rings[k];
+        ring.send({ bytes, iters, warmup });
+        const res = await ring.next<{ times: number[]; bad: number; cpuSec: number }>();
+        if (res.some((r) => r.bad > 0)) throw new Error(`wrong all-reduce result at N=${N}, ${bytes} bytes (${impls[k]})`);
+        const perIter = res[0].times.map((_, j) => Math.max(...res.map((r) => r.times[j])));
+        const sec = median(perIter);
+        const alg = bytes / sec / 1e9;
+        const row: Row = { N, bytes, seconds: sec, algbwGBps: alg, busbwGBps: (alg * 2 * (N - 1)) / N, impl: impls[k],
+          cpuSec: res.reduce((a, r) => a + r.cpuSec, 0) / res.length };
+        ours.push(row);
+        emit(row);
+      }
       if (gloo) {
         const g = runGloo(glooScript, N, bytes, iters, warmup);
         if (g) {
           const galg = bytes / g.seconds / 1e9;
           const grow: Row = { N, bytes, seconds: g.seconds, algbwGBps: galg, busbwGBps: (galg * 2 * (N - 1)) / N, impl: "torch-gloo", cpuSec: g.cpuSec };
-          emit(grow, `ratio ${(ours.busbwGBps / grow.busbwGBps).toFixed(2)}${g.note ? " " + g.note : ""}`);
+          emit(grow, ours.map((o) => `ratio ${o.impl.slice(10)} ${(o.busbwGBps / grow.busbwGBps).toFixed(2)}`).join(" ") + (g.note ? " " + g.note : ""));
         }
       }
     }
-    ring.send({ quit: true });
-    await Promise.all(ring.procs.map((p) => new Promise((r) => p.on("exit", r))));
+    for (const ring of rings) {
+      ring.send({ quit: true });
+      await Promise.all(ring.procs.map((p) => new Promise((r) => p.on("exit", r))));
+    }
   }
   if (!json && gloo) {
     const big = rows.filter((r) => r.bytes >= 4 << 20);
-    for (const N of ranks) {
-      const ratios = big.filter((r) => r.N === N && r.impl === "ringtrain-grpc").map((o) => {
-        const g = big.find((r) => r.N === N && r.bytes === o.bytes && r.impl === "torch-gloo");
-        return g ? o.busbwGBps / g.busbwGBps : NaN;
-      }).filter((x) => !Number.isNaN(x));
-      if (ratios.length) console.log(`# N=${N}: busbw ratio ringtrain/gloo at >= 4 MiB: median ${median(ratios).toFixed(2)}, min ${Math.min(...ratios).toFixed(2)}`);
+    for (const impl of impls) {
+      for (const N of ranks) {
+        const pairs = big.filter((r) => r.N === N && r.impl === impl).map((o) => {
+          const g = big.find((r) => r.N === N && r.bytes === o.bytes && r.impl === "torch-gloo");
+          return g ? { bw: o.busbwGBps / g.busbwGBps, cpu: o.cpuSec !== undefined && g.cpuSec !== undefined ? o.cpuSec / g.cpuSec : NaN } : null;
+        }).filter((x): x is { bw: number; cpu: number } => x !== null);
+        if (pairs.length === 0) continue;
+        const bw = pairs.map((p) => p.bw);
+        const cpu = pairs.map((p) => p.cpu).filter((x) => !Number.isNaN(x));
+        console.log(`# ${impl} N=${N}: busbw ratio vs gloo at >= 4 MiB: median ${median(bw).toFixed(2)}, min ${Math.min(...bw).toFixed(2)}`
+          + (cpu.length ? `; cpu per iteration vs gloo: median ${median(cpu).toFixed(2)}x` : ""));
+      }
     }
   }
 }

@@ -1,8 +1,12 @@
-/** Unit tests of the all-reduce building blocks: 16-bit codecs, Chunk wire format, bucket plans, ring geometry. */
+/**
+ * Unit tests of the all-reduce building blocks: 16-bit codecs, Chunk wire format, the streaming gRPC frame reader,
+ * bucket plans, ring geometry.
+ */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { encodeHalf, decodeHalf, roundToHalf, halfToNumber, f32BitsToF16, f32BitsToBf16, HALF_UNIT_ROUNDOFF, HALF_SUBNORMAL_ABS_ERROR } from "../shared/codecs/half";
-import { encodeChunk, decodeChunk, RingPhase, WireDtype, type ChunkHeader } from "../worker/transport/chunk-wire";
+import { encodeChunk, decodeChunk, RingPhase, WireDtype, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "../worker/transport/chunk-wire";
+import { GrpcChunkReader } from "../worker/transport/grpc-frame-reader";
 import { chunkProtoType } from "../worker/transport/peer-service";
 import { planBuckets } from "../worker/collective/bucket-plan";
 import { segmentStart, segmentLength, chunkCount, reduceScatterSegment, allGatherSegment } from "../worker/collective/ring-geometry";
@@ -122,6 +126,96 @@ test("decodeChunk reports truncated and garbage frames instead of throwing", () 
     assert.equal(d.ok, false);
     if (!d.ok) assert.match(d.reason, /truncated|invalid|unsupported|range/);
   }
+});
+
+/** A gRPC frame (5-byte prefix + message) holding a Chunk encoded by encodeChunk. */
+function grpcFrameOf(h: ChunkHeader, src: Float32Array | null, half: "fp16" | "bf16" | null, extra = Buffer.alloc(0)): Buffer {
+  const msg = Buffer.concat([encodeChunk(h, src, half).toBuffer(), extra]);
+  const f = Buffer.alloc(5 + msg.length);
+  f.writeUInt32BE(msg.length, 1);
+  msg.copy(f, 5);
+  return f;
+}
+
+test("GrpcChunkReader streams payloads into place across arbitrary piece boundaries and alignments", () => {
+  const rng = new Rng(99);
+  const n = 3001; // odd: elements straddle pieces
+  const a = new Float32Array(n).map(() => rng.normal());
+  const b = new Float32Array(n).map(() => rng.normal());
+  const h16 = new Float32Array(n).map(() => rng.normal());
+  const base = (over: Partial<ChunkHeader>): ChunkHeader => header({ elementOffset: 0, elementCount: n, chunkBytes: 4 * n, ...over });
+  const frames = [
+    grpcFrameOf(base({ phase: RingPhase.BEGIN, elementCount: 0, chunkBytes: 0 }), null, null),
+    grpcFrameOf(base({ phase: RingPhase.REDUCE_SCATTER, chunkIndex: 0 }), a, null), // streamed, add
+    grpcFrameOf(base({ phase: RingPhase.ALL_GATHER, chunkIndex: 1 }), b, null), // streamed, copy
+    grpcFrameOf(base({ phase: RingPhase.REDUCE_SCATTER, chunkIndex: 2, dtype: WireDtype.FLOAT16, chunkBytes: 2 * n }), h16, "fp16"), // streamed, fp16 add
+    grpcFrameOf(base({ phase: RingPhase.ALL_GATHER, chunkIndex: 3, elementCount: 5, chunkBytes: 20 }), a.subarray(0, 5), null), // small: whole
+    grpcFrameOf(base({ phase: RingPhase.ALL_GATHER, chunkIndex: 4 }), b, null, Buffer.from([0xa0, 0x01, 0x07])), // payload not last: whole
+    grpcFrameOf(base({ phase: RingPhase.ALL_GATHER, chunkIndex: 5 }), a, null), // consumer wants it whole
+    grpcFrameOf(base({ phase: RingPhase.ALL_GATHER, chunkIndex: 6 }), a, null), // consumer skips it
+  ];
+  const stream = Buffer.concat(frames);
+  const expectAdd = new Float32Array(n).map((_, i) => Math.fround(1 + a[i]));
+  const fp16Back = new Float32Array(n);
+  decodeHalf("fp16", (() => {
+    const e = new Uint16Array(n);
+    encodeHalf("fp16", h16, e);
+    return e;
+  })(), fp16Back, false);
+  for (let trial = 0; trial < 60; trial++) {
+    const targets = [new Float32Array(n).fill(1), new Float32Array(n).fill(7), new Float32Array(n).fill(2)];
+    const events: string[] = [];
+    const whole: (DecodedChunk | MalformedChunk)[] = [];
+    const reader = new GrpcChunkReader(1 << 20, {
+      onChunk: (m) => {
+        whole.push(m);
+        events.push(m.ok ? `whole ${m.header.phase}/${m.header.chunkIndex}` : `bad ${m.reason}`);
+      },
+      onChunkHeader: (h, bytes) => {
+        events.push(`head ${h.phase}/${h.chunkIndex}/${bytes}`);
+        assert.deepEqual({ ...h, phase: 0, chunkIndex: 0, dtype: 0, chunkBytes: 0, elementCount: 0 }, { ...header({ elementOffset: 0 }), phase: 0, chunkIndex: 0, dtype: 0, chunkBytes: 0, elementCount: 0 });
+        if (h.chunkIndex <= 2) {
+          return { kind: "into", target: targets[h.chunkIndex], add: h.phase === RingPhase.REDUCE_SCATTER, done: () => events.push(`done ${h.chunkIndex}`) };
+        }
+        return h.chunkIndex === 5 ? { kind: "whole" } : { kind: "skip" };
+      },
+    });
+    // random cut points, each piece copied to a random offset of its own ArrayBuffer (random alignment)
+    let at = 0;
+    while (at < stream.length) {
+      const len = Math.min(stream.length - at, trial < 5 ? 1 + trial : 1 + rng.int(trial % 2 ? 64 : 9000));
+      const ab = new ArrayBuffer(len + 8);
+      const off = rng.int(8);
+      const piece = Buffer.from(ab, off, len);
+      stream.copy(piece, 0, at, at + len);
+      reader.push(piece);
+      at += len;
+    }
+    assert.ok(reader.atMessageBoundary, `trial ${trial}: ends at a message boundary`);
+    assert.deepEqual(events, [
+      "whole 1/9", `head 2/0/${4 * n}`, "done 0", `head 3/1/${4 * n}`, "done 1", `head 2/2/${2 * n}`, "done 2", "whole 3/3", "whole 3/4",
+      `head 3/5/${4 * n}`, "whole 3/5", `head 3/6/${4 * n}`,
+    ], `trial ${trial}`);
+    assert.deepEqual(targets[0], expectAdd, `trial ${trial}: float32 add`);
+    assert.deepEqual(targets[1], b, `trial ${trial}: float32 copy`);
+    for (let i = 0; i < n; i++) if (targets[2][i] !== Math.fround(2 + fp16Back[i])) assert.fail(`trial ${trial}: fp16 add element ${i}`);
+    const w = whole.filter((m): m is DecodedChunk => m.ok);
+    assert.deepEqual(new Float32Array(new Uint8Array(w[1].payload).buffer), a.subarray(0, 5));
+    assert.deepEqual(new Float32Array(new Uint8Array(w[2].payload).buffer), b);
+    assert.deepEqual(new Float32Array(new Uint8Array(w[3].payload).buffer), a);
+  }
+});
+
+test("GrpcChunkReader rejects oversized and compressed messages before storing them", () => {
+  const got: string[] = [];
+  const sink = { onChunk: (m: DecodedChunk | MalformedChunk) => got.push(m.ok ? "ok" : m.reason) };
+  const big = new GrpcChunkReader(100, sink);
+  big.push(Buffer.from([0, 0, 0, 0, 101, 1, 2, 3]));
+  big.push(Buffer.from([0, 0, 0, 0, 1, 1]));
+  assert.ok(big.failed);
+  const comp = new GrpcChunkReader(100, sink);
+  comp.push(Buffer.from([1, 0, 0, 0, 3, 1, 2, 3]));
+  assert.deepEqual(got, ["message of 101 bytes exceeds the limit of 100 bytes", "compressed or unknown message flag 1 (compression is not used on this stream)"]);
 });
 
 test("bucket plans are deterministic, respect the size, never split a tensor, and hash the layout", () => {

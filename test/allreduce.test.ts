@@ -1,7 +1,10 @@
 /**
- * Ring all-reduce correctness with real processes talking gRPC on 127.0.0.1: sums and averages equal an
+ * Ring all-reduce correctness with real processes talking gRPC on 127.0.0.1, for both transports ("http2": the
+ * gRPC wire format on node:http2 with streaming receive, and "grpc": grpc-js): sums and averages equal an
  * independent element-wise reference for N = 1..4, odd and empty lengths, many buckets and many sub-chunks;
- * every rank ends with identical bits; float16/bfloat16 wire compression stays within its stated bound.
+ * every rank ends with identical bits; float16/bfloat16 wire compression stays within its stated bound. The
+ * small-chunk cases take the transports' whole-message path, the large-chunk cases (chunks above the 1 KiB head
+ * limit, odd element counts) the streaming path.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -30,8 +33,10 @@ function assertIdenticalBits(all: Float32Array[][]): void {
   }
 }
 
-for (const N of [1, 2, 3, 4]) {
-  test(`N=${N}: sum and avg equal the independent reference exactly, bits identical on every rank`, async () => {
+const TRANSPORTS = ["http2", "grpc"] as const;
+
+for (const transport of TRANSPORTS) for (const N of [1, 2, 3, 4]) {
+  test(`${transport} N=${N}: sum and avg equal the independent reference exactly, bits identical on every rank`, async () => {
     const cases: CaseSpec[] = [
       { step: 0, op: "sum", tensors: TENSORS, seed: 11, values: "int" },
       { step: 1, op: "avg", tensors: TENSORS, seed: 12, values: "int" },
@@ -39,7 +44,7 @@ for (const N of [1, 2, 3, 4]) {
       { step: 3, op: "sum", tensors: [], seed: 14, values: "int" },
     ];
     // 64-byte chunks and 400-byte buckets: many buckets, many pipelined sub-chunks per segment
-    const ring = await startChildren(ringSpecs(N, { jobId: "job-ok", token: "tok", timeoutMs: 20_000, chunkBytes: 64, bucketBytes: 400, cases }));
+    const ring = await startChildren(ringSpecs(N, { jobId: "job-ok", token: "tok", timeoutMs: 20_000, chunkBytes: 64, bucketBytes: 400, cases, transport }));
     const res = await ring.results();
     for (const ci of [0, 1]) {
       const all = okTensors(res, ci);
@@ -63,14 +68,49 @@ for (const N of [1, 2, 3, 4]) {
   });
 }
 
-for (const kind of ["fp16", "bf16"] as const) {
-  test(`N=3 ${kind} wire compression: within N*u*sum|x| of the exact sum, identical bits on every rank`, async () => {
+const BIG = [{ name: "a", length: 20_011 }, { name: "b", length: 3 }, { name: "c", length: 9_999 }];
+
+for (const transport of TRANSPORTS) for (const N of [2, 3]) {
+  test(`${transport} N=${N} large chunks (streaming path): sum and avg exact, bits identical on every rank`, async () => {
+    const cases: CaseSpec[] = [
+      { step: 0, op: "sum", tensors: BIG, seed: 31, values: "int" },
+      { step: 1, op: "avg", tensors: BIG, seed: 32, values: "int" },
+      { step: 2, op: "sum", tensors: BIG, seed: 33, values: "normal" },
+    ];
+    // 4 KiB + 12 byte chunks (not a power of two) and 40 KB buckets: many multi-piece messages per segment
+    const ring = await startChildren(ringSpecs(N, { jobId: "job-big", token: "tok", timeoutMs: 20_000, chunkBytes: 4108, bucketBytes: 40_000, cases, transport }));
+    const res = await ring.results();
+    for (const ci of [0, 1]) {
+      const all = okTensors(res, ci);
+      assertIdenticalBits(all);
+      const c = cases[ci];
+      all[0].forEach((got, t) => {
+        const ref = referenceSum(c, N, t);
+        for (let i = 0; i < ref.length; i++) {
+          const want = c.op === "sum" ? Math.fround(ref[i]) : Math.fround(Math.fround(ref[i]) / N);
+          if (got[i] !== want) assert.fail(`case ${c.op} tensor ${c.tensors[t].name}[${i}]: got ${got[i]}, want ${want}`);
+        }
+      });
+    }
+    const normal = okTensors(res, 2);
+    assertIdenticalBits(normal);
+    normal[0].forEach((got, t) => {
+      const ref = referenceSum(cases[2], N, t);
+      for (let i = 0; i < ref.length; i++) assert.ok(Math.abs(got[i] - ref[i]) <= 1e-5 * (1 + Math.abs(ref[i])), `normal tensor ${t}[${i}]`);
+    });
+  });
+}
+
+for (const transport of TRANSPORTS) for (const [kind, chunkBytes] of [["fp16", 256], ["bf16", 256], ["fp16", 8192], ["bf16", 8192]] as const) {
+  test(`${transport} N=3 ${kind} wire compression, ${chunkBytes}-byte chunks: within N*u*sum|x| of the exact sum, identical bits on every rank`, async () => {
     const N = 3;
     const cases: CaseSpec[] = [
       { step: 5, op: "sum", tensors: TENSORS, seed: 21, values: "normal" },
       { step: 6, op: "avg", tensors: TENSORS, seed: 22, values: "normal" },
     ];
-    const ring = await startChildren(ringSpecs(N, { jobId: "job-half", token: "tok", timeoutMs: 20_000, chunkBytes: 256, bucketBytes: 4096, compression: kind, cases }));
+    const tensors = chunkBytes > 1024 ? BIG : TENSORS;
+    cases.forEach((c) => (c.tensors = tensors));
+    const ring = await startChildren(ringSpecs(N, { jobId: "job-half", token: "tok", timeoutMs: 20_000, chunkBytes, bucketBytes: chunkBytes > 1024 ? 60_000 : 4096, compression: kind, cases, transport }));
     const res = await ring.results();
     const u = HALF_UNIT_ROUNDOFF[kind];
     for (const ci of [0, 1]) {

@@ -13,7 +13,7 @@ async function main(): Promise<void> {
   const spec = JSON.parse(fs.readFileSync(process.argv[2], "utf8")) as ChildSpec;
   const comm = await RingCommunicator.listen({
     jobId: spec.jobId, token: spec.token, rank: spec.rank, worldSize: spec.worldSize, timeoutMs: spec.timeoutMs,
-    chunkBytes: spec.chunkBytes, bucketBytes: spec.bucketBytes, compression: spec.compression,
+    chunkBytes: spec.chunkBytes, bucketBytes: spec.bucketBytes, compression: spec.compression, transport: spec.transport,
   });
   process.stdout.write(`ADDRESS ${comm.address}\n`);
   const rl = readline.createInterface({ input: process.stdin });

@@ -30,6 +30,8 @@ export interface ChildSpec {
   chunkBytes?: number;
   bucketBytes?: number;
   compression?: "none" | "fp16" | "bf16";
+  /** Peer transport (default: the communicator's default). */
+  transport?: "grpc" | "http2";
   cases: CaseSpec[];
   outFile: string;
 }

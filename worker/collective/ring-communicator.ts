@@ -3,7 +3,9 @@
  *
  * This module decides WHAT is reduced and WHEN (bucket plans, ring schedule, pipelining, summing, validation of
  * every chunk against the local layout, deadlines of collectives, failure verdicts). HOW bytes move is behind
- * the PeerTransport interface (worker/transport/peer-transport.ts); `listen()` uses the gRPC implementation.
+ * the PeerTransport interface (worker/transport/peer-transport.ts); `listen()` builds the transport chosen by
+ * `RingOptions.transport`: "http2" (default without TLS: the gRPC wire protocol spoken directly on node:http2,
+ * which sums payloads straight out of the received DATA pieces) or "grpc" (grpc-js; the default with TLS).
  * Each segment travels in sub-chunks of `chunkBytes`; a received sub-chunk is validated, summed (or copied)
  * into place and immediately forwarded, so sending, receiving and summing overlap.
  *
@@ -18,8 +20,9 @@
 import { type HalfKind, roundToHalf, decodeHalf } from "../../shared/codecs/half";
 import { RingPhase, WireDtype, bytesPerElement, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "../transport/chunk-wire";
 import { GrpcPeerTransport } from "../transport/grpc-peer-transport";
+import { Http2PeerTransport } from "../transport/http2-peer-transport";
 import type { MutualTls } from "../../shared/security/tls";
-import { isTransportFault, type AbortNotice, type PeerTransport, type TransportFault } from "../transport/peer-transport";
+import { isTransportFault, type AbortNotice, type InboundPlan, type PeerTransport, type TransportFault } from "../transport/peer-transport";
 import { CollectiveError, type CollectivePhase } from "./collective-error";
 import { DEFAULT_BUCKET_BYTES, layoutSalt, planBuckets, type BucketPlan } from "./bucket-plan";
 import { segmentStart, segmentLength, chunkCount, reduceScatterSegment, allGatherSegment } from "./ring-geometry";
@@ -53,7 +56,18 @@ export interface RingOptions {
   zeroCopySend?: boolean;
   /** Bytes handed to the transport but not yet written out (default 2 chunks). */
   maxInflightBytes?: number;
+  /**
+   * Peer transport built by listen(): "http2" (gRPC wire format on node:http2 with streaming receive; the
+   * default without `tls`) or "grpc" (grpc-js; the default with `tls`, which "http2" does not support yet).
+   * Both speak proto/peer.proto; every rank of a ring should use the same one.
+   */
+  transport?: RingTransportKind;
 }
+
+/** Transports RingCommunicator.listen() can build. */
+export type RingTransportKind = "grpc" | "http2";
+/** The transport listen() builds when RingOptions.transport is not set and no TLS is configured. */
+export const DEFAULT_TRANSPORT: RingTransportKind = "http2";
 
 /** A named float32 tensor reduced in place. */
 export interface NamedTensor {
@@ -114,6 +128,9 @@ interface QueuedSend {
 }
 
 const OPS = { sum: 1, avg: 2 } as const;
+const EMPTY = new Float32Array(0);
+const SKIP: InboundPlan = { kind: "skip" };
+const WHOLE: InboundPlan = { kind: "whole" };
 const DTYPES = { none: WireDtype.FLOAT32, fp16: WireDtype.FLOAT16, bf16: WireDtype.BFLOAT16 } as const;
 
 /** One rank of a ring all-reduce group. */
@@ -168,6 +185,7 @@ export class RingCommunicator {
     this.right = (opts.rank + 1) % opts.worldSize;
     transport.attach({
       onChunk: (m) => this.onMessage(m),
+      onChunkHeader: (h, n) => this.onHeader(h, n),
       onOutboundReady: () => this.pump(),
       onInboundEnd: (f) => this.onInboundEnd(f),
       onOutboundLost: (what) => this.onOutboundLost(what),
@@ -175,13 +193,17 @@ export class RingCommunicator {
     });
   }
 
-  /** Validates options, binds the peer server (gRPC transport) and returns the communicator (not yet connected). */
+  /** Validates options, binds the peer server (transport per `opts.transport`) and returns the communicator (not yet connected). */
   static async listen(opts: RingOptions): Promise<RingCommunicator> {
     validateOptions(opts);
-    const transport = await GrpcPeerTransport.listen({
+    const base = {
       jobId: opts.jobId, token: opts.token, rank: opts.rank, worldSize: opts.worldSize, host: opts.host, port: opts.port,
-      chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, zeroCopySend: opts.zeroCopySend, tls: opts.tls,
-    });
+      chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+    };
+    const kind = opts.transport ?? (opts.tls !== undefined ? "grpc" : DEFAULT_TRANSPORT);
+    const transport: PeerTransport = kind === "grpc"
+      ? await GrpcPeerTransport.listen({ ...base, zeroCopySend: opts.zeroCopySend, tls: opts.tls })
+      : await Http2PeerTransport.listen(base);
     return new RingCommunicator(opts, transport);
   }
 
@@ -226,6 +248,11 @@ export class RingCommunicator {
     }
   }
   private peerGone: CollectiveError | null = null;
+  /**
+   * The left neighbour ended its stream cleanly while messages for a later collective were still kept in
+   * `early`: the next collective may still complete from them, so the verdict waits until they are processed.
+   */
+  private leftEnded: CollectiveError | null = null;
   /** Abort notices in flight after a failure; close() waits for them so neighbours learn the reason first. */
   private aborting: Promise<void> = Promise.resolve();
 
@@ -335,6 +362,12 @@ export class RingCommunicator {
     const early = this.early;
     this.early = [];
     for (const m of early) this.onMessage(m);
+    if (this.leftEnded !== null && this.early.length === 0) {
+      const gone = this.leftEnded;
+      this.leftEnded = null;
+      this.peerGone = gone; // no later collective can get data from the left neighbour
+      if (this.run === run && this.phaseOf(run) !== "finish") this.fail(this.err(this.left, this.phaseOf(run), "peer-lost", "closed its stream to us", step));
+    }
     if (this.paused && this.run === run) {
       this.paused = false;
       this.transport.resumeInbound();
@@ -387,13 +420,9 @@ export class RingCommunicator {
     if (this.broken !== null || this.closing) return;
     const fail = (detail: string, kind = "protocol"): void => this.fail(this.err(this.left, this.run ? this.phaseOf(this.run) : "idle", kind, detail));
     if (!m.ok) return fail(`malformed Chunk message: ${m.reason}`);
-    const h = m.header;
-    if (h.jobId !== this.jobId) return fail(`wrong job id "${h.jobId}" (expected "${this.jobId}")`);
-    if (h.senderRank !== this.left) return fail(`chunk claims sender rank ${h.senderRank}, expected ${this.left}`);
-    const run = this.run;
-    const current = run?.id ?? this.nextId;
-    if (h.collectiveId < current) return fail(`chunk for collective ${h.collectiveId}, which is already over (current ${current})`);
-    if (run === null || h.collectiveId > run.id) {
+    const run = this.route(m.header);
+    if (run === "failed") return;
+    if (run === "early") {
       // the neighbour is ahead of us: keep the message and stop reading until we catch up (flow control)
       this.early.push(m);
       if (!this.paused) {
@@ -402,12 +431,60 @@ export class RingCommunicator {
       }
       return;
     }
-    this.onChunk(run, h, m.payload);
+    const region = this.accept(run, m.header, m.payload.length);
+    if (region === null) return;
+    if (region.length > 0) this.applyPayload(region, m.header, m.payload);
+    this.complete(run, m.header, region);
   }
 
-  private onChunk(run: Run, h: ChunkHeader, payload: Buffer): void {
+  /**
+   * Streaming path: the transport has the header of a message whose payload (`payloadBytes`) it has not read
+   * yet. Validates exactly as for a whole message and tells the transport where the payload goes.
+   */
+  private onHeader(h: ChunkHeader, payloadBytes: number): InboundPlan {
+    if (this.broken !== null || this.closing) return SKIP;
+    const run = this.route(h);
+    if (run === "failed") return SKIP;
+    if (run === "early") return WHOLE; // delivered through onMessage, which keeps it for later
+    const region = this.accept(run, h, payloadBytes);
+    if (region === null) return SKIP;
+    if (region.length === 0) {
+      this.complete(run, h, region);
+      return SKIP;
+    }
+    return {
+      kind: "into", target: region, add: h.phase === RingPhase.REDUCE_SCATTER,
+      done: () => {
+        if (this.run === run && this.broken === null) this.complete(run, h, region);
+      },
+    };
+  }
+
+  /** Job, sender and collective checks: the current run, "early" (a later collective) or "failed". */
+  private route(h: ChunkHeader): Run | "early" | "failed" {
+    const fail = (detail: string): "failed" => {
+      this.fail(this.err(this.left, this.run ? this.phaseOf(this.run) : "idle", "protocol", detail));
+      return "failed";
+    };
+    if (h.jobId !== this.jobId) return fail(`wrong job id "${h.jobId}" (expected "${this.jobId}")`);
+    if (h.senderRank !== this.left) return fail(`chunk claims sender rank ${h.senderRank}, expected ${this.left}`);
+    const run = this.run;
+    const current = run?.id ?? this.nextId;
+    if (h.collectiveId < current) return fail(`chunk for collective ${h.collectiveId}, which is already over (current ${current})`);
+    if (run === null || h.collectiveId > run.id) return "early";
+    return run;
+  }
+
+  /**
+   * Validates a chunk of the current run against the local layout before any memory is touched, marks it seen
+   * and returns the region its payload goes to (empty for BEGIN); null when the chunk failed the collective.
+   */
+  private accept(run: Run, h: ChunkHeader, payloadBytes: number): Float32Array | null {
     const N = this.worldSize;
-    const fail = (detail: string, kind = "protocol"): void => this.fail(this.err(this.left, this.phaseOf(run), kind, detail, run.step));
+    const fail = (detail: string, kind = "protocol"): null => {
+      this.fail(this.err(this.left, this.phaseOf(run), kind, detail, run.step));
+      return null;
+    };
     if (h.step !== run.step) return fail(`wrong step ${h.step} (this rank is at step ${run.step})`);
     if (h.phase === RingPhase.BEGIN) {
       if (run.begun) return fail("duplicate BEGIN message");
@@ -417,9 +494,7 @@ export class RingCommunicator {
           + `this rank has ${run.plan.buckets.length} buckets / ${run.plan.totalElements} elements / op ${run.op} / dtype ${this.dtype} / layout hash ${run.plan.layoutHash} `
           + `(tensor names, lengths, order, bucket size, op, compression and chunk size must agree on every rank)`, "layout-mismatch");
       }
-      run.begun = true;
-      this.maybeFinish(run);
-      return;
+      return EMPTY;
     }
     if (!run.begun) return fail("data chunk before the BEGIN message");
     if (h.layoutHash !== run.plan.layoutHash) return fail(`layout hash ${h.layoutHash} differs from ours ${run.plan.layoutHash}`, "layout-mismatch");
@@ -441,7 +516,7 @@ export class RingCommunicator {
     }
     const bpe = bytesPerElement(this.dtype);
     if (h.chunkBytes !== count * bpe) return fail(`chunk_bytes ${h.chunkBytes}, expected ${count * bpe}`);
-    if (payload.length !== h.chunkBytes) return fail(`payload length ${payload.length} bytes, chunk_bytes says ${h.chunkBytes}`);
+    if (payloadBytes !== h.chunkBytes) return fail(`payload length ${payloadBytes} bytes, chunk_bytes says ${h.chunkBytes}`);
     const seenArr = run.seen[h.bucket];
     const mc = run.maxChunks[h.bucket];
     const idx = ((rs ? 0 : 1) * N + seg) * mc + h.chunkIndex;
@@ -450,9 +525,13 @@ export class RingCommunicator {
       return fail(`all-gather chunk ${h.chunkIndex} of segment ${seg} arrived before its reduce-scatter chunk`);
     }
     seenArr[idx] = 1;
+    return buf.subarray(offset, offset + count);
+  }
 
-    // validated: now touch memory
-    const region = buf.subarray(offset, offset + count);
+  /** Sums (reduce-scatter) or copies (all-gather) a whole received payload into its validated region. */
+  private applyPayload(region: Float32Array, h: ChunkHeader, payload: Buffer): void {
+    const rs = h.phase === RingPhase.REDUCE_SCATTER;
+    const count = region.length;
     if (this.half === null) {
       const src = payload.byteOffset % 4 === 0
         ? new Float32Array(payload.buffer, payload.byteOffset, count)
@@ -465,12 +544,24 @@ export class RingCommunicator {
         : new Uint16Array(new Uint8Array(payload).buffer, 0, count);
       decodeHalf(this.half, src, region, rs);
     }
-    if (rs) {
+  }
+
+  /** Bookkeeping once a validated chunk's payload is in place: BEGIN, forwarding, finalising, finishing. */
+  private complete(run: Run, h: ChunkHeader, region: Float32Array): void {
+    const N = this.worldSize;
+    if (h.phase === RingPhase.BEGIN) {
+      run.begun = true;
+      this.maybeFinish(run);
+      return;
+    }
+    const buf = run.buffers[h.bucket];
+    const seg = h.segment;
+    if (h.phase === RingPhase.REDUCE_SCATTER) {
       run.receivedRs++;
       if (h.hop < N - 2) this.enqueue(run, this.forwards, RingPhase.REDUCE_SCATTER, h.hop + 1, h.bucket, seg, h.chunkIndex, buf);
       else {
         // this rank owns the fully reduced segment: finalise it, then start its all-gather
-        if (run.op === OPS.avg) for (let i = 0; i < count; i++) region[i] = region[i] / N;
+        if (run.op === OPS.avg) for (let i = 0; i < region.length; i++) region[i] = region[i] / N;
         if (this.half !== null) roundToHalf(this.half, region); // so every rank ends with identical bits
         this.enqueue(run, this.forwards, RingPhase.ALL_GATHER, 0, h.bucket, seg, h.chunkIndex, buf);
       }
@@ -550,8 +641,10 @@ export class RingCommunicator {
     if (this.closing || this.broken !== null) return;
     if (f === null && (this.run === null || this.phaseOf(this.run) === "finish")) {
       // the left neighbour closed cleanly after everything we need from it arrived: not an error unless we
-      // try another collective
-      this.peerGone = this.err(this.left, "idle", "closed", "closed its stream to us (its communicator was closed)");
+      // try another collective (which may still complete from messages it sent before closing)
+      const gone = this.err(this.left, "idle", "closed", "closed its stream to us (its communicator was closed)");
+      if (this.early.length > 0) this.leftEnded = gone;
+      else this.peerGone = gone;
       return;
     }
     const phase = this.run ? this.phaseOf(this.run) : this.connected ? "idle" : "connect";
@@ -613,4 +706,6 @@ function validateOptions(o: RingOptions): void {
   if (!Number.isInteger(bb) || bb < 4) bad("bucketBytes", `must be an integer >= 4, got ${bb}`);
   if (o.compression !== undefined && !["none", "fp16", "bf16"].includes(o.compression)) bad("compression", `must be "none", "fp16" or "bf16", got ${JSON.stringify(o.compression)}`);
   if (o.maxInflightBytes !== undefined && (!Number.isInteger(o.maxInflightBytes) || o.maxInflightBytes < 1)) bad("maxInflightBytes", "must be a positive integer");
+  if (o.transport !== undefined && o.transport !== "grpc" && o.transport !== "http2") bad("transport", `must be "grpc" or "http2", got ${JSON.stringify(o.transport)}`);
+  if (o.transport === "http2" && o.tls !== undefined) bad("transport", `"http2" does not support tls yet; use "grpc" (the default when tls is set)`);
 }

@@ -105,7 +105,7 @@ export class WireChunk {
 
 // --- encoding -------------------------------------------------------------------------------------------
 
-const scratch = Buffer.allocUnsafe(512);
+const scratch = Buffer.allocUnsafe(512 + 64);
 
 function putVarint(buf: Buffer, pos: number, value: number): number {
   // value is a non-negative integer < 2^53
@@ -131,47 +131,60 @@ function varintLen(value: number): number {
 }
 
 /**
- * Encodes a Chunk whose payload is `source` (float32 elements; encoded as 16-bit when `half` is set).
- * `frameOffset` is where the message will start in the receiver's frame buffer (5 for a gRPC frame); the
- * align_pad field is sized so that the payload lands 4-byte aligned there.
+ * Writes the encoded header of a Chunk (every field but the payload bytes, ending with the payload's tag and
+ * length) into `buf` at `at`, and returns the position after it. `frameOffset` is where the message will start
+ * in the receiver's frame buffer (5 for a gRPC frame); the align_pad field is sized so that the payload lands
+ * 4-byte aligned there. `buf` needs at least MAX_CHUNK_HEAD_BYTES bytes from `at`.
  */
-export function encodeChunk(h: ChunkHeader, source: Float32Array | null, half: HalfKind | null, frameOffset = 5): WireChunk {
+export function encodeChunkHeadInto(h: ChunkHeader, buf: Buffer, at: number, frameOffset = 5): number {
   if (!/^[0-9a-f]{16}$/.test(h.layoutHash)) throw new Error(`encodeChunk: layoutHash must be 16 hex digits, got "${h.layoutHash}"`);
-  const job = Buffer.from(h.jobId, "utf8");
-  if (job.length > 256) throw new Error(`encodeChunk: job id longer than 256 bytes`);
-  const buf = scratch;
-  let p = 0;
+  const jobLen = Buffer.byteLength(h.jobId, "utf8");
+  if (jobLen > 256) throw new Error(`encodeChunk: job id longer than 256 bytes`);
+  let p = at;
   p = putTag(buf, p, 1, 2);
-  p = putVarint(buf, p, job.length);
-  p += job.copy(buf, p);
-  const ints: [number, number][] = [
-    [2, h.senderRank], [3, h.collectiveId], [4, h.step], [5, h.bucket], [6, h.phase], [7, h.hop], [8, h.segment],
-    [9, h.chunkIndex], [10, h.elementOffset], [11, h.elementCount], [12, h.chunkBytes], [13, h.dtype],
-  ];
-  for (const [f, v] of ints) {
-    p = putTag(buf, p, f, 0);
-    p = putVarint(buf, p, v);
+  p = putVarint(buf, p, jobLen);
+  p += buf.write(h.jobId, p, "utf8");
+  const ints = [h.senderRank, h.collectiveId, h.step, h.bucket, h.phase, h.hop, h.segment, h.chunkIndex, h.elementOffset,
+    h.elementCount, h.chunkBytes, h.dtype];
+  for (let i = 0; i < ints.length; i++) {
+    p = putTag(buf, p, i + 2, 0);
+    p = putVarint(buf, p, ints[i]);
   }
   p = putTag(buf, p, 14, 1);
   // fixed64 little-endian: low word first
   buf.writeUInt32LE(parseInt(h.layoutHash.slice(8), 16), p);
   buf.writeUInt32LE(parseInt(h.layoutHash.slice(0, 8), 16), p + 4);
   p += 8;
-  for (const [f, v] of [[15, h.bucketCount], [16, h.totalElements], [17, h.op]] as const) {
-    p = putTag(buf, p, f, 0);
-    p = putVarint(buf, p, v);
-  }
+  p = putTag(buf, p, 15, 0);
+  p = putVarint(buf, p, h.bucketCount);
+  p = putTag(buf, p, 16, 0);
+  p = putVarint(buf, p, h.totalElements);
+  p = putTag(buf, p, 17, 0);
+  p = putVarint(buf, p, h.op);
   const payloadLen = h.chunkBytes;
   const payloadTagLen = varintLen(19 * 8 + 2) + varintLen(payloadLen);
   // align_pad: tag (2 bytes) + length (1 byte) + k bytes; choose k so the payload starts 4-aligned.
-  const k = (4 - ((frameOffset + p + 3 + payloadTagLen) % 4)) % 4;
+  const k = (4 - ((frameOffset + (p - at) + 3 + payloadTagLen) % 4)) % 4;
   p = putTag(buf, p, 18, 2);
   p = putVarint(buf, p, k);
   buf.fill(0, p, p + k);
   p += k;
   p = putTag(buf, p, 19, 2);
   p = putVarint(buf, p, payloadLen);
-  return new WireChunk(Buffer.from(buf.subarray(0, p)), source, half);
+  return p;
+}
+
+/** Upper bound of what encodeChunkHeadInto writes (job id <= 256 bytes, 17 varints, pads). */
+export const MAX_CHUNK_HEAD_BYTES = 512;
+
+/**
+ * Encodes a Chunk whose payload is `source` (float32 elements; encoded as 16-bit when `half` is set).
+ * `frameOffset` is where the message will start in the receiver's frame buffer (5 for a gRPC frame); the
+ * align_pad field is sized so that the payload lands 4-byte aligned there.
+ */
+export function encodeChunk(h: ChunkHeader, source: Float32Array | null, half: HalfKind | null, frameOffset = 5): WireChunk {
+  const p = encodeChunkHeadInto(h, scratch, 0, frameOffset);
+  return new WireChunk(Buffer.from(scratch.subarray(0, p)), source, half);
 }
 
 // --- decoding -------------------------------------------------------------------------------------------
@@ -232,4 +245,74 @@ export function decodeChunk(buf: Buffer): DecodedChunk | MalformedChunk {
     } else return { ok: false, reason: `unsupported wire type ${wt} in field ${field}` };
   }
   return { ok: true, header: h, payload };
+}
+
+/** Result of decodeChunkHead: the header and where the payload (the message's last field) starts. */
+export interface ChunkHead {
+  header: ChunkHeader;
+  /** Offset of the first payload byte within the message. */
+  payloadStart: number;
+  /** Payload length in bytes; payloadStart + payloadLength equals the message length. */
+  payloadLength: number;
+}
+
+/**
+ * Decodes the fields before the payload of a Chunk message of `messageLength` bytes, of which only the first
+ * `available` bytes are in `buf`. Returns the header when the payload is the last field and everything before
+ * it is in `buf`; returns null when the message does not have that shape or its head is not all in `buf` (the
+ * caller then decodes the whole message with decodeChunk, which also names any defect).
+ */
+export function decodeChunkHead(buf: Uint8Array, available: number, messageLength: number): ChunkHead | null {
+  const h: ChunkHeader = {
+    jobId: "", senderRank: 0, collectiveId: 0, step: 0, bucket: 0, phase: 0, hop: 0, segment: 0, chunkIndex: 0,
+    elementOffset: 0, elementCount: 0, chunkBytes: 0, dtype: 0, layoutHash: "0000000000000000", bucketCount: 0,
+    totalElements: 0, op: 0,
+  };
+  const n = Math.min(available, messageLength, buf.length);
+  let p = 0;
+  const readVarint = (): number => {
+    let result = 0;
+    let mul = 1;
+    for (let i = 0; i < 10; i++) {
+      if (p >= n) return -1;
+      const b = buf[p++];
+      result += (b & 0x7f) * mul;
+      if ((b & 0x80) === 0) return result <= Number.MAX_SAFE_INTEGER ? result : -1;
+      mul *= 128;
+    }
+    return -1;
+  };
+  while (p < n) {
+    const tag = readVarint();
+    if (tag < 0) return null;
+    const field = Math.floor(tag / 8);
+    const wt = tag % 8;
+    if (wt === 0) {
+      const v = readVarint();
+      if (v < 0) return null;
+      const name = FIELD_NAMES[field];
+      if (name !== undefined) (h as unknown as Record<string, number>)[name] = v;
+    } else if (wt === 1) {
+      if (p + 8 > n) return null;
+      if (field === 14) {
+        const lo = buf[p] + buf[p + 1] * 256 + buf[p + 2] * 65536 + buf[p + 3] * 16777216;
+        const hi = buf[p + 4] + buf[p + 5] * 256 + buf[p + 6] * 65536 + buf[p + 7] * 16777216;
+        h.layoutHash = hi.toString(16).padStart(8, "0") + lo.toString(16).padStart(8, "0");
+      }
+      p += 8;
+    } else if (wt === 2) {
+      const len = readVarint();
+      if (len < 0) return null;
+      if (field === 19) {
+        return p + len === messageLength ? { header: h, payloadStart: p, payloadLength: len } : null;
+      }
+      if (p + len > n) return null;
+      if (field === 1) h.jobId = Buffer.from(buf.buffer, buf.byteOffset + p, len).toString("utf8");
+      p += len;
+    } else if (wt === 5) {
+      if (p + 4 > n) return null;
+      p += 4;
+    } else return null;
+  }
+  return null;
 }

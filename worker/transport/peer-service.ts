@@ -61,19 +61,23 @@ function toNumber(v: unknown): number {
   return 0;
 }
 
-function encodePull(m: PullRequest): Buffer {
+/** Encodes a PullRequest (protobufjs, from peer.proto). */
+export function encodePull(m: PullRequest): Buffer {
   const t = types().pull;
   return Buffer.from(t.encode(t.fromObject(m)).finish());
 }
-function decodePull(b: Buffer): PullRequest {
+/** Decodes a PullRequest; throws on malformed input. */
+export function decodePull(b: Buffer): PullRequest {
   const o = types().pull.toObject(types().pull.decode(b), { defaults: true, longs: Number }) as Record<string, unknown>;
   return { jobId: String(o.jobId), receiverRank: toNumber(o.receiverRank), senderRank: toNumber(o.senderRank), worldSize: toNumber(o.worldSize) };
 }
-function encodeAbort(m: AbortRequest): Buffer {
+/** Encodes an AbortRequest (protobufjs, from peer.proto). */
+export function encodeAbort(m: AbortRequest): Buffer {
   const t = types().abort;
   return Buffer.from(t.encode(t.fromObject(m)).finish());
 }
-function decodeAbort(b: Buffer): AbortRequest {
+/** Decodes an AbortRequest; throws on malformed input. */
+export function decodeAbort(b: Buffer): AbortRequest {
   const o = types().abort.toObject(types().abort.decode(b), { defaults: true, longs: Number }) as Record<string, unknown>;
   return {
     jobId: String(o.jobId), senderRank: toNumber(o.senderRank), collectiveId: toNumber(o.collectiveId), step: toNumber(o.step),
@@ -123,8 +127,14 @@ export function tokenProof(token: string, jobId: string, senderRank: number): st
 /** Constant-time comparison of the token found in call metadata with the expected one. */
 export function tokenMatches(md: grpc.Metadata, token: string): boolean {
   const got = md.get(TOKEN_KEY);
-  if (got.length !== 1 || typeof got[0] !== "string") return false;
-  const a = crypto.createHash("sha256").update(got[0]).digest();
+  if (got.length !== 1) return false;
+  return tokenValueMatches(got[0], token);
+}
+
+/** Constant-time comparison of one raw header value (e.g. from node:http2, possibly absent or repeated) with the token. */
+export function tokenValueMatches(got: unknown, token: string): boolean {
+  if (typeof got !== "string") return false;
+  const a = crypto.createHash("sha256").update(got).digest();
   const b = crypto.createHash("sha256").update(token).digest();
   return crypto.timingSafeEqual(a, b);
 }

@@ -4,11 +4,24 @@
  * A PeerTransport connects one rank to its two ring neighbours: it receives every Chunk from the left
  * neighbour and sends Chunks to the right one, in order, and it carries best-effort Abort notices both ways.
  * Authentication, wire encoding (including 16-bit payload encoding, chosen by the header's dtype), stream and
- * connection handling and connect deadlines are the transport's; the collective never sees gRPC. The gRPC
- * implementation is `GrpcPeerTransport` (grpc-peer-transport.ts); another transport only has to implement
- * this interface.
+ * connection handling and connect deadlines are the transport's; the collective never sees gRPC. Two
+ * implementations: `GrpcPeerTransport` (grpc-peer-transport.ts, on grpc-js) and `Http2PeerTransport`
+ * (http2-peer-transport.ts, the same gRPC wire protocol spoken directly on node:http2, which streams payloads
+ * into place through `onChunkHeader`); another transport only has to implement this interface.
  */
 import type { ChunkHeader, DecodedChunk, MalformedChunk } from "./chunk-wire";
+
+/**
+ * What the collective wants done with an inbound Chunk whose header (everything but the payload) has arrived.
+ * - "into": the header was validated; write the payload into `target` (float32 elements; a 16-bit payload is
+ *   decoded), adding to what is there when `add`, else overwriting; call `done()` once all of it is in place.
+ * - "whole": deliver the complete message through onChunk instead (e.g. it belongs to a later collective).
+ * - "skip": discard the payload (the message needed none, or the collective failed).
+ */
+export type InboundPlan =
+  | { kind: "into"; target: Float32Array; add: boolean; done(): void }
+  | { kind: "whole" }
+  | { kind: "skip" };
 
 /** Which neighbour a transport problem concerns. */
 export type PeerSide = "left" | "right";
@@ -41,6 +54,12 @@ export interface AbortNotice {
 export interface TransportEvents {
   /** A message from the left neighbour (or a frame that did not decode), in arrival order. */
   onChunk(m: DecodedChunk | MalformedChunk): void;
+  /**
+   * Optional streaming path: a transport that parses messages itself may hand over only the header of a
+   * message whose payload is its last field (`payloadBytes` long, not yet read), and then act on the plan.
+   * Messages take one path or the other, in arrival order.
+   */
+  onChunkHeader?(header: ChunkHeader, payloadBytes: number): InboundPlan;
   /** The right neighbour's receiving stream is open: send() may now be used. */
   onOutboundReady(): void;
   /** The inbound stream ended: `fault` null = clean end by the left neighbour. */
