@@ -14,7 +14,6 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { stringify } from "yaml";
-import { repoRoot } from "../shared/paths";
 
 interface Options {
   out: string;
@@ -88,7 +87,7 @@ function parseArgs(argv: string[]): Options {
 
 function launch(args: string[]): number {
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, [path.join(repoRoot(), "dist", "launch", "main.js"), ...args], { stdio: ["ignore", "ignore", "inherit"] });
+  const r = spawnSync(process.execPath, [path.join(__dirname, "..", "launch", "main.js"), ...args], { stdio: ["ignore", "ignore", "inherit"] });
   if (r.status !== 0) throw new Error(`launch ${args.join(" ")} exited with ${r.status}`);
   return (Date.now() - t0) / 1000;
 }

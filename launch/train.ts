@@ -17,7 +17,6 @@ import { checkpointDirFor } from "../shared/checkpoint/run-checkpoints";
 import { readManifest } from "../shared/checkpoint/manifest";
 import { Vocab } from "../shared/tokenizer/vocab";
 import { atomicWriteFile } from "../shared/io/atomic-write";
-import { repoRoot } from "../shared/paths";
 import { workerMallocEnv } from "../worker/transport/malloc-env";
 import { EXIT_CONFIG, EXIT_COORDINATOR_LOST, EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKER_FAILURE } from "../shared/exit-codes";
 import { resolveWorld, type World, type WorldArgs } from "./world";
@@ -102,7 +101,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     process.stderr.write(`launch: coordinator ${coordinatorAddress} not reachable within communication.join_timeout_ms (${cfg.communication.join_timeout_ms} ms)\n`);
     return EXIT_COORDINATOR_LOST;
   }
-  const supervisor = new Supervisor(path.join(repoRoot(), "dist", "worker", "main.js"), path.join(runDir, "logs"), (exit) => onWorkerExit(exit));
+  const supervisor = new Supervisor(path.join(__dirname, "..", "worker", "main.js"), path.join(runDir, "logs"), (exit) => onWorkerExit(exit));
   let interrupted = false;
   let workerFailure: string | undefined;
   const onWorkerExit = (exit: WorkerExit): void => {
