@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { RunConfig } from "../shared/config/schema";
 import { ConfigError } from "../shared/config/load";
-import { loadRunDocuments, preparePretrainingData, prepareTokenizer } from "../shared/pipeline/prepare";
+import { loadRunDocuments, prepareNspData, preparePretrainingData, prepareTokenizer } from "../shared/pipeline/prepare";
 import { BertTokenizer } from "../shared/tokenizer/bert-tokenizer";
 import { Vocab } from "../shared/tokenizer/vocab";
 import { loadBaseModel, resolveCheckpointDir } from "../shared/finetune/base-model";
@@ -69,6 +69,11 @@ export async function prepareJobData(cfg: RunConfig, resumeVocab: Vocab | undefi
   }
   const docs = loadRunDocuments(cfg);
   const tokenizer = resumeVocab ? new BertTokenizer(resumeVocab, { lowerCase: cfg.tokenizer.lowercase }) : await prepareTokenizer(cfg, docs, log);
+  if (cfg.objective === "mlm+nsp") {
+    const nsp = prepareNspData(cfg, docs, tokenizer);
+    log(`data: ${docs.length} documents -> ${nsp.train.count} train / ${nsp.validation.count} validation sentence-pair samples of ${cfg.data.max_seq_len} tokens`);
+    return { vocab: [...tokenizer.vocab.tokens], numTrain: nsp.train.count, numValidation: nsp.validation.count };
+  }
   const data = preparePretrainingData(cfg, docs, tokenizer);
   log(`data: ${docs.length} documents -> ${data.train.count} train / ${data.validation.count} validation sequences of ${cfg.data.max_seq_len} tokens${data.fromCache ? " (cached)" : ""}`);
   return { vocab: [...tokenizer.vocab.tokens], numTrain: data.train.count, numValidation: data.validation.count };

@@ -26,6 +26,7 @@ const HfBertConfigSchema = z.object({
   initializer_range: z.number().positive(),
   layer_norm_eps: z.number().positive(),
   pad_token_id: z.number().int().nonnegative(),
+  is_decoder: z.boolean().optional(),
 });
 
 export type HfBertConfigJson = z.infer<typeof HfBertConfigSchema>;
@@ -49,6 +50,10 @@ export function hfConfigFromBert(config: BertConfig, padTokenId = 0): HfBertConf
     layer_norm_eps: config.layerNormEps,
     pad_token_id: padTokenId,
   };
+  if (config.isDecoder === true) {
+    json.is_decoder = true;
+    json.architectures = ["BertLMHeadModel"];
+  }
   return checked(json, "BertConfig");
 }
 
@@ -68,6 +73,7 @@ export function bertConfigFromHf(json: unknown, source: string): { config: BertC
       attentionProbsDropoutProb: c.attention_probs_dropout_prob,
       layerNormEps: c.layer_norm_eps,
       initializerRange: c.initializer_range,
+      ...(c.is_decoder === true ? { isDecoder: true } : {}),
     },
     padTokenId: c.pad_token_id,
   };

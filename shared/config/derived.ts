@@ -18,6 +18,7 @@ export function modelConfigOf(cfg: RunConfig, vocabSize: number): BertConfig {
   const hidden = overrides.hiddenSize;
   if (m.intermediate_size !== undefined) overrides.intermediateSize = m.intermediate_size;
   else if (hidden !== undefined) overrides.intermediateSize = 4 * hidden;
+  if (cfg.objective === "causal") overrides.isDecoder = true;
   return bertConfig(shape, vocabSize, overrides);
 }
 

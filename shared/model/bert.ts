@@ -183,10 +183,23 @@ export function encode(m: BertModel, input: EncoderInput, opts: ForwardOptions =
   const emb = tf.reshape(tf.add(wordsAndTypes, pos), [B * TT, H]) as tf.Tensor2D;
   let h = dropout(norm(m, "bert.embeddings.LayerNorm", emb), hidP, key(0), B) as tf.Tensor2D;
 
-  // Additive key mask [B, 1, 1, T]: 0 where attended, -1e9 on padding.
-  const maskAdd = new Float32Array(B * TT);
-  for (let i = 0; i < B * TT; i++) maskAdd[i] = attention[i] ? 0 : -1e9;
-  const mask = tf.tensor4d(maskAdd, [B, 1, 1, TT]);
+  // Additive key mask: 0 where attended, -1e9 on padding; [B, 1, 1, T], or [B, 1, T, T] for a decoder, whose
+  // query i also must not see keys after i (causal attention).
+  let mask: tf.Tensor4D;
+  if (cfg.isDecoder === true) {
+    if (hooks?.prefix !== undefined || prompt !== undefined) throw new Error("prefix and prompt tuning are not supported on a decoder (is_decoder) model");
+    const causal = new Float32Array(B * TT * TT);
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < TT; i++) {
+        for (let j = 0; j < TT; j++) causal[(b * TT + i) * TT + j] = j <= i && attention[b * TT + j] ? 0 : -1e9;
+      }
+    }
+    mask = tf.tensor4d(causal, [B, 1, TT, TT]);
+  } else {
+    const maskAdd = new Float32Array(B * TT);
+    for (let i = 0; i < B * TT; i++) maskAdd[i] = attention[i] ? 0 : -1e9;
+    mask = tf.tensor4d(maskAdd, [B, 1, 1, TT]);
+  }
   const scale = 1 / Math.sqrt(DH);
   const heads = (x: tf.Tensor2D, rows: number, batch: number): tf.Tensor4D => tf.transpose(tf.reshape(x, [batch, rows, NH, DH]), [0, 2, 1, 3]);
   const lin = (prefix: string, x: tf.Tensor2D): tf.Tensor2D => {

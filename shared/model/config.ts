@@ -14,6 +14,8 @@ export interface BertConfig {
   attentionProbsDropoutProb: number;
   layerNormEps: number;
   initializerRange: number;
+  /** Causal self-attention (each position sees only itself and earlier ones), as HF's is_decoder: GPT-style LM. */
+  isDecoder?: boolean;
 }
 
 /** Turc et al. (2019) compact BERT shapes: layers / hidden / heads; intermediate = 4 x hidden. */

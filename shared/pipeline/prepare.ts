@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { RunConfig } from "../config/schema";
-import { corpusHash, loadCorpus, parseCorpusSpec, preparePackedData, type Document, type PreparedData } from "../data";
+import { buildNspCorpus, corpusHash, loadCorpus, parseCorpusSpec, preparePackedData, splitDocuments, type Document, type NspCorpus, type PreparedData } from "../data";
 import { BertTokenizer, trainTokenizer, Vocab } from "../tokenizer";
 import { atomicWriteFile } from "../io/atomic-write";
 import { createHash } from "node:crypto";
@@ -58,4 +58,17 @@ export function preparePretrainingData(cfg: RunConfig, docs: readonly Document[]
     seed: cfg.seed,
     cacheDir: cfg.data.cache_dir,
   });
+}
+
+/**
+ * Sentence-pair data for BERT's next-sentence prediction (objective mlm+nsp): documents are split into train and
+ * validation as for MLM, then cut into sentence segments; sample k pairs anchor k with its successor or a random
+ * segment (decided per epoch by the masking seed).
+ */
+export function prepareNspData(cfg: RunConfig, docs: readonly Document[], tokenizer: BertTokenizer): { train: NspCorpus; validation: NspCorpus } {
+  const split = splitDocuments(docs, { validationFraction: cfg.data.validation_fraction, seed: cfg.seed });
+  return {
+    train: buildNspCorpus(split.train, tokenizer, cfg.data.max_seq_len),
+    validation: buildNspCorpus(split.validation, tokenizer, cfg.data.max_seq_len),
+  };
 }

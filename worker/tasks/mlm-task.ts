@@ -1,10 +1,10 @@
 /** Pretraining: masked-language modelling on packed sequences, batches built ahead in a worker thread. */
 import { modelConfigOf, scheduleOf } from "../../shared/config/derived";
 import { accumulationSteps } from "../../shared/config/load";
-import { loadRunDocuments, preparePretrainingData, tokenizerFromTokens } from "../../shared/pipeline/prepare";
+import { loadRunDocuments, prepareNspData, preparePretrainingData, tokenizerFromTokens } from "../../shared/pipeline/prepare";
 import { DataSharder } from "../../shared/data/sharding";
-import { makeMlmBatch, Prefetcher, type PackedSequences } from "../../shared/data";
-import { maskSettingsFor } from "../../shared/data/objective";
+import { Prefetcher, type NspCorpus, type PackedSequences } from "../../shared/data";
+import { buildBatch, maskSettingsFor, type Objective } from "../../shared/data/objective";
 import { BertModel } from "../../shared/model/bert";
 import { exportHfTensors, importHfTensors, parameterChecksum } from "../../shared/model/hf";
 import { trainingFlops } from "../../shared/model/flops";
@@ -16,6 +16,9 @@ import type { EvalResult } from "../../proto/coordinator";
 import { microBatchPlans, recordPlans, tokensIn } from "./plans";
 import type { MicroBatch, Task, TaskContext } from "./task";
 
+/** What the sharding and the FLOP count need of either kind of pretraining data. */
+type Sized = { count: number; seqLen: number };
+
 /** Seed of the evaluation masks: fixed, so every evaluation scores the same masked positions. */
 const EVAL_EPOCH = 0x7fffffff;
 
@@ -23,9 +26,11 @@ const EVAL_EPOCH = 0x7fffffff;
 export async function createMlmTask(ctx: TaskContext): Promise<Task> {
   const { cfg, joined, env } = ctx;
   const tokenizer = tokenizerFromTokens(joined.vocab_tokens, cfg);
-  const data = preparePretrainingData(cfg, loadRunDocuments(cfg), tokenizer);
+  // The objective decides the data: packed sequences (mlm, causal) or sentence pairs (mlm+nsp).
+  const docs = loadRunDocuments(cfg);
+  const data: { train: Sized; validation: Sized } = cfg.objective === "mlm+nsp" ? prepareNspData(cfg, docs, tokenizer) : preparePretrainingData(cfg, docs, tokenizer);
   const modelConfig = modelConfigOf(cfg, tokenizer.vocabSize);
-  const model = BertModel.create(modelConfig, cfg.seed);
+  const model = BertModel.create(modelConfig, cfg.seed, { nsp: cfg.objective === "mlm+nsp" });
   const trainer = new Trainer(model, {
     schedule: scheduleOf(cfg),
     adamw: { beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps, weightDecay: cfg.optimizer.weight_decay },
@@ -46,12 +51,17 @@ export async function createMlmTask(ctx: TaskContext): Promise<Task> {
   const micro = cfg.batch.micro_batch_size;
   const accumulation = accumulationSteps(cfg, env.worldSize);
   const planned: number[][] = []; // indices of the prefetched micro-batches, in order
+  const objectiveOf = (split: Sized): Objective =>
+    cfg.objective === "mlm+nsp" ? { kind: "nsp", data: split as NspCorpus, mask }
+      : cfg.objective === "causal" ? { kind: "causal", data: split as PackedSequences }
+      : { kind: "mlm", data: split as PackedSequences, mask };
   const prefetcher = new Prefetcher(
-    { kind: "mlm", data: data.train, mask },
+    objectiveOf(data.train),
     recordPlans(microBatchPlans(sharder, joined.start_step + 1, cfg.training.max_steps, env.rank, env.worldSize, micro), planned),
     { depth: Math.max(1, cfg.data.prefetch_batches) * accumulation, threads: cfg.data.prefetch_batches > 0 ? 1 : 0 },
   );
-  const evalBatch = (split: PackedSequences, idx: number[]) => makeMlmBatch(split, idx.filter((x) => x < split.count), { ...mask, epoch: EVAL_EPOCH });
+  const evalObjective = objectiveOf(data.validation);
+  const evalBatch = (idx: number[]) => buildBatch(evalObjective, { indices: idx.filter((x) => x < data.validation.count), epoch: EVAL_EPOCH });
 
   return {
     summary: `${data.train.count} train / ${data.validation.count} validation sequences of ${data.train.seqLen}`,
@@ -66,7 +76,7 @@ export async function createMlmTask(ctx: TaskContext): Promise<Task> {
       if (split === "test") throw new Error("pretraining has no test split");
       const out: EvalResult = { loss_sum: 0, target_count: 0, correct_count: 0, sequences: indices.length, num_classes: 0, confusion: [] };
       for (let i = 0; i < indices.length; i += micro) {
-        const e = evaluateMlm(model, evalBatch(data.validation, indices.slice(i, i + micro)));
+        const e = evaluateMlm(model, evalBatch(indices.slice(i, i + micro)));
         out.loss_sum += e.lossSum;
         out.target_count += e.numTargets;
         out.correct_count += e.correct;
