@@ -183,7 +183,7 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
   if (args.resume === undefined) {
     if (args.config === undefined) throw new ConfigError("give a CONFIG.yaml to train, or --resume RUN_DIR");
     const cfg = loadRunConfig(args.config, args.overrides);
-    if (args.autoResume) {
+    if (args.autoResume && cfg.task !== "classification") {
       // A restarted job (e.g. a Kubernetes pod) continues its run directory when it holds a complete checkpoint.
       const runDir = path.resolve(cfg.output_dir);
       const { entry: checkpoint } = fs.existsSync(path.join(runDir, RUN_CONFIG_FILE)) ? await newestResumePoint(runDir, snapshotRoot(cfg)) : { entry: undefined };

@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { readSafetensors, tensorToFloat32 } from "../shared/checkpoint/safetensors";
 import { listCheckpoints } from "../shared/checkpoint/run-checkpoints";
 import { repoRoot } from "../shared/paths";
-import { runLaunch, tempDir, tinyArgs, TEST_CACHE_DIR } from "./helpers/launch";
+import { runLaunch, startLaunch, tempDir, tinyArgs, TEST_CACHE_DIR } from "./helpers/launch";
 
 const FT_CONFIG = path.join(repoRoot(), "test", "fixtures", "tiny-finetune.yaml");
 let root = "";
@@ -119,4 +119,22 @@ test("a bad finetune field in the YAML stops launch before anything starts, nami
   assert.match(missing.stderr, /tiny-finetune\.yaml: field finetune\.base_model: not found: .*nope/);
   assert.equal(fs.existsSync(path.join(dir, "run")), false, "nothing was started or written");
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("--max-restarts recovers a fine-tuning run whose worker is killed (it restarts from its first step)", async () => {
+  const out = path.join(root, "ft-restart");
+  const run = startLaunch(ftArgs(out, "--workers", "2", "--max-restarts", "1", "--max-steps", "40", "--set", "training.eval_interval_steps=40", "--set", "training.checkpoint_interval_steps=5"));
+  const metrics = path.join(out, "metrics.jsonl");
+  const end = Date.now() + 60_000;
+  while (!(fs.existsSync(metrics) && fs.readFileSync(metrics, "utf8").split("\n").filter((l) => l.endsWith("}")).length >= 6)) {
+    assert.ok(Date.now() < end, `no progress:\n${run.stderrSoFar()}`);
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  const pid = Number(/\(pid (\d+)\)/.exec(fs.readFileSync(path.join(out, "logs", "rank-1.log"), "utf8"))![1]);
+  process.kill(pid, "SIGKILL");
+  const r = await run.done;
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /restart 1\/1 with 2 worker\(s\) from the start/);
+  const steps = fs.readFileSync(metrics, "utf8").trim().split("\n").map((l) => (JSON.parse(l) as Metrics).step);
+  assert.equal(steps[steps.length - 1], 40);
 });
