@@ -20,6 +20,7 @@ import { atomicWriteFile } from "../shared/io/atomic-write";
 import { workerMallocEnv } from "../worker/transport/malloc-env";
 import { EXIT_CONFIG, EXIT_COORDINATOR_LOST, EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKER_FAILURE } from "../shared/exit-codes";
 import { resolveWorld, type World, type WorldArgs } from "./world";
+import { installedNativeBackend } from "../shared/backend/select";
 import { Supervisor, type WorkerExit } from "./supervisor";
 import { ProgressReporter } from "./progress";
 import { dropSnapshots, newestResumePoint, pruneSnapshots, snapshotRoot } from "./snapshots";
@@ -51,6 +52,9 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     return EXIT_OK;
   }
   validateForWorld(cfg, world.worldSize, source);
+  if (cfg.backend === "tensorflow" && installedNativeBackend() === null) {
+    throw new ConfigError(`${source}: field backend: 'tensorflow' needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node (optional, not installed): npm install @tensorflow/tfjs-node-gpu, or use backend wasm`);
+  }
   await checkFinetuneConfig(cfg, source);
   const jobId = args.jobId ?? process.env.RINGTRAIN_JOB_ID ?? cfg.name;
   const token = jobToken(world);

@@ -17,6 +17,7 @@ const cases: { name: string; edit: (t: string) => string; args?: string[]; expec
   { name: "missing file", edit: (t) => t.replace("corpus: brown", "corpus: files\n  paths: [no/such/corpus.jsonl]"), expect: /field data\.paths\[0\]: file or folder not found: .*no\/such\/corpus\.jsonl/ },
   { name: "batch not divisible by micro-batch x workers", edit: (t) => t, args: ["--workers", "5"], expect: /field batch\.global_batch_size: 12 is not divisible by micro_batch_size \(2\) x workers \(5\)/ },
   { name: "invalid YAML", edit: (t) => t.replace("seed: 7", "seed: [7"), expect: /bad\.yaml:\d+:\d+: invalid YAML/ },
+  { name: "native backend not installed", edit: (t) => t.replace("backend: wasm", "backend: tensorflow"), expect: /field backend: 'tensorflow' needs @tensorflow\/tfjs-node-gpu or @tensorflow\/tfjs-node/ },
   { name: "missing required field", edit: (t) => t.replace(/training:\n  max_steps: 3\n/, "training:\n"), expect: /field training\.max_steps: required field is missing/ },
 ];
 

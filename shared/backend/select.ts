@@ -9,6 +9,19 @@ export type BackendName = "auto" | "tensorflow" | "wasm" | "cpu";
 
 const NATIVE_PACKAGES = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"] as const;
 
+/** The installed native binding package (@tensorflow/tfjs-node-gpu or -node), without loading it; null if none. */
+export function installedNativeBackend(): string | null {
+  for (const pkg of NATIVE_PACKAGES) {
+    try {
+      require.resolve(pkg);
+      return pkg;
+    } catch {
+      // not installed
+    }
+  }
+  return null;
+}
+
 /** Loads the first installed native binding (it registers the 'tensorflow' backend); returns its package name. */
 function loadNative(): string | null {
   for (const pkg of NATIVE_PACKAGES) {
