@@ -88,6 +88,11 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
           report.tokens += batch.tokens;
           await new Promise<void>((resolve) => setImmediate(resolve)); // let heartbeats and peer traffic run
         }
+        // Logged once this rank has trained on the step's data and before it contributes to the all-reduce: a step
+        // whose all-reduce completed is then logged by every rank, even one that dies right after sending.
+        if (dataLog !== undefined) {
+          fs.appendFileSync(dataLog, JSON.stringify({ step: plan.step, rank: env.rank, world: env.worldSize, coordinator: env.coordinatorAddress, indices: plan.sequence_indices, epochs: plan.sequence_epochs }) + "\n");
+        }
         heartbeat.set(plan.step, "all-reduce");
         const tu = performance.now();
         const result = await task.applyUpdate();
@@ -118,9 +123,6 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
           report.checkpoint_dir = plan.checkpoint_dir;
         }
         report.step_ms = performance.now() - t0;
-        if (dataLog !== undefined) {
-          fs.appendFileSync(dataLog, JSON.stringify({ step: plan.step, rank: env.rank, world: env.worldSize, coordinator: env.coordinatorAddress, indices: plan.sequence_indices, epochs: plan.sequence_epochs }) + "\n");
-        }
       }
     } finally {
       await task.close();
