@@ -352,10 +352,12 @@ export class Coordinator extends EventEmitter {
       const silentMs = now - m.lastSeenMs;
       const stuckMs = now - m.lastProgressMs;
       if (this.started && silentMs <= limit && stuckMs > comm.stall_timeout_ms) {
+        const culprit = this.stallCulprit(m, now, comm.stall_timeout_ms - 2 * comm.heartbeat_interval_ms);
+        const culpritStuckMs = now - culprit.lastProgressMs;
         this.end({
           status: "failed",
-          reason: `${this.describeRank(m.rank)} is stalled: alive (heartbeats arrive) but no progress for ${stuckMs} ms in step ${m.step}, phase ${m.phase} (limit ${comm.stall_timeout_ms} ms)`,
-          rank: m.rank,
+          reason: `${this.describeRank(culprit.rank)} is stalled: alive (heartbeats arrive) but no progress for ${culpritStuckMs} ms in step ${culprit.step}, phase ${culprit.phase} (limit ${comm.stall_timeout_ms} ms)`,
+          rank: culprit.rank,
           liveness: "stalled",
         });
         return;
@@ -376,6 +378,20 @@ export class Coordinator extends EventEmitter {
         return;
       }
     }
+  }
+
+  /**
+   * Ranks waiting in a collective (or for the next plan) stop progressing because another rank does: blame a rank
+   * stuck in its own work instead, when one has been stuck about as long (phase changes reach the coordinator up to a
+   * heartbeat interval late, so the order of two nearly simultaneous stalls is not reliable).
+   */
+  private stallCulprit(stuck: Member, now: number, minStuckMs: number): Member {
+    const waiting = new Set(["all-reduce", "waiting for plan"]);
+    if (!waiting.has(stuck.phase)) return stuck;
+    const busy = [...this.members.values()]
+      .filter((o) => !this.finishedRanks.has(o.rank) && !waiting.has(o.phase) && now - o.lastProgressMs > minStuckMs)
+      .sort((a, b) => a.lastProgressMs - b.lastProgressMs);
+    return busy[0] ?? stuck;
   }
 
   private end(outcome: JobOutcome): void {
