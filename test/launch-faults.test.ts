@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { runLaunch, startLaunch, tempDir, tinyArgs } from "./helpers/launch";
+import { runLaunch, startLaunch, tempDir, tinyArgs, isAlive, waitFor } from "./helpers/launch";
 
 const FAST = ["--set", "communication.heartbeat_timeout_ms=3000", "--set", "communication.heartbeat_interval_ms=300", "--set", "communication.timeout_ms=8000"];
 
@@ -20,25 +20,6 @@ function workerPids(runDir: string): Map<number, number> {
     if (m) pids.set(Number(m[1]), Number(m[2]));
   }
   return pids;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitFor<T>(get: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = get();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** Waits until the run has completed `step` steps (metrics.jsonl) and all `n` workers logged their pid. */

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { finalParams, maxAbsDiff, runLaunch, startLaunch, tempDir, tinyArgs } from "./helpers/launch";
+import { finalParams, maxAbsDiff, runLaunch, startLaunch, tempDir, tinyArgs, isAlive, waitFor } from "./helpers/launch";
 
 const STEPS = 30;
 const common = ["--workers", "2", "--max-steps", String(STEPS), "--set", "training.checkpoint_interval_steps=2", "--set", "schedule.warmup_steps=3"];
@@ -23,23 +23,6 @@ function readDataLog(file: string): DataLine[] {
   return fs.readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l) as DataLine);
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 test("SIGINT stops all workers; --resume continues to the same parameters and data as an uninterrupted run", async () => {
   const full = tempDir("full");
   const fullLog = path.join(full, "data.jsonl");
@@ -49,7 +32,7 @@ test("SIGINT stops all workers; --resume continues to the same parameters and da
   const cut = tempDir("cut");
   const cutLog1 = path.join(cut, "data-1.jsonl");
   const run = startLaunch(tinyArgs(cut, ...common), { RINGTRAIN_DATA_LOG: cutLog1 });
-  await waitFor(() => fs.existsSync(path.join(cut, "checkpoints", "step-000002", "checkpoint.json")), 60_000, "the first checkpoint");
+  await waitFor(() => (fs.existsSync(path.join(cut, "checkpoints", "step-000002", "checkpoint.json")) ? true : undefined), 60_000, "the first checkpoint");
   const pids = fs.readdirSync(path.join(cut, "logs")).map((f) => {
     const m = /\(pid (\d+)\)/.exec(fs.readFileSync(path.join(cut, "logs", f), "utf8"));
     assert.ok(m, `no pid in ${f}`);

@@ -1,5 +1,5 @@
 import { allocBatch, type Batch } from "./batch";
-import type { PackedSequences } from "./packed";
+import { copyPackedRow, type PackedSequences } from "./packed";
 
 /**
  * Builds a causal-LM batch (GPT-style decoders) from packed rows: inputIds are the row, mlmLabels[i] is the
@@ -10,13 +10,7 @@ export function makeCausalBatch(data: PackedSequences, indices: ArrayLike<number
   const batch = allocBatch(indices.length, S, false);
   for (let b = 0; b < indices.length; b++) {
     const idx = indices[b];
-    if (!Number.isInteger(idx) || idx < 0 || idx >= data.count) {
-      throw new Error(`sequence index ${idx} is outside the packed data (count ${data.count})`);
-    }
-    const src = idx * S;
-    const len = data.lengths[idx];
-    batch.inputIds.set(data.tokens.subarray(src, src + S), b * S);
-    batch.attentionMask.fill(1, b * S, b * S + len);
+    const { src, len } = copyPackedRow(data, batch, b, idx);
     for (let i = 0; i + 1 < len; i++) batch.mlmLabels[b * S + i] = data.tokens[src + i + 1];
   }
   return batch;

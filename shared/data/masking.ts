@@ -1,6 +1,6 @@
 import { Rng } from "../rng";
 import { allocBatch, IGNORE_INDEX, type Batch } from "./batch";
-import type { PackedSequences } from "./packed";
+import { copyPackedRow, type PackedSequences } from "./packed";
 
 /** Options of masked-language-model batches. */
 export interface MlmOptions {
@@ -31,13 +31,7 @@ export function makeMlmBatch(data: PackedSequences, indices: ArrayLike<number>, 
   const special = specialLookup(opts);
   for (let b = 0; b < indices.length; b++) {
     const idx = indices[b];
-    if (!Number.isInteger(idx) || idx < 0 || idx >= data.count) {
-      throw new Error(`sequence index ${idx} is outside the packed data (count ${data.count})`);
-    }
-    const src = idx * S;
-    const len = data.lengths[idx];
-    batch.inputIds.set(data.tokens.subarray(src, src + S), b * S);
-    batch.attentionMask.fill(1, b * S, b * S + len);
+    const { src, len } = copyPackedRow(data, batch, b, idx);
     maskRow(
       batch.inputIds.subarray(b * S, (b + 1) * S),
       batch.mlmLabels.subarray(b * S, (b + 1) * S),

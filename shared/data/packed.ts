@@ -20,3 +20,19 @@ export function checkPacked(p: PackedSequences, what = "packed sequences"): void
     throw new Error(`${what}: wordStarts has ${p.wordStarts.length} entries, expected ${cells}`);
   }
 }
+
+/**
+ * Copies packed row `idx` into row `b` of a batch (tokens, and an attention mask over its real length); returns
+ * where the row starts in `data.tokens` and its length. Throws naming an index outside the data.
+ */
+export function copyPackedRow(data: PackedSequences, batch: { inputIds: Int32Array; attentionMask: Int32Array }, b: number, idx: number): { src: number; len: number } {
+  if (!Number.isInteger(idx) || idx < 0 || idx >= data.count) {
+    throw new Error(`sequence index ${idx} is outside the packed data (count ${data.count})`);
+  }
+  const S = data.seqLen;
+  const src = idx * S;
+  const len = data.lengths[idx];
+  batch.inputIds.set(data.tokens.subarray(src, src + S), b * S);
+  batch.attentionMask.fill(1, b * S, b * S + len);
+  return { src, len };
+}

@@ -67,3 +67,24 @@ export function maxAbsDiff(a: Map<string, Float32Array>, b: Map<string, Float32A
 export function tinyArgs(runDir: string, ...extra: string[]): string[] {
   return [TINY_CONFIG, "--output", runDir, "--set", `data.cache_dir=${TEST_CACHE_DIR}`, "--quiet", ...extra];
 }
+
+/** Whether a process with this pid exists. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls `get` every 50 ms until it returns a value (not undefined); throws naming `what` after timeoutMs. */
+export async function waitFor<T>(get: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = get();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
