@@ -9,8 +9,17 @@
  *
  * Flags: --out DIR  --preset NAME  --pretrain-steps N  --finetune-steps N  --seeds 1,2,3  --methods full,lora,...
  *        --fractions 0.01,0.1,1  --workers N  --max-seq-len N  --vocab-size N  --batch N  --lr X  --peft-lr X
+ *        --pretrain-lr X  --pretrain-warmup N  --pretrain-dropout P  --pretrain-workers N   (the base model)
+ *        --continue-to N  --continue-dropout P   (stage 2: resume the base run and continue it to N steps)
+ *        --scratch-lr X (random init; default --lr)  --method-lr prefix=1e-2,prompt=1e-2  (per-method overrides)
+ *        --finetune-steps 60,200,300   (one value, or one per fraction in ascending order)
+ *        --grid "0.01,0.1:full,scratch:1,2,3;1:full,lora,adapter:1"   (groups fractions:methods:seeds instead of
+ *                                                                       the full product of --fractions/--methods/--seeds)
+ *        --jobs N   (fine-tuning runs in parallel)   --report-only 1   (launch nothing; tabulate the finished runs)
+ * An existing OUT/pretrain with checkpoints is reused, and so is every finished fine-tuning run whose generated
+ * config is unchanged, so an interrupted experiment continues where it stopped.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { stringify } from "yaml";
@@ -29,6 +38,27 @@ interface Options {
   batch: number;
   lr: number;
   peftLr: number;
+  /** Pretraining: peak lr, warmup steps, dropout (hidden and attention), workers. */
+  pretrainLr: number;
+  pretrainWarmup: number;
+  pretrainDropout: number;
+  pretrainWorkers: number;
+  /** Stage 2 of pretraining: resume the base run and continue it to this many steps (0 = no stage 2). */
+  continueTo: number;
+  /** Dropout of stage 2 (hidden and attention). */
+  continueDropout: number;
+  /** Fine-tuning lr of the randomly initialised model (default: --lr). */
+  scratchLr: number;
+  /** Per-method lr overrides, e.g. prefix=1e-2. */
+  methodLr: Map<string, number>;
+  /** Fine-tuning steps per label fraction (one value for all, or one per --fractions entry). */
+  stepsByFraction: Map<number, number>;
+  /** Explicit grid: groups of (fractions, methods, seeds); empty = fractions x methods x seeds. */
+  grid: { fractions: number[]; methods: string[]; seeds: number[] }[];
+  /** Fine-tuning runs in parallel (each a launch with --workers). */
+  jobs: number;
+  /** Launch nothing: tabulate the finished runs of the grid, leave the others out. */
+  reportOnly: boolean;
 }
 
 /** One fine-tuning run's outcome. */
@@ -43,6 +73,8 @@ interface RunResult {
   allreduceBytes: number;
   wallS: number;
   trainExamples: number;
+  lr: number;
+  steps: number;
 }
 
 /** Generous deadlines: on a shared machine a starved worker must not be declared dead mid-experiment. */
@@ -54,7 +86,10 @@ function parseArgs(argv: string[]): Options {
   const o: Options = {
     out: "runs/low-resource", preset: "bert-tiny", pretrainSteps: 300, finetuneSteps: 60, seeds: [1], methods: ALL_METHODS,
     fractions: [0.01, 0.1, 1], workers: 1, maxSeqLen: 64, vocabSize: 8192, batch: 16, lr: 1e-3, peftLr: 5e-3,
+    pretrainLr: 2e-3, pretrainWarmup: -1, pretrainDropout: 0.1, pretrainWorkers: 0, continueTo: 0, continueDropout: 0, scratchLr: NaN, methodLr: new Map(),
+    stepsByFraction: new Map(), grid: [], jobs: 1, reportOnly: false,
   };
+  let stepsList: number[] = [];
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (value === undefined) throw new Error(`flag ${flag} needs a value`);
@@ -68,7 +103,32 @@ function parseArgs(argv: string[]): Options {
       case "--out": o.out = value; break;
       case "--preset": o.preset = value; break;
       case "--pretrain-steps": o.pretrainSteps = num(); break;
-      case "--finetune-steps": o.finetuneSteps = num(); break;
+      case "--finetune-steps": stepsList = list().map(Number); o.finetuneSteps = stepsList[stepsList.length - 1]; break;
+      case "--pretrain-lr": o.pretrainLr = num(); break;
+      case "--pretrain-warmup": o.pretrainWarmup = num(); break;
+      case "--pretrain-dropout": o.pretrainDropout = num(); break;
+      case "--pretrain-workers": o.pretrainWorkers = num(); break;
+      case "--continue-to": o.continueTo = num(); break;
+      case "--continue-dropout": o.continueDropout = num(); break;
+      case "--scratch-lr": o.scratchLr = num(); break;
+      case "--method-lr":
+        for (const kv of list()) {
+          const [k, v] = kv.split("=");
+          if (!ALL_METHODS.includes(k) || !Number.isFinite(Number(v))) throw new Error(`--method-lr: expected method=lr, got ${kv}`);
+          o.methodLr.set(k, Number(v));
+        }
+        break;
+      case "--grid":
+        // "0.01,0.1:full,scratch:1,2,3;1:full,lora:1" = groups of fractions:methods:seeds
+        o.grid = value.split(";").filter((g) => g.trim() !== "").map((g) => {
+          const [f, m, sd] = g.split(":");
+          if (sd === undefined) throw new Error(`--grid: expected fractions:methods:seeds, got ${g}`);
+          const l = (x: string): string[] => x.split(",").map((t) => t.trim()).filter((t) => t !== "");
+          return { fractions: l(f).map(Number), methods: l(m), seeds: l(sd).map(Number) };
+        });
+        break;
+      case "--jobs": o.jobs = num(); break;
+      case "--report-only": o.reportOnly = value === "1" || value === "true"; break;
       case "--seeds": o.seeds = list().map(Number); break;
       case "--methods": o.methods = list(); break;
       case "--fractions": o.fractions = list().map(Number); break;
@@ -81,7 +141,22 @@ function parseArgs(argv: string[]): Options {
       default: throw new Error(`unknown flag ${flag}`);
     }
   }
-  for (const m of o.methods) if (!ALL_METHODS.includes(m)) throw new Error(`--methods: unknown method ${m} (known: ${ALL_METHODS.join(", ")})`);
+  if (Number.isNaN(o.scratchLr)) o.scratchLr = o.lr;
+  if (o.pretrainWorkers === 0) o.pretrainWorkers = o.workers;
+  if (o.pretrainWarmup < 0) o.pretrainWarmup = Math.min(50, Math.floor(o.pretrainSteps / 10));
+  if (o.grid.length > 0) {
+    // The table's rows and columns are the union of the groups'.
+    o.fractions = [...new Set(o.grid.flatMap((g) => g.fractions))].sort((a, b) => a - b);
+    o.methods = ALL_METHODS.filter((m) => o.grid.some((g) => g.methods.includes(m)));
+    o.seeds = [...new Set(o.grid.flatMap((g) => g.seeds))].sort((a, b) => a - b);
+  } else {
+    o.grid = [{ fractions: o.fractions, methods: o.methods, seeds: o.seeds }];
+  }
+  if (stepsList.length > 1 && stepsList.length !== o.fractions.length) throw new Error(`--finetune-steps: give one value or one per fraction (${o.fractions.length})`);
+  o.fractions.forEach((f, i) => o.stepsByFraction.set(f, stepsList.length > 1 ? stepsList[i] : o.finetuneSteps));
+  for (const g of o.grid) {
+    for (const m of g.methods) if (!ALL_METHODS.includes(m)) throw new Error(`--methods: unknown method ${m} (known: ${ALL_METHODS.join(", ")})`);
+  }
   return o;
 }
 
@@ -102,27 +177,71 @@ function pretrain(o: Options): string {
   const dir = path.resolve(o.out, "pretrain");
   if (fs.existsSync(path.join(dir, "checkpoints"))) {
     process.stderr.write(`experiment: reusing the pretrained model in ${dir}\n`);
-    return dir;
+    return continuePretraining(o, dir);
   }
   const cfg = {
     name: "lr-pretrain", output_dir: dir, seed: 42, backend: "wasm",
-    model: { preset: o.preset, max_position_embeddings: 128 },
+    model: { preset: o.preset, max_position_embeddings: 128, hidden_dropout: o.pretrainDropout, attention_dropout: o.pretrainDropout },
     tokenizer: { vocab_size: o.vocabSize },
     data: { corpus: "brown", max_seq_len: o.maxSeqLen, validation_fraction: 0.02 },
-    batch: { global_batch_size: 32, micro_batch_size: 16 },
-    optimizer: { lr: 2e-3 }, schedule: { warmup_steps: Math.min(50, Math.floor(o.pretrainSteps / 10)) },
-    training: { max_steps: o.pretrainSteps, eval_interval_steps: Math.max(1, Math.floor(o.pretrainSteps / 4)), eval_sequences: 128, checkpoint_interval_steps: 0 },
+    batch: { global_batch_size: 32, micro_batch_size: 32 / o.pretrainWorkers },
+    optimizer: { lr: o.pretrainLr }, schedule: { warmup_steps: o.pretrainWarmup },
+    training: { max_steps: o.pretrainSteps, eval_interval_steps: Math.max(1, Math.floor(o.pretrainSteps / 10)), eval_sequences: 256, checkpoint_interval_steps: Math.max(1, Math.floor(o.pretrainSteps / 8)) },
     communication: SHARED_MACHINE,
   };
-  const wall = launch([writeYaml(path.join(o.out, "configs", "pretrain.yaml"), cfg), "--workers", String(o.workers), "--quiet"]);
+  const wall = launch([writeYaml(path.join(o.out, "configs", "pretrain.yaml"), cfg), "--workers", String(o.pretrainWorkers), "--quiet"]);
   process.stderr.write(`experiment: pretrained ${o.preset} on Brown for ${o.pretrainSteps} steps in ${wall.toFixed(0)} s\n`);
+  return continuePretraining(o, dir);
+}
+
+/** Newest checkpoint step of a run directory (checkpoints/step-NNNNNN), 0 when none. */
+function latestStep(dir: string): number {
+  const ckpts = path.join(dir, "checkpoints");
+  if (!fs.existsSync(ckpts)) return 0;
+  const steps = fs.readdirSync(ckpts).map((n) => /^step-(\d+)$/.exec(n)).filter((m) => m !== null && fs.existsSync(path.join(ckpts, m[0], "checkpoint.json"))).map((m) => Number((m as RegExpExecArray)[1]));
+  return steps.length > 0 ? Math.max(...steps) : 0;
+}
+
+/**
+ * Stage 2 (--continue-to N): `launch --resume` the base run to N steps. The lr schedule is recomputed for N total
+ * steps (a warm restart at the lr the longer schedule has at the resumed step; AdamW moments are restored), with
+ * dropout --continue-dropout and a checkpoint every N/8 steps.
+ */
+function continuePretraining(o: Options, dir: string): string {
+  if (o.continueTo <= 0) return dir;
+  const at = latestStep(dir);
+  if (at >= o.continueTo) return dir;
+  const wall = launch([
+    "--resume", dir, "--max-steps", String(o.continueTo), "--workers", String(o.pretrainWorkers), "--quiet",
+    "--set", `training.checkpoint_interval_steps=${Math.max(1, Math.floor(o.continueTo / 8))}`,
+    "--set", `training.eval_interval_steps=${Math.max(1, Math.floor(o.continueTo / 8))}`,
+    "--set", `model.hidden_dropout=${o.continueDropout}`, "--set", `model.attention_dropout=${o.continueDropout}`,
+  ]);
+  process.stderr.write(`experiment: continued pretraining from step ${at} to ${o.continueTo} in ${wall.toFixed(0)} s\n`);
   return dir;
 }
 
-function finetune(o: Options, base: string, method: string, fraction: number, seed: number): RunResult {
+/** The fine-tuning lr of a method: --method-lr, else --scratch-lr (scratch), --lr (full, freeze) or --peft-lr. */
+function lrOf(o: Options, method: string): number {
+  const own = o.methodLr.get(method);
+  if (own !== undefined) return own;
+  if (method === "scratch") return o.scratchLr;
+  return method === "full" || method === "freeze" ? o.lr : o.peftLr;
+}
+
+function launchAsync(args: string[]): Promise<number> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(__dirname, "..", "launch", "main.js"), ...args], { stdio: ["ignore", "ignore", "inherit"] });
+    child.on("error", reject);
+    child.on("exit", (code) => (code === 0 ? resolve((Date.now() - t0) / 1000) : reject(new Error(`launch ${args.join(" ")} exited with ${code}`))));
+  });
+}
+
+async function finetune(o: Options, base: string, method: string, fraction: number, seed: number): Promise<RunResult | undefined> {
   const tag = `${method}-f${fraction}-s${seed}`;
   const dir = path.resolve(o.out, "finetune", tag);
-  const full = method === "full" || method === "scratch" || method === "freeze";
+  const steps = o.stepsByFraction.get(fraction) ?? o.finetuneSteps;
   const cfg = {
     name: `lr-${tag}`, output_dir: dir, seed, backend: "wasm", task: "classification",
     finetune: {
@@ -133,13 +252,27 @@ function finetune(o: Options, base: string, method: string, fraction: number, se
     },
     data: { corpus: "spam-assassin", max_seq_len: o.maxSeqLen, validation_fraction: 0.05 },
     batch: { global_batch_size: o.batch, micro_batch_size: o.batch / o.workers },
-    optimizer: { lr: full ? o.lr : o.peftLr, weight_decay: 0.01 },
-    schedule: { warmup_steps: Math.floor(o.finetuneSteps / 10) },
-    training: { max_steps: o.finetuneSteps, eval_interval_steps: 0, checkpoint_interval_steps: 0 },
+    optimizer: { lr: lrOf(o, method), weight_decay: 0.01 },
+    schedule: { warmup_steps: Math.floor(steps / 10) },
+    training: { max_steps: steps, eval_interval_steps: 0, checkpoint_interval_steps: 0 },
     communication: SHARED_MACHINE,
   };
-  if (fs.existsSync(dir)) fs.rmSync(dir, { recursive: true, force: true });
-  const wallS = launch([writeYaml(path.join(o.out, "configs", `${tag}.yaml`), cfg), "--workers", String(o.workers), "--quiet"]);
+  const yamlFile = writeYaml(path.join(o.out, "configs", `${tag}.yaml`), cfg);
+  // A finished run with the same configuration is reused (an interrupted experiment continues where it stopped).
+  const doneFile = path.join(dir, "experiment-run.json");
+  let wallS: number;
+  const yamlText = fs.readFileSync(yamlFile, "utf8");
+  const done = fs.existsSync(doneFile) ? (JSON.parse(fs.readFileSync(doneFile, "utf8")) as { yaml: string; wallS: number }) : undefined;
+  if (done !== undefined && done.yaml === yamlText && fs.existsSync(path.join(dir, "classification_metrics.json"))) {
+    wallS = done.wallS;
+  } else if (o.reportOnly) {
+    process.stderr.write(`experiment: ${tag}: not finished, left out (--report-only)\n`);
+    return undefined;
+  } else {
+    if (fs.existsSync(dir)) fs.rmSync(dir, { recursive: true, force: true });
+    wallS = await launchAsync([yamlFile, "--workers", String(o.workers), "--quiet"]);
+    fs.writeFileSync(doneFile, JSON.stringify({ yaml: yamlText, wallS }) + "\n");
+  }
   const metrics = JSON.parse(fs.readFileSync(path.join(dir, "classification_metrics.json"), "utf8")) as { test: { accuracy: number; macro_f1: number } };
   const log = fs.readFileSync(path.join(dir, "logs", "rank-0.log"), "utf8");
   const m = /trainable params: ([\d,]+) \|\| all params: ([\d,]+) \|\| trainable%: ([\d.]+)/.exec(log);
@@ -149,9 +282,10 @@ function finetune(o: Options, base: string, method: string, fraction: number, se
     method, fraction, seed, accuracy: metrics.test.accuracy, macroF1: metrics.test.macro_f1,
     trainable: m ? Number(m[1].replace(/,/g, "")) : NaN, trainablePercent: m ? Number(m[3]) : NaN,
     allreduceBytes: lines[lines.length - 1].allreduce_bytes ?? NaN, wallS, trainExamples: kept ? Number(kept[1]) : NaN,
+    lr: lrOf(o, method), steps,
   };
   process.stderr.write(`experiment: ${tag}: test accuracy ${(100 * result.accuracy).toFixed(2)}%, macro-F1 ${(100 * result.macroF1).toFixed(2)}%, ` +
-    `${result.trainExamples} labels, trainable ${result.trainablePercent}%, ${result.allreduceBytes} B/step, ${wallS.toFixed(0)} s\n`);
+    `${result.trainExamples} labels, lr ${result.lr}, ${steps} steps, trainable ${result.trainablePercent}%, ${result.allreduceBytes} B/step, ${wallS.toFixed(0)} s\n`);
   return result;
 }
 
@@ -163,16 +297,16 @@ function meanStd(xs: number[]): { mean: number; std: number } {
 
 function table(o: Options, results: RunResult[]): string {
   const pct = (x: { mean: number; std: number }, n: number): string => `${(100 * x.mean).toFixed(1)}${n > 1 ? ` ± ${(100 * x.std).toFixed(1)}` : ""}`;
-  const head = ["method", ...o.fractions.map((f) => `${f * 100}% labels: acc / macro-F1`), "trainable %", "bytes all-reduced / step", "wall s / run"];
+  const head = ["method", ...o.fractions.map((f) => `${f * 100}% labels: acc / macro-F1`), "lr", "trainable %", "bytes all-reduced / step", "wall s / run"];
   const rows = o.methods.map((method) => {
     const mine = results.filter((r) => r.method === method);
     const cells = o.fractions.map((f) => {
       const rs = mine.filter((r) => r.fraction === f);
       if (rs.length === 0) return "—";
-      return `${pct(meanStd(rs.map((r) => r.accuracy)), rs.length)} / ${pct(meanStd(rs.map((r) => r.macroF1)), rs.length)}`;
+      return `${pct(meanStd(rs.map((r) => r.accuracy)), rs.length)} / ${pct(meanStd(rs.map((r) => r.macroF1)), rs.length)} (${rs.length})`;
     });
     const any = mine[0];
-    return [method, ...cells, any ? any.trainablePercent.toFixed(2) : "—", any ? String(any.allreduceBytes) : "—", any ? meanStd(mine.map((r) => r.wallS)).mean.toFixed(0) : "—"];
+    return [method, ...cells, String(lrOf(o, method)), any ? any.trainablePercent.toFixed(2) : "—", any ? String(any.allreduceBytes) : "—", any ? meanStd(mine.map((r) => r.wallS)).mean.toFixed(0) : "—"];
   });
   const labels = o.fractions.map((f) => {
     const r = results.find((x) => x.fraction === f);
@@ -180,8 +314,9 @@ function table(o: Options, results: RunResult[]): string {
   });
   return [
     `| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`), "",
-    `Test split: 20% of SpamAssassin (stratified, split_seed 1234). ${labels.join(", ")}. Seeds: ${o.seeds.join(", ")} (mean ± sample std over seeds).`,
-    `Model: ${o.preset} pretrained on Brown for ${o.pretrainSteps} steps; fine-tuning ${o.finetuneSteps} steps of ${o.batch} examples, max_seq_len ${o.maxSeqLen}, ${o.workers} worker(s).`,
+    `Test split: 20% of SpamAssassin (stratified, split_seed 1234). ${labels.join(", ")}. Seeds: ${o.seeds.join(", ")}; (n) = seeds in the cell, mean ± sample std over them.`,
+    `Model: ${o.preset} pretrained on Brown for ${o.pretrainSteps} steps (lr ${o.pretrainLr}, warmup ${o.pretrainWarmup}, dropout ${o.pretrainDropout}); ` +
+      `fine-tuning ${o.fractions.map((f) => `${o.stepsByFraction.get(f)} steps at ${f * 100}%`).join(", ")}, batch ${o.batch}, max_seq_len ${o.maxSeqLen}, ${o.workers} worker(s), ${o.jobs} run(s) in parallel.`,
   ].join("\n");
 }
 
@@ -227,25 +362,38 @@ function plot(o: Options, results: RunResult[]): string {
   return parts.join("\n") + "\n";
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   fs.mkdirSync(o.out, { recursive: true });
   const t0 = Date.now();
-  const base = pretrain(o);
+  const base = o.reportOnly ? path.resolve(o.out, "pretrain") : pretrain(o);
   const results: RunResult[] = [];
   const resultsFile = path.join(o.out, "results.json");
-  for (const fraction of o.fractions) {
-    for (const method of o.methods) {
-      for (const seed of o.seeds) {
-        results.push(finetune(o, base, method, fraction, seed));
-        fs.writeFileSync(resultsFile, JSON.stringify({ options: o, results }, null, 2) + "\n");
-      }
+  const cells: [number, string, number][] = [];
+  for (const g of o.grid) {
+    for (const fraction of g.fractions) for (const method of g.methods) for (const seed of g.seeds) {
+      if (!cells.some(([f, m, s]) => f === fraction && m === method && s === seed)) cells.push([fraction, method, seed]);
     }
   }
-  const md = `# Low-resource fine-tuning (SpamAssassin, pretrained on Brown)\n\n${table(o, results)}\n\nTotal wall time ${((Date.now() - t0) / 60000).toFixed(1)} min.\n`;
+  // --jobs runs in parallel; each run is independent (own launch, own ports).
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < cells.length) {
+      const [fraction, method, seed] = cells[next++];
+      const r = await finetune(o, base, method, fraction, seed);
+      if (r === undefined) continue;
+      results.push(r);
+      fs.writeFileSync(resultsFile, JSON.stringify({ options: { ...o, methodLr: Object.fromEntries(o.methodLr), stepsByFraction: Object.fromEntries(o.stepsByFraction) }, results }, null, 2) + "\n");
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, o.jobs) }, worker));
+  const md = `# Low-resource fine-tuning (SpamAssassin, pretrained on Brown)\n\n${table(o, results)}\n\n${o.reportOnly ? "Tabulated with --report-only from the finished runs." : `Total wall time ${((Date.now() - t0) / 60000).toFixed(1)} min.`}\n`;
   fs.writeFileSync(path.join(o.out, "results.md"), md);
   fs.writeFileSync(path.join(o.out, "plot.svg"), plot(o, results));
   process.stdout.write(md + `\n(results.json, results.md, plot.svg in ${path.resolve(o.out)})\n`);
 }
 
-main();
+main().catch((e: unknown) => {
+  process.stderr.write(`experiment: ${(e as Error).message}\n`);
+  process.exit(1);
+});

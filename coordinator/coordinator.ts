@@ -447,7 +447,7 @@ function aggregate(step: number, reports: StepReport[], progress: { epoch: numbe
       .sort((a, b) => a.rank - b.rank)
       .map((r) => ({
         rank: r.rank, step_ms: r.step_ms, data_wait_ms: r.data_wait_ms, compute_ms: r.compute_ms,
-        communication_ms: r.communication_ms, optimizer_ms: r.optimizer_ms,
+        communication_ms: r.communication_ms, allreduce_wall_ms: r.allreduce_wall_ms, optimizer_ms: r.optimizer_ms,
         idle_ms: Math.max(0, stepMs - r.step_ms),
       })),
   };

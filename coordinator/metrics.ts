@@ -8,7 +8,10 @@ export interface RankTimes {
   step_ms: number;
   data_wait_ms: number;
   compute_ms: number;
+  /** Exposed all-reduce time (not hidden behind the backward pass). */
   communication_ms: number;
+  /** The all-reduce's whole wall time, overlapped part included (absent in runs before this field existed). */
+  allreduce_wall_ms?: number;
   optimizer_ms: number;
   /** Time this rank waited for the slowest rank (step time minus its own). */
   idle_ms: number;

@@ -6,6 +6,7 @@
  *   launch fill-mask --model DIR "text with [MASK]"
  *   launch predict --model DIR [--adapter DIR] FILE
  *   launch demo
+ *   launch bench allreduce|step|scaling|simulate ...   (benchmarks: tables on stdout, --json FILE, --html FILE)
  */
 import * as fs from "node:fs";
 import yargs from "yargs";
@@ -18,6 +19,7 @@ import { fillMask } from "./fill-mask";
 import { runDemo } from "./demo";
 import { predictFile } from "./predict";
 import { runK8sCommand } from "./k8s/command";
+import { registerBenchCommand } from "./bench/command";
 
 async function main(argv: string[]): Promise<number> {
   let code = EXIT_OK;
@@ -46,12 +48,13 @@ async function main(argv: string[]): Promise<number> {
           .option("dry-run", { type: "boolean", describe: "validate and print the resolved config and world, start nothing" })
           .option("auto-resume", { type: "boolean", describe: "continue output_dir from its latest good checkpoint if it has one (for restarted jobs), else start fresh" })
           .option("max-restarts", { type: "number", default: 0, describe: "restart from the last checkpoint after a worker failure, up to N times (see elastic.* in the config)" })
+          .option("timeline", { type: "boolean", describe: "write a per-rank Chrome trace-event timeline to RUN_DIR/timeline/ and RUN_DIR/timeline.json (training.timeline)" })
           .option("quiet", { type: "boolean", describe: "no progress output" }),
       async (a) => {
         const args: TrainArgs = {
           config: a.config, resume: a.resume, autoResume: a["auto-resume"], workers: a.workers, gpus: a.gpus, nodes: a.nodes, nodeRank: a["node-rank"],
           coordinator: a.coordinator, advertiseHost: a["advertise-host"], jobId: a["job-id"], dryRun: a["dry-run"], quiet: a.quiet,
-          overrides: { maxSteps: a["max-steps"], output: a.output, backend: a.backend, seed: a.seed, set: a.set },
+          overrides: { maxSteps: a["max-steps"], output: a.output, backend: a.backend, seed: a.seed, set: a.set, timeline: a.timeline },
         };
         code = await launchWithRestarts(args, a["max-restarts"]);
       },
@@ -142,7 +145,11 @@ async function main(argv: string[]): Promise<number> {
       async (a) => {
         code = await runDemo({ workers: a.workers, maxSteps: a["max-steps"], output: a.output });
       },
-    )
+    );
+  registerBenchCommand(parser, (c) => {
+    code = c;
+  });
+  parser
     .strict()
     .help()
     .alias("h", "help")

@@ -26,6 +26,7 @@ import { ProgressReporter } from "./progress";
 import { dropSnapshots, newestResumePoint, pruneSnapshots, snapshotRoot } from "./snapshots";
 import { checkFinetuneConfig, classificationReport, prepareJobData } from "./job-data";
 import { waitForCoordinator } from "./coordinator-wait";
+import { mergeTimelines, timelineFileName } from "../worker/timeline";
 
 /** Arguments of a training launch. */
 export interface TrainArgs extends WorldArgs {
@@ -73,6 +74,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   const runDir = path.resolve(cfg.output_dir);
   const snapshots = snapshotRoot(cfg);
   fs.mkdirSync(runDir, { recursive: true });
+  const timelineDir = cfg.training.timeline ? prepareTimelineDir(runDir, world, resume !== undefined) : undefined;
 
   let coordinator: Coordinator | undefined;
   let coordinatorAddress = world.coordinatorAddress;
@@ -143,7 +145,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     supervisor.start({
       rank,
       localRank: local,
-      env: workerEnv(world, local, rank, jobId, token, coordinatorAddress!, comm, args.advertiseHost),
+      env: timelineEnv(workerEnv(world, local, rank, jobId, token, coordinatorAddress!, comm, args.advertiseHost), timelineDir),
     }, true);
   }
 
@@ -157,6 +159,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   const exits = await supervisor.stopAll(outcome?.status === "failed" ? 2000 : 30_000);
   progress.finish();
   await coordinator?.stop();
+  if (timelineDir !== undefined && coordinator) writeMergedTimeline(runDir, timelineDir, log, alert);
   process.off("SIGINT", stopSignals);
   process.off("SIGTERM", stopSignals);
 
@@ -239,4 +242,37 @@ function workerEnv(world: World, local: number, rank: number, jobId: string, tok
   if (advertiseHost && world.nodes > 1) env.RINGTRAIN_ADVERTISE_HOST = advertiseHost;
   if (world.useGpus) env.CUDA_VISIBLE_DEVICES = String(local);
   return env;
+}
+
+/** Where the ranks write their timelines (training.timeline); a fresh run first drops this node's stale rank files. */
+function prepareTimelineDir(runDir: string, world: World, resumed: boolean): string {
+  const dir = path.join(runDir, "timeline");
+  fs.mkdirSync(dir, { recursive: true });
+  if (!resumed) {
+    // a resumed (or restarted) run continues its ranks' files; a fresh one starts them anew
+    for (let local = 0; local < world.workersPerNode; local++) {
+      fs.rmSync(path.join(dir, timelineFileName(world.nodeRank * world.workersPerNode + local)), { force: true });
+    }
+    if (world.nodeRank === 0) fs.rmSync(path.join(runDir, "timeline.json"), { force: true });
+  }
+  return dir;
+}
+
+/** Tells a worker where to write its timeline, or (no timeline) that it writes none. */
+function timelineEnv(env: NodeJS.ProcessEnv, dir: string | undefined): NodeJS.ProcessEnv {
+  if (dir === undefined) delete env.RINGTRAIN_TIMELINE_DIR;
+  else env.RINGTRAIN_TIMELINE_DIR = dir;
+  return env;
+}
+
+/** Merges the rank files into RUN_DIR/timeline.json (node 0, after the workers stopped, also after a failure). */
+function writeMergedTimeline(runDir: string, dir: string, log: (line: string) => void, alert: (line: string) => void): void {
+  const out = path.join(runDir, "timeline.json");
+  try {
+    const merged = mergeTimelines(dir, out);
+    log(`timeline: ${out} (${merged.ranks.length} rank(s), ${merged.events} events); open it in https://ui.perfetto.dev or chrome://tracing`);
+    for (const s of merged.skipped) alert(`timeline: skipped ${s}`);
+  } catch (err) {
+    alert(`timeline: cannot merge ${dir} into ${out}: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }

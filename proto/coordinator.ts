@@ -57,6 +57,8 @@ export interface StepReport {
   test_eval: EvalResult | null;
   /** Float32 bytes all-reduced in the step (trained parameters' gradients + counters). */
   allreduce_bytes: number;
+  /** Wall time of the all-reduce from start to result, overlapped part included. */
+  allreduce_wall_ms: number;
 }
 
 export interface StepPlan {

@@ -20,11 +20,14 @@ export interface WorkerEnv {
   /** Port of the ring peer server: RINGTRAIN_PEER_PORT_BASE + localRank (fixed ports for firewalls), or 0 = any free port. */
   peerPort: number;
   hostname: string;
+  /** Folder of the per-rank timeline files (RINGTRAIN_TIMELINE_DIR, set by launch when training.timeline is on), else undefined. */
+  timelineDir?: string;
 }
 
 /**
  * Reads COORDINATOR_ADDR, RINGTRAIN_JOB_ID, RINGTRAIN_TOKEN (or RINGTRAIN_TOKEN_FILE), NODE_RANK, LOCAL_RANK,
- * LOCAL_WORLD_SIZE, WORLD_SIZE, RANK (checked), RINGTRAIN_BIND_HOST, RINGTRAIN_ADVERTISE_HOST, RINGTRAIN_PEER_PORT_BASE.
+ * LOCAL_WORLD_SIZE, WORLD_SIZE, RANK (checked), RINGTRAIN_BIND_HOST, RINGTRAIN_ADVERTISE_HOST, RINGTRAIN_PEER_PORT_BASE,
+ * RINGTRAIN_TIMELINE_DIR.
  */
 export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
   const need = (name: string): string => {
@@ -70,5 +73,6 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
     advertiseHost: env.RINGTRAIN_ADVERTISE_HOST || (bindHost === "0.0.0.0" || bindHost === "::" ? os.hostname() : bindHost),
     peerPort: peerPortBase === 0 ? 0 : peerPortBase + localRank,
     hostname: os.hostname(),
+    timelineDir: env.RINGTRAIN_TIMELINE_DIR || undefined,
   };
 }

@@ -9,13 +9,15 @@ import { selectBackend, type BackendName } from "../shared/backend/select";
 import { measurePeakFlops } from "../shared/backend/peak-flops";
 import type { StepPlan, StepReport } from "../proto/coordinator";
 import { RingCommunicator } from "./collective/ring-communicator";
-import { RingReducer } from "./tfjs/ring-reducer";
+import { ThreadedRing, type Collective } from "./collective/ring-thread";
+import { createReducer } from "./compression/create-reducer";
 import { CoordinatorClient } from "./coordinator-client";
 import { Heartbeat } from "./heartbeat";
 import { hangIfInjected } from "./fault-injection";
 import { loadMutualTls } from "../shared/security/tls";
 import { createTask } from "./tasks";
 import type { WorkerEnv } from "./env";
+import { TimelineRecorder } from "./timeline";
 import * as fs from "node:fs";
 
 /** Communication settings a worker needs before it joins (launch passes them in RINGTRAIN_COMM_JSON). */
@@ -24,11 +26,16 @@ export type CommSettings = RunConfig["communication"];
 /** Runs one worker to completion; resolves with the reason the coordinator gave for stopping. */
 export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: string) => void, onCoordinatorLost: (message: string) => void): Promise<string> {
   // 1. Listen for ring peers, then join: the coordinator answers once the whole world is there.
-  const ring = await RingCommunicator.listen({
+  const timeline = env.timelineDir !== undefined ? new TimelineRecorder(env.timelineDir, env.rank, env.hostname, { warn: log }) : undefined;
+  // With overlap the ring lives in its own thread, so buckets travel while this thread runs the backward pass.
+  const ringOptions = {
     jobId: env.jobId, token: env.token, rank: env.rank, worldSize: env.worldSize, timeoutMs: comm.timeout_ms,
     host: env.bindHost, port: env.peerPort, chunkBytes: comm.chunk_bytes, bucketBytes: comm.bucket_bytes, compression: comm.compression,
-    tls: loadMutualTls(comm.tls),
-  });
+    onEvent: timeline?.collective.observe,
+  };
+  const ring: Collective = comm.overlap
+    ? await ThreadedRing.listen(ringOptions, comm.tls)
+    : await RingCommunicator.listen({ ...ringOptions, tls: loadMutualTls(comm.tls) });
   const client = new CoordinatorClient(env.coordinatorAddress, env.token, loadMutualTls(comm.tls)?.channel());
   const heartbeat = new Heartbeat(env, comm, onCoordinatorLost);
   try {
@@ -50,7 +57,7 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
     // 2. Backend, then the task (tokenizer, data, model, objective): identical on every rank (same vocab, seed, cache).
     const backend = await selectBackend(cfg.backend as BackendName);
     const peakFlops = measurePeakFlops();
-    const reducer = new RingReducer(ring);
+    const reducer = createReducer(cfg.communication, ring);
     const task = await createTask({ cfg, joined, env, reducer, log });
     log(`rank ${env.rank}/${env.worldSize} on ${env.hostname} (pid ${process.pid}): backend ${backend}, peak matmul ${(peakFlops / 1e9).toFixed(1)} GFLOP/s, ${task.summary}`);
 
@@ -64,11 +71,18 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
     try {
       for (;;) {
         heartbeat.set(report.completed_step, "waiting for plan");
+        const tw = performance.now();
         const plan = await client.nextStep(report, comm.heartbeat_timeout_ms + comm.timeout_ms);
+        timeline?.planWait(tw, plan.step, plan.stop);
         if (plan.stop) return plan.stop_reason;
         const t0 = performance.now();
         report = emptyReport(env, plan.step);
 
+        // Logged before this rank contributes to the step's all-reduce (with overlap that starts during the last
+        // backward pass): a step whose all-reduce completed is then logged by every rank, even one that dies right after.
+        if (dataLog !== undefined) {
+          fs.appendFileSync(dataLog, JSON.stringify({ step: plan.step, rank: env.rank, world: env.worldSize, coordinator: env.coordinatorAddress, indices: plan.sequence_indices, epochs: plan.sequence_epochs }) + "\n");
+        }
         let dataWait = 0;
         let compute = 0;
         for (let m = 0; m < plan.accumulation_steps; m++) {
@@ -76,32 +90,36 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
           const td = performance.now();
           const batch = await task.nextMicroBatch();
           dataWait += performance.now() - td;
+          timeline?.endSpan("data wait", "data", td, { step: plan.step, micro: m });
           if (batch === undefined) throw new Error(`data plan ended before step ${plan.step}`);
           checkPlan(plan, m, micro, batch.indices);
           heartbeat.set(plan.step, "compute");
           hangIfInjected(env.rank, plan.step);
           const tc = performance.now();
-          const stats = batch.train((plan.step - 1) * cfg.batch.global_batch_size + env.rank * perRank + m * micro);
+          const last = m === plan.accumulation_steps - 1; // only the last micro-batch's gradients are final: it starts the all-reduce
+          const stats = batch.train((plan.step - 1) * cfg.batch.global_batch_size + env.rank * perRank + m * micro, last);
           compute += performance.now() - tc;
+          timeline?.endSpan("forward+backward", "compute", tc, { step: plan.step, micro: m });
           report.loss_sum += stats.mlmLossSum;
           report.target_count += stats.mlmTargets;
           report.tokens += batch.tokens;
           await new Promise<void>((resolve) => setImmediate(resolve)); // let heartbeats and peer traffic run
         }
-        // Logged once this rank has trained on the step's data and before it contributes to the all-reduce: a step
-        // whose all-reduce completed is then logged by every rank, even one that dies right after sending.
-        if (dataLog !== undefined) {
-          fs.appendFileSync(dataLog, JSON.stringify({ step: plan.step, rank: env.rank, world: env.worldSize, coordinator: env.coordinatorAddress, indices: plan.sequence_indices, epochs: plan.sequence_epochs }) + "\n");
-        }
         heartbeat.set(plan.step, "all-reduce");
         const tu = performance.now();
         const result = await task.applyUpdate();
+        timeline?.update(tu, plan.step);
         if (Math.abs(result.lr - plan.learning_rate) > 1e-12 * Math.max(1, plan.learning_rate)) {
           throw new Error(`step ${plan.step}: learning rate ${result.lr} differs from the coordinator's ${plan.learning_rate} (config mismatch?)`);
         }
-        report.communication_ms = reducer.lastMs;
+        // Exposed communication: what this thread waited for the result after its backward pass (with overlap the
+        // result may already be in before the update starts: 0); the rest of applyUpdate is the optimizer.
+        const tEnd = performance.now();
+        const doneAt = Math.min(tEnd, Math.max(tu, reducer.lastDoneAt ?? tu + reducer.lastMs));
+        report.communication_ms = doneAt - tu;
+        report.allreduce_wall_ms = reducer.lastTotalMs;
         report.allreduce_bytes = reducer.lastBytes;
-        report.optimizer_ms = performance.now() - tu - reducer.lastMs;
+        report.optimizer_ms = tEnd - doneAt;
         report.grad_norm = result.gradNorm;
         report.data_wait_ms = dataWait;
         report.compute_ms = compute;
@@ -110,19 +128,26 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
 
         if (plan.eval_sequence_indices.length > 0) {
           heartbeat.set(plan.step, "evaluation");
+          const te = performance.now();
           report.eval = task.evaluate("validation", plan.eval_sequence_indices);
+          timeline?.endSpan("evaluation", "eval", te, { step: plan.step, sequences: plan.eval_sequence_indices.length });
         }
         if (plan.test_sequence_indices.length > 0) {
           heartbeat.set(plan.step, "test evaluation");
+          const te = performance.now();
           report.test_eval = task.evaluate("test", plan.test_sequence_indices);
+          timeline?.endSpan("test evaluation", "eval", te, { step: plan.step, sequences: plan.test_sequence_indices.length });
         }
         if (plan.report_param_checksum) report.param_checksum = task.checksum();
         if (plan.checkpoint_dir !== "" && env.rank === 0) {
           heartbeat.set(plan.step, "checkpoint");
+          const tk = performance.now();
           await task.save(plan.checkpoint_dir, plan.step);
+          timeline?.endSpan("checkpoint", "checkpoint", tk, { step: plan.step });
           report.checkpoint_dir = plan.checkpoint_dir;
         }
         report.step_ms = performance.now() - t0;
+        timeline?.endSpan("step", "step", t0, { step: plan.step, tokens: report.tokens });
       }
     } finally {
       await task.close();
@@ -131,6 +156,7 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
     heartbeat.stop();
     client.close();
     await ring.close();
+    timeline?.close();
   }
 }
 
@@ -146,7 +172,7 @@ function emptyReport(env: WorkerEnv, completedStep: number): StepReport {
   return {
     job_id: env.jobId, rank: env.rank, completed_step: completedStep, loss_sum: 0, target_count: 0, tokens: 0,
     step_ms: 0, data_wait_ms: 0, compute_ms: 0, communication_ms: 0, optimizer_ms: 0, grad_norm: 0, eval: null,
-    checkpoint_dir: "", param_checksum: "", model_flops: 0, peak_flops_per_s: 0, test_eval: null, allreduce_bytes: 0,
+    checkpoint_dir: "", param_checksum: "", model_flops: 0, peak_flops_per_s: 0, test_eval: null, allreduce_bytes: 0, allreduce_wall_ms: 0,
   };
 }
 

@@ -18,6 +18,8 @@ export interface ConfigOverrides {
   output?: string;
   backend?: string;
   seed?: number;
+  /** Turns on the per-rank timeline (training.timeline). */
+  timeline?: boolean;
   /** Free-form `a.b.c=value` overrides (value parsed as YAML). */
   set?: string[];
 }
@@ -95,6 +97,7 @@ function applyOverrides(obj: Record<string, unknown>, o: ConfigOverrides, file: 
   if (o.output !== undefined) setPath("output_dir", o.output);
   if (o.backend !== undefined) setPath("backend", o.backend);
   if (o.seed !== undefined) setPath("seed", o.seed);
+  if (o.timeline !== undefined) setPath("training.timeline", o.timeline);
   for (const assignment of o.set ?? []) {
     const eq = assignment.indexOf("=");
     if (eq <= 0) throw new ConfigError(`--set '${assignment}': expected field.path=value`);

@@ -91,6 +91,33 @@ export const trainingSchema = z.object({
   checkpoint_interval_steps: nonNegativeInt.default(0),
   keep_checkpoints: positiveInt.default(3),
   log_interval_steps: positiveInt.default(1),
+  /** Per-rank Chrome trace-event timeline in RUN_DIR/timeline/ and RUN_DIR/timeline.json (also `launch --timeline`). */
+  timeline: z.boolean().default(false),
+}).strict();
+
+/** Names of the gradient compression methods (config `communication.gradient_compression.method`). */
+export const GRADIENT_COMPRESSION_METHODS = ["none", "topk", "powersgd"] as const;
+
+/**
+ * Gradient compression with error feedback (worker/compression): what each rank contributes to the all-reduce.
+ * `topk` sends the topk_ratio share of largest-magnitude entries of every large tensor as (index, value) pairs;
+ * `powersgd` sends rank-`powersgd_rank` factors P and Q of every large 2-D weight (Vogels et al. 2019). The
+ * counters (target counts, loss sums) and small tensors always travel uncompressed, so normalisation stays exact.
+ * A PowerSGD factor pair costs (rows + cols) x rank floats against rows x cols. The error-feedback residuals and
+ * PowerSGD's warm-start Q are per-rank memory, not checkpointed: a resumed or restarted run starts them afresh.
+ */
+export const gradientCompressionSchema = z.object({
+  method: z.enum(GRADIENT_COMPRESSION_METHODS).default("none"),
+  /** Share of each compressed tensor's entries that top-k sends, in (0, 1]. */
+  topk_ratio: z.number().gt(0, "must be > 0").max(1, "must be <= 1").default(0.01),
+  /** Rank of PowerSGD's low-rank approximation. */
+  powersgd_rank: positiveInt.default(4),
+  /** Keep what was not sent (per rank) and add it to the next step's gradient. */
+  error_feedback: z.boolean().default(true),
+  /** Steps (0-based) of plain all-reduce before compression starts (PyTorch's start_powerSGD_iter). */
+  start_step: nonNegativeInt.default(0),
+  /** Tensors with fewer elements (and, for powersgd, 1-D tensors) travel uncompressed. */
+  min_compress_elements: nonNegativeInt.default(1024),
 }).strict();
 
 export const communicationSchema = z.object({
@@ -99,6 +126,14 @@ export const communicationSchema = z.object({
   /** Size of one pipelined wire message of the ring. */
   chunk_bytes: byteSize.default(4 * 1024 * 1024),
   compression: z.enum(["none", "fp16", "bf16"]).default("none"),
+  /**
+   * Overlap the all-reduce with the backward pass (as DDP does): the ring runs in its own thread and each bucket
+   * starts as soon as its gradients exist, in reverse layer order. Use a bucket_bytes smaller than the gradients
+   * for it to help. Off by default: on CPU workers that already use every core (one wasm thread per core) it
+   * measured no gain (docs/PERFORMANCE.md, "Overlap"); turn it on where workers have cores to spare or compute
+   * on a GPU. false: the ring runs on the training thread after the backward pass.
+   */
+  overlap: z.boolean().default(false),
   /** Deadline of one collective (all-reduce of one step). */
   timeout_ms: positiveInt.default(60_000),
   /** How long the coordinator waits for every worker to join. */
@@ -116,7 +151,12 @@ export const communicationSchema = z.object({
    * and of this node's certificate and key; peers must present certificates signed by the same CA.
    */
   tls: z.object({ ca_file: z.string(), cert_file: z.string(), key_file: z.string() }).strict().optional(),
-}).strict();
+  gradient_compression: gradientCompressionSchema.default(gradientCompressionSchema.parse({})),
+}).strict().superRefine((c, ctx) => {
+  if (c.gradient_compression.method === "topk" && c.compression !== "none") {
+    ctx.addIssue({ code: "custom", path: ["gradient_compression", "method"], message: `topk sends float32 indices, which ${c.compression} wire compression would corrupt; set communication.compression: none` });
+  }
+});
 
 /**
  * Recovery after a worker failure (with `launch --max-restarts K`): every worker restarts from the last

@@ -12,6 +12,7 @@ import { bertParamSpecs, type HeadOptions, type ParamSpec } from "./params";
 import { layerNorm } from "./ops/layer-norm";
 import { gelu } from "./ops/gelu";
 import { dropout, type DropoutKey } from "./ops/dropout";
+import { readParam } from "./gradient-tap";
 
 /** Token inputs of a forward pass, row-major [batchSize, seqLen]. */
 export interface EncoderInput {
@@ -103,6 +104,11 @@ export class BertModel {
     return v;
   }
 
+  /** The parameter as read by a forward pass (through the active gradient tap, see gradient-tap.ts). */
+  use(name: string): tf.Tensor {
+    return readParam(this.param(name));
+  }
+
   /** Variables in registration order. */
   variables(): tf.Variable[] {
     return [...this.params.values()];
@@ -116,11 +122,11 @@ export class BertModel {
 
 /** x @ W + b with W stored [in, out]; the bias add is fused into the product (XNNPACK applies it for free on wasm). */
 function linear(m: BertModel, prefix: string, x: tf.Tensor2D): tf.Tensor2D {
-  return tf.fused.matMul({ a: x, b: m.param(`${prefix}.weight`) as tf.Tensor2D, bias: m.param(`${prefix}.bias`) }) as tf.Tensor2D;
+  return tf.fused.matMul({ a: x, b: m.use(`${prefix}.weight`) as tf.Tensor2D, bias: m.use(`${prefix}.bias`) }) as tf.Tensor2D;
 }
 
 function norm(m: BertModel, prefix: string, x: tf.Tensor2D): tf.Tensor2D {
-  return layerNorm(x, m.param(`${prefix}.weight`) as tf.Tensor1D, m.param(`${prefix}.bias`) as tf.Tensor1D, m.config.layerNormEps);
+  return layerNorm(x, m.use(`${prefix}.weight`) as tf.Tensor1D, m.use(`${prefix}.bias`) as tf.Tensor1D, m.config.layerNormEps);
 }
 
 function checkInput(cfg: BertConfig, input: EncoderInput): void {
@@ -158,8 +164,8 @@ export function encode(m: BertModel, input: EncoderInput, opts: ForwardOptions =
   const hooks = opts.hooks;
   const ids = tf.tensor1d(input.inputIds, "int32");
   const types = tf.tensor1d(input.tokenTypeIds, "int32");
-  const words = tf.gather(m.param("bert.embeddings.word_embeddings.weight"), ids);
-  const tok = tf.gather(m.param("bert.embeddings.token_type_embeddings.weight"), types);
+  const words = tf.gather(m.use("bert.embeddings.word_embeddings.weight"), ids);
+  const tok = tf.gather(m.use("bert.embeddings.token_type_embeddings.weight"), types);
   let wordsAndTypes = tf.reshape(tf.add(words, tok), [B, T, H]) as tf.Tensor3D;
   // Soft prompt: n rows (plus the segment-0 embedding) inserted after [CLS]; the sequence grows to T + n.
   const prompt = hooks?.prompt?.();
@@ -169,7 +175,7 @@ export function encode(m: BertModel, input: EncoderInput, opts: ForwardOptions =
     const n = prompt.shape[0];
     TT = T + n;
     if (TT > cfg.maxPositionEmbeddings) throw new Error(`seqLen ${T} + ${n} prompt tokens exceeds maxPositionEmbeddings ${cfg.maxPositionEmbeddings}`);
-    const segment0 = tf.slice(m.param("bert.embeddings.token_type_embeddings.weight"), [0, 0], [1, H]);
+    const segment0 = tf.slice(m.use("bert.embeddings.token_type_embeddings.weight"), [0, 0], [1, H]);
     const rows = tf.tile(tf.reshape(tf.add(prompt, segment0), [1, n, H]), [B, 1, 1]);
     wordsAndTypes = tf.concat([tf.slice(wordsAndTypes, [0, 0, 0], [B, 1, H]), rows, tf.slice(wordsAndTypes, [0, 1, 0], [B, T - 1, H])], 1) as tf.Tensor3D;
     attention = new Int32Array(B * TT);
@@ -179,7 +185,7 @@ export function encode(m: BertModel, input: EncoderInput, opts: ForwardOptions =
       for (let j = 1; j < T; j++) attention[b * TT + n + j] = input.attentionMask[b * T + j];
     }
   }
-  const pos = tf.slice(m.param("bert.embeddings.position_embeddings.weight"), [0, 0], [TT, H]);
+  const pos = tf.slice(m.use("bert.embeddings.position_embeddings.weight"), [0, 0], [TT, H]);
   const emb = tf.reshape(tf.add(wordsAndTypes, pos), [B * TT, H]) as tf.Tensor2D;
   let h = dropout(norm(m, "bert.embeddings.LayerNorm", emb), hidP, key(0), B) as tf.Tensor2D;
 
@@ -244,7 +250,7 @@ export function encode(m: BertModel, input: EncoderInput, opts: ForwardOptions =
 export function mlmLogits(m: BertModel, hidden: tf.Tensor2D, positions: Int32Array): tf.Tensor2D {
   const picked = tf.gather(hidden, tf.tensor1d(positions, "int32")) as tf.Tensor2D;
   const t = norm(m, "cls.predictions.transform.LayerNorm", gelu(linear(m, "cls.predictions.transform.dense", picked)) as tf.Tensor2D);
-  return tf.add(tf.matMul(t, m.param("bert.embeddings.word_embeddings.weight"), false, true), m.param("cls.predictions.bias"));
+  return tf.add(tf.matMul(t, m.use("bert.embeddings.word_embeddings.weight"), false, true), m.use("cls.predictions.bias"));
 }
 
 /** Pooled output [batch, hidden]: tanh(dense(hidden state of [CLS], the first token of each sequence)). */

@@ -8,6 +8,7 @@ import { Rng } from "../rng";
 import { BertModel, encode, pooledOutput, type EncoderHooks, type EncoderInput, type ForwardOptions } from "../model/bert";
 import { dropout, type DropoutKey } from "../model/ops/dropout";
 import { gelu } from "../model/ops/gelu";
+import { readParam } from "../model/gradient-tap";
 import type { TrainableParam } from "../train/trainable";
 import { baseTrainable, extraParamSpecs, LAYER_LINEARS, loraTargets, type ExtraSpec } from "./specs";
 import type { PeftSettings } from "./settings";
@@ -79,6 +80,11 @@ export class PeftClassifier {
     return v;
   }
 
+  /** A head or method parameter as read by a forward pass (through the active gradient tap, see gradient-tap.ts). */
+  use(name: string): tf.Tensor {
+    return readParam(this.param(name));
+  }
+
   /** Class logits [batch, numLabels]. */
   logits(input: EncoderInput, fwd: ForwardOptions = { training: false }): tf.Tensor2D {
     const hidden = encode(this.base, input, { ...fwd, hooks: this.hooks(fwd, input.batchSize) });
@@ -86,7 +92,7 @@ export class PeftClassifier {
     let pooled = pooledOutput(this.base, hidden, input.batchSize, seqLen);
     const rate = fwd.training ? (fwd.dropoutRate ?? this.settings.classifierDropout) : 0;
     pooled = dropout(pooled, rate, this.dropoutKey(fwd, SITE_CLASSIFIER), input.batchSize) as tf.Tensor2D;
-    return tf.fused.matMul({ a: pooled, b: this.param("classifier.weight") as tf.Tensor2D, bias: this.param("classifier.bias") }) as tf.Tensor2D;
+    return tf.fused.matMul({ a: pooled, b: this.use("classifier.weight") as tf.Tensor2D, bias: this.use("classifier.bias") }) as tf.Tensor2D;
   }
 
   /** Folds the LoRA updates into the base weights: W += (alpha / r) A·B. The LoRA branch is then skipped. */
@@ -111,10 +117,10 @@ export class PeftClassifier {
    * reparameterising MLP, its output; otherwise the trained table itself.
    */
   prefixTable(): tf.Tensor2D {
-    if (this.extras.has("prefix.past_key_values")) return tf.clone(this.param("prefix.past_key_values")) as tf.Tensor2D;
+    if (this.extras.has("prefix.past_key_values")) return tf.clone(this.use("prefix.past_key_values")) as tf.Tensor2D;
     return tf.tidy(() => {
-      const h = tf.tanh(tf.fused.matMul({ a: this.param("prefix.embedding.weight") as tf.Tensor2D, b: this.param("prefix.mlp.0.weight") as tf.Tensor2D, bias: this.param("prefix.mlp.0.bias") }));
-      return tf.fused.matMul({ a: h as tf.Tensor2D, b: this.param("prefix.mlp.2.weight") as tf.Tensor2D, bias: this.param("prefix.mlp.2.bias") }) as tf.Tensor2D;
+      const h = tf.tanh(tf.fused.matMul({ a: this.use("prefix.embedding.weight") as tf.Tensor2D, b: this.use("prefix.mlp.0.weight") as tf.Tensor2D, bias: this.use("prefix.mlp.0.bias") }));
+      return tf.fused.matMul({ a: h as tf.Tensor2D, b: this.use("prefix.mlp.2.weight") as tf.Tensor2D, bias: this.use("prefix.mlp.2.bias") }) as tf.Tensor2D;
     });
   }
 
@@ -141,12 +147,12 @@ export class PeftClassifier {
         const sites = new Map<string, number>();
         return {
           linear: (prefix, x, out) => {
-            const a = this.extras.get(`${prefix}.lora_A.weight`);
-            if (a === undefined) return out;
+            if (!this.extras.has(`${prefix}.lora_A.weight`)) return out;
+            const a = this.use(`${prefix}.lora_A.weight`);
             let id = sites.get(prefix);
             if (id === undefined) sites.set(prefix, (id = site++));
             const xd = dropout(x, rate, this.dropoutKey(fwd, SITE_LORA + id), batchSize) as tf.Tensor2D;
-            const branch = tf.matMul(tf.matMul(xd, a as tf.Tensor2D), this.param(`${prefix}.lora_B.weight`) as tf.Tensor2D);
+            const branch = tf.matMul(tf.matMul(xd, a as tf.Tensor2D), this.use(`${prefix}.lora_B.weight`) as tf.Tensor2D);
             return tf.add(out, tf.mul(branch, scale)) as tf.Tensor2D;
           },
         };
@@ -155,8 +161,8 @@ export class PeftClassifier {
         return {
           sublayer: (layer, which, x) => {
             const p = `bert.encoder.layer.${layer}.adapter.${which}`;
-            const down = gelu(tf.fused.matMul({ a: x, b: this.param(`${p}.down.weight`) as tf.Tensor2D, bias: this.param(`${p}.down.bias`) })) as tf.Tensor2D;
-            return tf.add(x, tf.fused.matMul({ a: down, b: this.param(`${p}.up.weight`) as tf.Tensor2D, bias: this.param(`${p}.up.bias`) })) as tf.Tensor2D;
+            const down = gelu(tf.fused.matMul({ a: x, b: this.use(`${p}.down.weight`) as tf.Tensor2D, bias: this.use(`${p}.down.bias`) })) as tf.Tensor2D;
+            return tf.add(x, tf.fused.matMul({ a: down, b: this.use(`${p}.up.weight`) as tf.Tensor2D, bias: this.use(`${p}.up.bias`) })) as tf.Tensor2D;
           },
         };
       case "prefix": {
@@ -173,7 +179,7 @@ export class PeftClassifier {
         };
       }
       case "prompt":
-        return { prompt: () => this.param("prompt.embedding.weight") as tf.Tensor2D };
+        return { prompt: () => this.use("prompt.embedding.weight") as tf.Tensor2D };
       case "full":
       case "freeze":
       case "bitfit":

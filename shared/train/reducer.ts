@@ -12,11 +12,64 @@ export interface NamedGradient {
  */
 export interface GradientReducer {
   reduce(grads: NamedGradient[], counters: Float32Array, step: number): Promise<void>;
+  /**
+   * Optional: the shape of every parameter whose gradient reduce() will see (trainer.params). Reducers that
+   * compress by shape (PowerSGD reshapes each weight to rows x cols) need it; the others ignore it.
+   */
+  describeParameters?(params: readonly ParameterShape[]): void;
+}
+
+/** A parameter's name (as in NamedGradient) and shape. */
+export interface ParameterShape {
+  name: string;
+  shape: readonly number[];
+}
+
+/**
+ * A reduction started before the gradients exist, so that each one travels as soon as the backward pass has
+ * produced it (overlap of communication with computation). Indices are positions in the list given to begin().
+ */
+export interface PendingReduction {
+  /** Gradient `index` holds its final local value; it must not change until `done` settles. */
+  gradientReady(index: number): void;
+  /** The counters hold their final local values. */
+  countersReady(): void;
+  /** Resolves once every gradient and the counters hold the global sums. */
+  readonly done: Promise<void>;
+}
+
+/** A reducer that can start before the gradients are final (see PendingReduction). */
+export interface OverlappingReducer extends GradientReducer {
+  /** Starts the reduction of `grads` and `counters` for `step`; they must live in memory the reducer can read later (SharedArrayBuffer for a threaded ring). */
+  begin(grads: NamedGradient[], counters: Float32Array, step: number): PendingReduction;
+}
+
+/** Whether `r` can overlap its reduction with the backward pass. */
+export function canOverlap(r: GradientReducer): r is OverlappingReducer {
+  return typeof (r as Partial<OverlappingReducer>).begin === "function";
 }
 
 /** The reducer of a single process: the local sums already are the global sums. */
-export class IdentityReducer implements GradientReducer {
+export class IdentityReducer implements OverlappingReducer {
   async reduce(): Promise<void> {}
+
+  /** Nothing to send: done once the gradients and counters are all final. */
+  begin(grads: NamedGradient[]): PendingReduction {
+    const left = new Uint8Array(grads.length + 1).fill(1);
+    let missing = grads.length + 1;
+    let finish!: () => void;
+    let fail!: (e: Error) => void;
+    const done = new Promise<void>((resolve, reject) => {
+      finish = resolve;
+      fail = reject;
+    });
+    const mark = (i: number): void => {
+      if (left[i] !== 1) return fail(new Error(`IdentityReducer: ${i === grads.length ? "counters" : `gradient ${i}`} marked ready twice or out of range`));
+      left[i] = 0;
+      if (--missing === 0) finish();
+    };
+    return { gradientReady: (i) => mark(i >= 0 && i < grads.length ? i : -1), countersReady: () => mark(grads.length), done };
+  }
 }
 
 /**

@@ -11,7 +11,8 @@ import { IGNORE_INDEX, type Batch } from "./batch";
 import { clipByGlobalNorm, globalNorm } from "./clip";
 import { pretrainingObjective, type ObjectiveParts } from "./objective";
 import { allParams, type TrainableParam } from "./trainable";
-import { IdentityReducer, type GradientReducer, type NamedGradient } from "./reducer";
+import { IdentityReducer, canOverlap, type GradientReducer, type NamedGradient, type PendingReduction } from "./reducer";
+import { withGradientTap, type GradientTap } from "../model/gradient-tap";
 import { lrAt, type LrSchedule } from "./schedule";
 
 /**
@@ -40,6 +41,12 @@ export interface TrainerOptions<B extends EncoderInput = Batch> {
   params?: readonly TrainableParam[];
   /** The loss. Default: the pre-training objective (MLM, + NSP with an NSP head); required when B is not Batch. */
   objective?: TrainObjective<B>;
+  /**
+   * Overlap the gradient reduction with the backward pass of the last micro-batch (when the reducer can): each
+   * gradient is handed to the reducer the moment the backward pass has produced it, so its bucket can travel
+   * while the layers below are still being differentiated. Gradient buffers then live in shared memory.
+   */
+  overlap?: boolean;
 }
 
 /**
@@ -83,11 +90,15 @@ export class Trainer<B extends EncoderInput = Batch> {
   /** Gradient accumulation buffers, one per trained parameter in `params` order (what goes to the reducer). */
   readonly grads: NamedGradient[];
   /** Reduced alongside the gradients; slots in COUNTERS. */
-  readonly counters = new Float32Array(NUM_COUNTERS);
+  readonly counters: Float32Array;
   /** Number of updates applied so far. */
   step = 0;
   /** Parameters that received a gradient since the last update (torch skips the others in AdamW). */
   private readonly touched = new Set<string>();
+  /** The reduction started by the last micro-batch of this step (overlap), awaited by applyUpdate. */
+  private pending: PendingReduction | null = null;
+  /** Index in `params` of each trained variable, by tfjs variable name. */
+  private readonly paramIndex = new Map<string, number>();
 
   constructor(model: BertModel, options: TrainerOptions<B>, reducer: GradientReducer = new IdentityReducer()) {
     this.model = model;
@@ -101,49 +112,87 @@ export class Trainer<B extends EncoderInput = Batch> {
       names.add(p.name);
     }
     this.objective = options.objective ?? (pretraining(model, options.nspWeight ?? 1) as unknown as TrainObjective<B>);
-    this.grads = this.params.map((s) => ({ name: s.name, data: new Float32Array(s.shape.reduce((a, b) => a * b, 1)) }));
+    // Shared memory lets a reducer running in another thread read each gradient the moment it is final.
+    const alloc = (n: number): Float32Array => (options.overlap === true ? new Float32Array(new SharedArrayBuffer(4 * n)) : new Float32Array(n));
+    this.grads = this.params.map((s) => ({ name: s.name, data: alloc(s.shape.reduce((a, b) => a * b, 1)) }));
+    this.counters = alloc(NUM_COUNTERS);
+    this.params.forEach((p, i) => this.paramIndex.set(p.variable.name, i));
   }
 
   /**
    * Forward + backward of one micro-batch; adds d(sum of losses)/d(param) into the gradient buffers and the counts
    * into the counters. rowOffset is the global index of the batch's first sequence (for dropout masks).
    */
-  accumulate(batch: B, rowOffset = 0): MicroBatchStats {
+  accumulate(batch: B, rowOffset = 0, opts: { last?: boolean } = {}): MicroBatchStats {
     const vars = this.params.map((p) => p.variable);
     const stats: MicroBatchStats = { mlmLossSum: 0, mlmTargets: 0, nspLossSum: 0, nspTargets: 0 };
+    // The last micro-batch of a step may start the reduction now and feed it gradients as the backward pass makes them.
+    const pending = opts.last === true && this.options.overlap === true && canOverlap(this.reducer) && this.pending === null
+      ? (this.pending = this.reducer.begin(this.grads, this.counters, this.step))
+      : null;
     // Nothing to learn from (e.g. one rank's share without masked tokens): contributes zeros, no backward pass.
-    if (this.objective.targets(batch) === 0) return stats;
+    if (this.objective.targets(batch) === 0) {
+      if (pending !== null) {
+        this.grads.forEach((_, i) => pending.gradientReady(i));
+        pending.countersReady();
+      }
+      return stats;
+    }
+    const taps = pending === null ? null : new TapState(this, pending);
     tf.tidy(() => {
       const { grads } = tf.variableGrads(() => {
-        const parts = this.objective.build(batch, {
-          training: true, dropoutSeed: this.options.dropoutSeed ?? 0, step: this.step, rowOffset, dropoutRate: this.options.dropoutRate,
-        });
-        // Read inside: tensors made in here are freed when the gradient computation returns.
-        stats.mlmLossSum = parts.mlmSum.dataSync()[0];
-        stats.mlmTargets = parts.mlmTargets;
-        stats.nspLossSum = parts.nspSum === null ? 0 : parts.nspSum.dataSync()[0];
-        stats.nspTargets = parts.nspTargets;
-        return parts.total;
+        const build = (): tf.Scalar => {
+          const parts = this.objective.build(batch, {
+            training: true, dropoutSeed: this.options.dropoutSeed ?? 0, step: this.step, rowOffset, dropoutRate: this.options.dropoutRate,
+          });
+          // Read inside: tensors made in here are freed when the gradient computation returns.
+          stats.mlmLossSum = parts.mlmSum.dataSync()[0];
+          stats.mlmTargets = parts.mlmTargets;
+          stats.nspLossSum = parts.nspSum === null ? 0 : parts.nspSum.dataSync()[0];
+          stats.nspTargets = parts.nspTargets;
+          return parts.total;
+        };
+        return taps === null ? build() : withGradientTap(taps, build);
       }, vars);
       this.grads.forEach((buf, i) => {
+        if (taps !== null && taps.finish(i)) return; // delivered through the tap during the backward pass
         const g = grads[vars[i].name];
-        if (g === undefined) return; // not on the path to the loss (e.g. pooler without NSP)
-        const d = g.dataSync() as Float32Array;
-        const acc = buf.data;
-        for (let j = 0; j < acc.length; j++) acc[j] += d[j];
-        this.touched.add(buf.name);
+        if (g !== undefined) {
+          // not on the path to the loss (e.g. pooler without NSP) when undefined
+          addInto(buf.data, g.dataSync() as Float32Array);
+          this.touched.add(buf.name);
+        }
+        pending?.gradientReady(i);
       });
     });
     this.counters[COUNTERS.mlmTargets] += stats.mlmTargets;
     this.counters[COUNTERS.mlmLossSum] += stats.mlmLossSum;
     this.counters[COUNTERS.nspTargets] += stats.nspTargets;
     this.counters[COUNTERS.nspLossSum] += stats.nspLossSum;
+    pending?.countersReady();
     return stats;
+  }
+
+  /** Index in `params` of a trained variable, or -1. */
+  indexOf(v: tf.Variable): number {
+    return this.paramIndex.get(v.name) ?? -1;
+  }
+
+  /** Adds one finished gradient contribution into parameter i's buffer (tap path). */
+  addGradient(i: number, d: Float32Array): void {
+    addInto(this.grads[i].data, d);
+    this.touched.add(this.grads[i].name);
   }
 
   /** Reduces across ranks, normalises by the global MLM target count, clips, applies AdamW, clears the buffers. */
   async applyUpdate(): Promise<StepResult> {
-    await this.reducer.reduce(this.grads, this.counters, this.step);
+    if (this.pending !== null) {
+      const pending = this.pending;
+      this.pending = null;
+      await pending.done;
+    } else {
+      await this.reducer.reduce(this.grads, this.counters, this.step);
+    }
     const targets = this.counters[COUNTERS.mlmTargets];
     if (!(targets > 0)) throw new Error(`step ${this.step}: the global batch has no ${this.objective.targetName} targets${this.objective.targetName === "MLM" ? " (every label is -100)" : ""}`);
     const inv = 1 / targets;
@@ -183,7 +232,7 @@ export class Trainer<B extends EncoderInput = Batch> {
     }
     let offset = 0;
     microBatches.forEach((b, i) => {
-      this.accumulate(b, rowOffsets?.[i] ?? offset);
+      this.accumulate(b, rowOffsets?.[i] ?? offset, { last: i === microBatches.length - 1 });
       offset += b.batchSize;
     });
     return this.applyUpdate();
@@ -211,6 +260,72 @@ export class Trainer<B extends EncoderInput = Batch> {
     }
     this.optimizer.setState(state);
     this.step = state.step;
+  }
+}
+
+/** acc[j] += d[j]. */
+function addInto(acc: Float32Array, d: Float32Array): void {
+  for (let j = 0; j < acc.length; j++) acc[j] += d[j];
+}
+
+/**
+ * The gradient tap of one overlapped micro-batch: counts each trained parameter's reads in the forward pass and,
+ * in the backward pass, adds each contribution in; when the last read's contribution is in, the gradient is final
+ * and goes to the reducer. Several contributions (a tied weight) are summed in backward order in a scratch buffer
+ * first, exactly as tfjs sums them, so the buffers end bit-identical to the path without overlap.
+ */
+class TapState implements GradientTap {
+  private readonly uses: Int32Array;
+  private readonly read: Uint8Array;
+  private readonly scratch = new Map<number, Float32Array>();
+
+  constructor(private readonly trainer: Trainer<EncoderInput>, private readonly pending: PendingReduction) {
+    this.uses = new Int32Array(trainer.params.length);
+    this.read = new Uint8Array(trainer.params.length);
+  }
+
+  watches(v: tf.Variable): boolean {
+    return this.trainer.indexOf(v) >= 0;
+  }
+
+  onUse(v: tf.Variable): void {
+    const i = this.trainer.indexOf(v);
+    this.uses[i]++;
+    this.read[i] = 1;
+  }
+
+  onGradient(v: tf.Variable, dy: tf.Tensor): void {
+    const i = this.trainer.indexOf(v);
+    const d = dy.dataSync() as Float32Array;
+    const left = --this.uses[i];
+    const partial = this.scratch.get(i);
+    if (left === 0 && partial === undefined) {
+      this.trainer.addGradient(i, d);
+      this.pending.gradientReady(i);
+    } else if (partial === undefined) {
+      this.scratch.set(i, Float32Array.from(d));
+    } else {
+      addInto(partial, d);
+      if (left === 0) this.flush(i);
+    }
+  }
+
+  /** After the backward pass: true if parameter i went through the tap (its gradient is then already delivered). */
+  finish(i: number): boolean {
+    if (this.read[i] === 0) return false;
+    // reads whose result did not reach the loss never get a gradient: what did arrive is final now
+    if (this.uses[i] > 0) {
+      this.uses[i] = 0;
+      this.flush(i);
+    }
+    return true;
+  }
+
+  private flush(i: number): void {
+    const partial = this.scratch.get(i);
+    this.scratch.delete(i);
+    if (partial !== undefined) this.trainer.addGradient(i, partial);
+    this.pending.gradientReady(i);
   }
 }
 

@@ -5,16 +5,19 @@
  */
 import * as fs from "node:fs";
 import * as readline from "node:readline";
-import { RingCommunicator } from "../../worker/collective/ring-communicator";
+import { RingCommunicator, type NamedTensor } from "../../worker/collective/ring-communicator";
+import { ThreadedRing, sharedFloat32, type Collective } from "../../worker/collective/ring-thread";
+import { Rng } from "../../shared/rng";
 import { CollectiveError } from "../../worker/collective/collective-error";
-import { inputTensor, type ChildSpec, type ChildResult, type ChildError } from "./allreduce-spec";
+import { inputTensor, type CaseSpec, type ChildSpec, type ChildResult, type ChildError } from "./allreduce-spec";
 
 async function main(): Promise<void> {
   const spec = JSON.parse(fs.readFileSync(process.argv[2], "utf8")) as ChildSpec;
-  const comm = await RingCommunicator.listen({
+  const opts = {
     jobId: spec.jobId, token: spec.token, rank: spec.rank, worldSize: spec.worldSize, timeoutMs: spec.timeoutMs,
     chunkBytes: spec.chunkBytes, bucketBytes: spec.bucketBytes, compression: spec.compression, transport: spec.transport,
-  });
+  };
+  const comm: Collective = spec.threaded === true ? await ThreadedRing.listen(opts) : await RingCommunicator.listen(opts);
   process.stdout.write(`ADDRESS ${comm.address}\n`);
   const rl = readline.createInterface({ input: process.stdin });
   const lines: string[] = [];
@@ -45,7 +48,8 @@ async function main(): Promise<void> {
       if (c.announce) process.stdout.write(`STARTED ${c.step}\n`);
       const start = Date.now();
       try {
-        await comm.allReduce(tensors, { step: c.step, op: c.op });
+        if (c.gated !== undefined) await gatedAllReduce(comm, tensors, c, spec.rank);
+        else await comm.allReduce(tensors, { step: c.step, op: c.op });
         result.cases.push({ ok: true, tensors: tensors.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString("base64")) });
       } catch (e) {
         const tensorsAfter = tensors.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).toString("base64"));
@@ -60,6 +64,35 @@ async function main(): Promise<void> {
   rl.close();
   await comm.close();
   process.exit(0);
+}
+
+/**
+ * startAllReduce on NaN-filled shared copies of the tensors, then fills and marks them ready one at a time in a
+ * seeded random order with random sleeps or busy blocks: a bucket sent before all its tensors are final would
+ * carry NaNs into every rank's result. Copies the results back into `tensors`.
+ */
+async function gatedAllReduce(comm: Collective, tensors: NamedTensor[], c: CaseSpec, rank: number): Promise<void> {
+  const g = c.gated!;
+  const shared = tensors.map((t) => ({ name: t.name, data: sharedFloat32(t.data.length).fill(NaN) }));
+  const pending = comm.startAllReduce(shared, { step: c.step, op: c.op });
+  const rng = new Rng(g.seed, rank, c.step);
+  const order = shared.map((_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  for (const i of order) {
+    if (g.blockMs !== undefined) {
+      const until = Date.now() + rng.next() * g.blockMs;
+      while (Date.now() < until) { /* the thread is busy, as during a backward pass */ }
+    } else {
+      await new Promise((r) => setTimeout(r, rng.next() * g.maxDelayMs));
+    }
+    shared[i].data.set(tensors[i].data);
+    pending.ready(i);
+  }
+  await pending.done;
+  shared.forEach((s, i) => tensors[i].data.set(s.data));
 }
 
 function toChildError(e: unknown, elapsedMs: number): ChildError {

@@ -18,6 +18,11 @@ export interface CaseSpec {
   gate?: boolean;
   /** Instead of running this case, print "STALLED <step>" and idle forever. */
   stall?: boolean;
+  /**
+   * Overlap mode (startAllReduce): tensors start as NaN and each rank fills and marks them ready one by one, in
+   * its own random order (seeded), sleeping up to maxDelayMs or busy-blocking its thread blockMs between tensors.
+   */
+  gated?: { seed: number; maxDelayMs: number; blockMs?: number };
 }
 
 /** Configuration of one child process. */
@@ -32,6 +37,8 @@ export interface ChildSpec {
   compression?: "none" | "fp16" | "bf16";
   /** Peer transport (default: the communicator's default). */
   transport?: "grpc" | "http2";
+  /** Run the communicator in its own thread (ThreadedRing) instead of the child's main thread. */
+  threaded?: boolean;
   cases: CaseSpec[];
   outFile: string;
 }

@@ -24,6 +24,7 @@ import { Http2PeerTransport } from "../transport/http2-peer-transport";
 import type { MutualTls } from "../../shared/security/tls";
 import { isTransportFault, type AbortNotice, type InboundPlan, type PeerTransport, type TransportFault } from "../transport/peer-transport";
 import { CollectiveError, type CollectivePhase } from "./collective-error";
+import { traceNow, type CollectiveObserver } from "./collective-event";
 import { DEFAULT_BUCKET_BYTES, layoutSalt, planBuckets, type BucketPlan } from "./bucket-plan";
 import { segmentStart, segmentLength, chunkCount, reduceScatterSegment, allGatherSegment } from "./ring-geometry";
 import { Fifo } from "./fifo";
@@ -62,6 +63,8 @@ export interface RingOptions {
    * Both speak proto/peer.proto; every rank of a ring should use the same one.
    */
   transport?: RingTransportKind;
+  /** Tracing hook (the timeline): called synchronously at collective and bucket-phase boundaries; must be cheap. */
+  onEvent?: CollectiveObserver;
 }
 
 /** Transports RingCommunicator.listen() can build. */
@@ -80,6 +83,18 @@ export interface AllReduceOptions {
   /** Training step; must be equal on every rank (checked on the wire). */
   step: number;
   op: "sum" | "avg";
+}
+
+/**
+ * An all-reduce started before its data exists (startAllReduce): the caller marks each tensor ready once its
+ * final values are in place; a bucket starts travelling as soon as all of its tensors are ready, so communication
+ * overlaps with the computation of the remaining tensors (DDP's gradient-bucket overlap).
+ */
+export interface PendingAllReduce {
+  /** Marks tensor `index` (position in the tensor list) final; its memory must not change until `done` settles. */
+  ready(index: number): void;
+  /** Settles as allReduce() would: resolves once this rank holds every result, rejects with a CollectiveError. */
+  readonly done: Promise<void>;
 }
 
 interface Deferred<T> {
@@ -119,6 +134,14 @@ interface Run {
   pendingWrites: number;
   done: Deferred<void>;
   timer: NodeJS.Timeout | null;
+  /** Bucket of each tensor, whether the tensor was marked ready, and not-yet-ready tensors per bucket. */
+  tensorBucket: Int32Array;
+  tensorReady: Uint8Array;
+  bucketPending: Int32Array;
+  /** Buckets not yet started; the deadline starts when this reaches 0 (the wait for data is not the ring's). */
+  bucketsWaiting: number;
+  /** Inbound messages kept, in arrival order, because the first of them targets a bucket not ready here yet. */
+  held: (DecodedChunk | MalformedChunk)[];
 }
 
 interface QueuedSend {
@@ -167,6 +190,7 @@ export class RingCommunicator {
   private readonly initial = new Fifo<QueuedSend>();
   private inflightBytes = 0;
   private pool: Float32Array[] = [];
+  private readonly onEvent: CollectiveObserver | undefined;
 
   private constructor(opts: RingOptions, private readonly transport: PeerTransport) {
     this.address = transport.address;
@@ -181,6 +205,7 @@ export class RingCommunicator {
     this.half = this.compression === "none" ? null : this.compression;
     this.dtype = DTYPES[this.compression];
     this.maxInflight = opts.maxInflightBytes ?? 2 * (opts.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+    this.onEvent = opts.onEvent;
     this.left = (opts.rank - 1 + opts.worldSize) % opts.worldSize;
     this.right = (opts.rank + 1) % opts.worldSize;
     transport.attach({
@@ -263,6 +288,21 @@ export class RingCommunicator {
    * with a CollectiveError (tensor contents are then unspecified) and the communicator stays unusable.
    */
   async allReduce(tensors: NamedTensor[], opts: AllReduceOptions): Promise<void> {
+    await this.begin(tensors, opts, false).done;
+  }
+
+  /**
+   * Starts an all-reduce whose tensors are not final yet (e.g. gradients still being computed): BEGIN, with the
+   * layout check, goes out at once; each bucket's reduce-scatter starts when the caller has marked all of its
+   * tensors ready, and chunks from the left neighbour for a bucket not ready here wait (the inbound stream is
+   * paused, so nothing is buffered without bound). The collective's deadline runs from the moment every bucket
+   * is ready. Validation errors throw synchronously; failures later reject `done`.
+   */
+  startAllReduce(tensors: NamedTensor[], opts: AllReduceOptions): PendingAllReduce {
+    return this.begin(tensors, opts, true);
+  }
+
+  private begin(tensors: NamedTensor[], opts: AllReduceOptions, gated: boolean): PendingAllReduce {
     const step = opts?.step;
     if (this.broken) throw this.err(this.broken.rank, this.broken.phase, this.broken.kind, `communicator unusable after an earlier failure: ${this.broken.message}`, step ?? -1);
     if (this.closing) throw this.usage("idle", "communicator is closed");
@@ -281,12 +321,76 @@ export class RingCommunicator {
       names.add(t.name);
     });
     const N = this.worldSize;
-    if (N === 1) return; // sum and average over one rank are the identity
+    if (N === 1) {
+      // sum and average over one rank are the identity
+      const marked = new Uint8Array(tensors.length);
+      return { ready: (i) => this.markOnce(marked, i, tensors.length), done: Promise.resolve() };
+    }
     const op = OPS[opts.op];
     const plan = planBuckets(tensors.map((t) => ({ name: t.name, length: t.data.length })), this.bucketBytes,
       layoutSalt(N, op, this.dtype, this.chunkElems));
-    const run = this.startRun(plan, tensors, step, op);
-    await run.done.promise;
+    const run = this.startRun(plan, tensors, step, op, gated);
+    return { ready: (i) => this.markReady(run, i), done: run.done.promise };
+  }
+
+  private markOnce(marked: Uint8Array, i: number, n: number): void {
+    if (!Number.isInteger(i) || i < 0 || i >= n) throw this.usage("idle", `ready(${i}): no tensor ${i} (${n} tensors)`);
+    if (marked[i] !== 0) throw this.usage("idle", `ready(${i}) called twice`);
+    marked[i] = 1;
+  }
+
+  /** Tensor i of a deferred run is final: start its bucket when it was the last one missing. */
+  private markReady(run: Run, i: number): void {
+    this.markOnce(run.tensorReady, i, run.tensors.length);
+    if (this.run !== run) return; // failed (done is rejected) or, for an empty run, already over
+    const bi = run.tensorBucket[i];
+    if (--run.bucketPending[bi] > 0) return;
+    this.startBucket(run, bi);
+    this.releaseHeld(run);
+    this.pump();
+  }
+
+  /** Packs bucket bi (if shared by several tensors) and queues this rank's reduce-scatter chunks of it. */
+  private startBucket(run: Run, bi: number): void {
+    const b = run.plan.buckets[bi];
+    if (run.packed[bi]) {
+      const view = run.buffers[bi];
+      for (const e of b.entries) view.set(run.tensors[e.tensor].data, e.offset);
+    }
+    const c = chunkCount(b.elements, this.worldSize, this.rank, this.chunkElems);
+    for (let k = 0; k < c; k++) this.enqueue(run, this.initial, RingPhase.REDUCE_SCATTER, 0, bi, this.rank, k, run.buffers[bi]);
+    this.onEvent?.({ kind: "bucket-start", at: traceNow(), collective: run.id, bucket: bi });
+    if (--run.bucketsWaiting === 0) this.startDeadline(run);
+  }
+
+  /** Whether an inbound message must wait: one is already waiting, or it carries data for a bucket not started here. */
+  private mustHold(run: Run, h: ChunkHeader): boolean {
+    if (run.held.length > 0) return true;
+    if (h.phase === RingPhase.BEGIN || h.bucket >= run.bucketPending.length) return false; // accept() judges it
+    return run.bucketPending[h.bucket] > 0;
+  }
+
+  /** Delivers held messages in order up to the first one whose bucket is still not ready; resumes reading when all are out. */
+  private releaseHeld(run: Run): void {
+    while (run.held.length > 0 && this.run === run) {
+      const m = run.held[0];
+      if (m.ok && m.header.phase !== RingPhase.BEGIN && m.header.bucket < run.bucketPending.length && run.bucketPending[m.header.bucket] > 0) return;
+      run.held.shift();
+      this.onMessage(m);
+    }
+    if (this.run === run && run.held.length === 0 && this.paused && this.early.length === 0) {
+      this.paused = false;
+      this.transport.resumeInbound();
+    }
+  }
+
+  /** Two-stage deadline: at 90% a rank whose left neighbour never even started (no BEGIN) blames it and aborts
+   *  the ring; the others, whose neighbours are alive but starved, wait until 100% for that better verdict. */
+  private startDeadline(run: Run): void {
+    run.timer = setTimeout(() => {
+      if (!run.begun) this.onTimeout(run);
+      else run.timer = setTimeout(() => this.onTimeout(run), this.timeoutMs - Math.floor(0.9 * this.timeoutMs));
+    }, Math.floor(0.9 * this.timeoutMs));
   }
 
   /**
@@ -307,7 +411,7 @@ export class RingCommunicator {
   // ---------------------------------------------------------------------------------------------------------
   // collective driver
 
-  private startRun(plan: BucketPlan, tensors: NamedTensor[], step: number, op: number): Run {
+  private startRun(plan: BucketPlan, tensors: NamedTensor[], step: number, op: number, gated: boolean): Run {
     const N = this.worldSize;
     const r = this.rank;
     const ce = this.chunkElems;
@@ -317,16 +421,18 @@ export class RingCommunicator {
     const maxChunks: number[] = [];
     let expectedRs = 0;
     let expectedAg = 0;
+    const tensorBucket = new Int32Array(tensors.length);
+    const bucketPending = new Int32Array(plan.buckets.length);
     plan.buckets.forEach((b, bi) => {
+      for (const e of b.entries) tensorBucket[e.tensor] = bi;
+      bucketPending[bi] = b.entries.length;
       if (b.entries.length === 1) {
         buffers.push(tensors[b.entries[0].tensor].data);
         packed.push(false);
       } else {
         let buf = this.pool[bi];
         if (buf === undefined || buf.length < b.elements) buf = this.pool[bi] = new Float32Array(b.elements);
-        const view = buf.subarray(0, b.elements);
-        for (const e of b.entries) view.set(tensors[e.tensor].data, e.offset);
-        buffers.push(view);
+        buffers.push(buf.subarray(0, b.elements)); // packed by startBucket() once its tensors are ready
         packed.push(true);
       }
       const L = b.elements;
@@ -343,21 +449,20 @@ export class RingCommunicator {
     const run: Run = {
       id: this.nextId++, step, op, plan, tensors, buffers, packed, seen, maxChunks, begun: false,
       expectedRs, expectedAg, receivedRs: 0, receivedAg: 0, pendingWrites: 0, done: deferred<void>(), timer: null,
+      tensorBucket, tensorReady: new Uint8Array(tensors.length), bucketPending, bucketsWaiting: plan.buckets.length, held: [],
     };
     this.run = run;
-    // Two-stage deadline: at 90% a rank whose left neighbour never even started (no BEGIN) blames it and aborts
-    // the ring; the others, whose neighbours are alive but starved, wait until 100% for that better verdict.
-    run.timer = setTimeout(() => {
-      if (!run.begun) this.onTimeout(run);
-      else run.timer = setTimeout(() => this.onTimeout(run), this.timeoutMs - Math.floor(0.9 * this.timeoutMs));
-    }, Math.floor(0.9 * this.timeoutMs));
+    this.onEvent?.({ kind: "start", at: traceNow(), collective: run.id, step, buckets: plan.buckets.map((b) => b.elements) });
 
     this.enqueue(run, this.initial, RingPhase.BEGIN, 0, 0, 0, 0, null);
-    plan.buckets.forEach((b, bi) => {
-      const L = b.elements;
-      const c = chunkCount(L, N, r, ce);
-      for (let k = 0; k < c; k++) this.enqueue(run, this.initial, RingPhase.REDUCE_SCATTER, 0, bi, r, k, buffers[bi]);
-    });
+    if (plan.buckets.length === 0) this.startDeadline(run);
+    if (!gated) {
+      run.tensorReady.fill(1);
+      plan.buckets.forEach((_, bi) => {
+        run.bucketPending[bi] = 0;
+        this.startBucket(run, bi);
+      });
+    }
     // messages for this collective that arrived before it started
     const early = this.early;
     this.early = [];
@@ -368,7 +473,7 @@ export class RingCommunicator {
       this.peerGone = gone; // no later collective can get data from the left neighbour
       if (this.run === run && this.phaseOf(run) !== "finish") this.fail(this.err(this.left, this.phaseOf(run), "peer-lost", "closed its stream to us", step));
     }
-    if (this.paused && this.run === run) {
+    if (this.paused && this.run === run && run.held.length === 0) {
       this.paused = false;
       this.transport.resumeInbound();
     }
@@ -431,6 +536,15 @@ export class RingCommunicator {
       }
       return;
     }
+    if (this.mustHold(run, m.header)) {
+      // data for a bucket whose tensors are not final here yet (overlap): keep it, stop reading until they are
+      run.held.push(m);
+      if (!this.paused) {
+        this.paused = true;
+        this.transport.pauseInbound();
+      }
+      return;
+    }
     const region = this.accept(run, m.header, m.payload.length);
     if (region === null) return;
     if (region.length > 0) this.applyPayload(region, m.header, m.payload);
@@ -445,7 +559,7 @@ export class RingCommunicator {
     if (this.broken !== null || this.closing) return SKIP;
     const run = this.route(h);
     if (run === "failed") return SKIP;
-    if (run === "early") return WHOLE; // delivered through onMessage, which keeps it for later
+    if (run === "early" || this.mustHold(run, h)) return WHOLE; // delivered through onMessage, which keeps it for later
     const region = this.accept(run, h, payloadBytes);
     if (region === null) return SKIP;
     if (region.length === 0) {
@@ -550,12 +664,14 @@ export class RingCommunicator {
   private complete(run: Run, h: ChunkHeader, region: Float32Array): void {
     const N = this.worldSize;
     if (h.phase === RingPhase.BEGIN) {
+      this.onEvent?.({ kind: "begin", at: traceNow(), collective: run.id });
       run.begun = true;
       this.maybeFinish(run);
       return;
     }
     const buf = run.buffers[h.bucket];
     const seg = h.segment;
+    this.onEvent?.({ kind: "chunk", at: traceNow(), collective: run.id, bucket: h.bucket, phase: h.phase === RingPhase.REDUCE_SCATTER ? "reduce-scatter" : "all-gather", bytes: h.chunkBytes });
     if (h.phase === RingPhase.REDUCE_SCATTER) {
       run.receivedRs++;
       if (h.hop < N - 2) this.enqueue(run, this.forwards, RingPhase.REDUCE_SCATTER, h.hop + 1, h.bucket, seg, h.chunkIndex, buf);
@@ -582,6 +698,7 @@ export class RingCommunicator {
       for (const e of b.entries) run.tensors[e.tensor].data.set(buf.subarray(e.offset, e.offset + e.length));
     });
     this.run = null;
+    this.onEvent?.({ kind: "end", at: traceNow(), collective: run.id, ok: true });
     run.done.resolve();
   }
 
@@ -615,6 +732,7 @@ export class RingCommunicator {
     this.run = null;
     if (run !== null) {
       if (run.timer !== null) clearTimeout(run.timer);
+      this.onEvent?.({ kind: "end", at: traceNow(), collective: run.id, ok: false, error: err.message });
       run.done.reject(err);
     }
     this.failed.reject(err);

@@ -42,9 +42,11 @@ export async function createClassificationTask(ctx: TaskContext): Promise<Task> 
     adamw: { beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps, weightDecay: cfg.optimizer.weight_decay },
     maxGradNorm: cfg.optimizer.grad_clip_norm,
     dropoutSeed: cfg.seed,
+    overlap: cfg.communication.overlap,
     params: model.trainable,
     objective: classificationObjective(model),
   }, ctx.reducer);
+  ctx.reducer.describeParameters?.(trainer.params); // shapes for shape-aware compression (PowerSGD)
   const counts = countClassifierParams(model.base.config, settings);
   const gradBytes = trainer.grads.reduce((a, g) => a + g.data.byteLength, 0) + trainer.counters.byteLength;
   ctx.log(`${f.method} fine-tuning (${f.init} init) of ${base.dir}: ${formatParamCounts(counts)}`);
@@ -63,7 +65,7 @@ export async function createClassificationTask(ctx: TaskContext): Promise<Task> 
       const p = plans.next();
       if (p.done === true) return undefined;
       const batch = makeClassificationBatch(data.train, p.value.indices);
-      return { indices: Array.from(p.value.indices), tokens: tokensIn(batch.attentionMask), train: (rowOffset) => trainer.accumulate(batch, rowOffset) };
+      return { indices: Array.from(p.value.indices), tokens: tokensIn(batch.attentionMask), train: (rowOffset, last) => trainer.accumulate(batch, rowOffset, { last }) };
     },
     applyUpdate: () => trainer.applyUpdate(),
     evaluate(split, indices): EvalResult {

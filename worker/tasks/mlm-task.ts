@@ -36,7 +36,9 @@ export async function createMlmTask(ctx: TaskContext): Promise<Task> {
     adamw: { beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps, weightDecay: cfg.optimizer.weight_decay },
     maxGradNorm: cfg.optimizer.grad_clip_norm,
     dropoutSeed: cfg.seed,
+    overlap: cfg.communication.overlap,
   }, ctx.reducer);
+  ctx.reducer.describeParameters?.(trainer.params); // shapes for shape-aware compression (PowerSGD)
   if (joined.resume_checkpoint_dir !== "") {
     const ckpt = await loadCheckpoint(joined.resume_checkpoint_dir, { withTrainingState: true });
     importHfTensors(model, ckpt.tensors);
@@ -69,7 +71,7 @@ export async function createMlmTask(ctx: TaskContext): Promise<Task> {
     async nextMicroBatch(): Promise<MicroBatch | undefined> {
       const batch = await prefetcher.next();
       if (batch === undefined) return undefined;
-      return { indices: planned.shift() ?? [], tokens: tokensIn(batch.attentionMask), train: (rowOffset) => trainer.accumulate(batch, rowOffset) };
+      return { indices: planned.shift() ?? [], tokens: tokensIn(batch.attentionMask), train: (rowOffset, last) => trainer.accumulate(batch, rowOffset, { last }) };
     },
     applyUpdate: () => trainer.applyUpdate(),
     evaluate(split, indices): EvalResult {

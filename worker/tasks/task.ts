@@ -22,8 +22,11 @@ export interface MicroBatch {
   indices: number[];
   /** Non-padding tokens in the batch. */
   tokens: number;
-  /** Forward + backward into the gradient buffers; rowOffset is the global index of its first sequence. */
-  train(rowOffset: number): MicroBatchStats;
+  /**
+   * Forward + backward into the gradient buffers; rowOffset is the global index of its first sequence. `last`:
+   * the step's last micro-batch, whose backward pass may start the gradient all-reduce (overlap).
+   */
+  train(rowOffset: number, last: boolean): MicroBatchStats;
 }
 
 /** The operations of the worker loop, for one kind of training. */

@@ -1,5 +1,5 @@
-import type { GradientReducer, NamedGradient } from "../../shared/train/reducer";
-import type { RingCommunicator } from "../collective/ring-communicator";
+import type { NamedGradient, OverlappingReducer, PendingReduction } from "../../shared/train/reducer";
+import type { Collective } from "../collective/ring-thread";
 
 /** Name under which the trainer's counters (target counts, loss sums) travel with the gradients. */
 export const COUNTERS_TENSOR = "ringtrain.counters";
@@ -8,14 +8,51 @@ export const COUNTERS_TENSOR = "ringtrain.counters";
  * Framework glue: the trainer's GradientReducer on top of the ring. Gradients and the counters are summed in
  * one collective (the counters ride in the last bucket), so the global target count that normalises the
  * update costs no extra round trip.
+ *
+ * Overlapped (begin): the gradients travel in reverse parameter order, i.e. roughly the order in which the
+ * backward pass finishes them (last layer first), so the first buckets fill while the lower layers are still
+ * being differentiated; the embeddings and the counters come last.
  */
-export class RingReducer implements GradientReducer {
+export class RingReducer implements OverlappingReducer {
   /** Bytes of float32 data all-reduced by the last call (before wire compression). */
   lastBytes = 0;
-  /** Wall time of the last all-reduce, milliseconds. */
+  /**
+   * Wall time of the last all-reduce, milliseconds; when overlapped, only what was not hidden behind the
+   * backward pass (exposed communication: from the end of the backward pass until the result was in).
+   */
   lastMs = 0;
+  /** Wall time from the start of the all-reduce (begin() when overlapped) until the result was in, milliseconds. */
+  lastTotalMs = 0;
+  /** performance.now() when the last all-reduce's result was in (this thread learnt of it). */
+  lastDoneAt = 0;
 
-  constructor(private readonly ring: RingCommunicator) {}
+  constructor(private readonly ring: Collective) {}
+
+  /** Starts the all-reduce of this step before the gradients exist; see PendingReduction. */
+  begin(grads: NamedGradient[], counters: Float32Array, step: number): PendingReduction {
+    const P = grads.length;
+    const tensors = [...grads].reverse();
+    tensors.push({ name: COUNTERS_TENSOR, data: counters });
+    this.lastBytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
+    const t0 = performance.now();
+    let computeDone = t0;
+    const pending = this.ring.startAllReduce(tensors, { step, op: "sum" });
+    const done = pending.done.then(() => {
+      const t1 = performance.now();
+      this.lastDoneAt = t1;
+      this.lastTotalMs = t1 - t0;
+      this.lastMs = Math.max(0, t1 - computeDone); // what the backward pass did not hide
+    });
+    done.catch(() => undefined); // a failure is reported to whoever awaits done (the trainer), never as unhandled
+    return {
+      gradientReady: (i) => pending.ready(P - 1 - i),
+      countersReady: () => {
+        computeDone = performance.now(); // the counters are final last, when the micro-batch's backward pass is over
+        pending.ready(P);
+      },
+      done,
+    };
+  }
 
   /** Sums gradients and counters across all ranks, in place. */
   async reduce(grads: NamedGradient[], counters: Float32Array, step: number): Promise<void> {
@@ -23,6 +60,8 @@ export class RingReducer implements GradientReducer {
     this.lastBytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
     const t0 = performance.now();
     await this.ring.allReduce(tensors, { step, op: "sum" });
-    this.lastMs = performance.now() - t0;
+    this.lastDoneAt = performance.now();
+    this.lastMs = this.lastDoneAt - t0;
+    this.lastTotalMs = this.lastMs;
   }
 }

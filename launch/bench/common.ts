@@ -1,0 +1,82 @@
+/**
+ * Small helpers shared by the `launch bench` subcommands: list parsing with clear errors, medians, JSON output.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { ConfigError } from "../../shared/config/load";
+
+/** Median of a non-empty list (mean of the two middle values for an even count); NaN for an empty list. */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Parses a comma-separated list of integers (`--workers 1,2,4`); throws ConfigError naming the flag when an entry
+ * is not an integer of at least `min`, or when the list is empty.
+ */
+export function parseIntList(value: string | number | undefined, flagName: string, min: number): number[] {
+  const text = String(value ?? "").trim();
+  if (text === "") throw new ConfigError(`--${flagName}: expected a comma-separated list of integers, got nothing`);
+  return text.split(",").map((part) => {
+    const s = part.trim();
+    const n = Number(s);
+    if (s === "" || !Number.isInteger(n) || n < min) {
+      throw new ConfigError(`--${flagName}: '${s}' is not an integer >= ${min} (in '${text}')`);
+    }
+    return n;
+  });
+}
+
+/** Byte sizes such as `4096`, `64KiB`, `4MiB`, `1GiB` (also KB/MB/GB as powers of 1024, case-insensitive). */
+export function parseSizeList(value: string | number | undefined, flagName: string): number[] {
+  const text = String(value ?? "").trim();
+  if (text === "") throw new ConfigError(`--${flagName}: expected a comma-separated list of byte sizes, got nothing`);
+  return text.split(",").map((part) => {
+    const m = /^(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(part.trim());
+    if (!m) throw new ConfigError(`--${flagName}: '${part.trim()}' is not a byte size (examples: 4096, 64KiB, 4MiB)`);
+    const unit = (m[2] ?? "b").toLowerCase()[0];
+    const bytes = Number(m[1]) * (unit === "k" ? 1024 : unit === "m" ? 1 << 20 : unit === "g" ? 1 << 30 : 1);
+    if (bytes < 4 || bytes % 4 !== 0) throw new ConfigError(`--${flagName}: ${part.trim()} must be a positive multiple of 4 bytes (float32 elements)`);
+    return bytes;
+  });
+}
+
+/** Throws ConfigError unless `value` is an integer >= min. */
+export function checkInt(value: number, flagName: string, min: number): number {
+  if (!Number.isInteger(value) || value < min) throw new ConfigError(`--${flagName}: ${value} is not an integer >= ${min}`);
+  return value;
+}
+
+/** Writes `data` as indented JSON to `file` (creating its folder). */
+export function writeJsonFile(file: string, data: unknown): void {
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  fs.writeFileSync(file, JSON.stringify(data, null, 1) + "\n");
+}
+
+/** Checks that an output file's folder can be created before a long benchmark runs (ConfigError if not). */
+export function checkWritable(file: string | undefined, flagName: string): void {
+  if (file === undefined) return;
+  if (file.trim() === "") throw new ConfigError(`--${flagName}: needs a file name`);
+  const dir = path.dirname(path.resolve(file));
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (err) {
+    throw new ConfigError(`--${flagName}: cannot write into ${dir} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+}
+
+/** `1 KiB`, `4 MiB`, `512 B`. */
+export function fmtBytes(b: number): string {
+  return b >= 1 << 30 ? `${b / (1 << 30)} GiB` : b >= 1 << 20 ? `${b / (1 << 20)} MiB` : b >= 1024 ? `${b / 1024} KiB` : `${b} B`;
+}
+
+/** Right-aligned fixed-width table: a header row and data rows of strings. */
+export function formatTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i])).join("  ");
+  return [line(header), ...rows.map(line)].join("\n") + "\n";
+}
