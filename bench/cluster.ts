@@ -6,8 +6,10 @@
  * scaling: one worker per node with the same micro-batch, so N nodes do N times the work of one per step;
  * efficiency = tokens/s with N nodes / (N x tokens/s with 1 node). All nodes share this machine's cores, so
  * each node is pinned to its own core (taskset) and the 1-node baseline to one core: without that, N nodes
- * would compete for the same cores and the figure would measure the machine, not the network. Throughput is
- * the median of tokens_per_s in the run's metrics.jsonl over the steps after the first.
+ * would compete for the same cores and the figure would measure the machine, not the network. With more nodes
+ * than cores (e.g. 4 nodes on 2 cores), k = ceil(nodes / cores) nodes share each core; the baseline is then k
+ * concurrent 1-node jobs pinned to one core, so a node has 1/k of a core in the baseline and in the cluster run
+ * alike. Throughput is the median of tokens_per_s in the run's metrics.jsonl over the steps after the first.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -51,18 +53,21 @@ async function main(): Promise<void> {
     .option("micro", { type: "number", default: 16, describe: "sequences per worker per step" })
     .option("seq", { type: "number", default: 128 })
     .option("json", { type: "boolean", default: false })
+    .option("cores", { type: "number", default: os.cpus().length, describe: "cores the nodes are spread over (pinned, node i on core i mod cores)" })
     .strict()
     .parseAsync();
   const why = netnsUnavailable();
   if (why) throw new Error(`bench:cluster needs network namespaces: ${why}`);
-  if (os.cpus().length < a.nodes) process.stderr.write(`warning: ${a.nodes} nodes on ${os.cpus().length} cores: nodes share cores\n`);
-  const cpus = (n: number): string[] => Array.from({ length: n }, (_, i) => String(i % os.cpus().length));
+  const cores = Math.max(1, Math.min(a.cores, os.cpus().length));
+  const share = Math.ceil(a.nodes / cores);
+  if (share > 1) process.stderr.write(`${a.nodes} nodes on ${cores} cores: ${share} nodes share each core; the baseline runs ${share} 1-node jobs on one core\n`);
+  const cpus = (n: number): string[] => Array.from({ length: n }, (_, i) => String(i % cores));
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "rt-bench-cluster-"));
-  const measure = async (nodes: number, rate: string | undefined, label: string) => {
+  const measure = async (nodes: number, rate: string | undefined, label: string, pin = cpus(nodes)) => {
     const dir = path.join(root, label);
     const sim = await runSimulatedJob({
       configText: configText(a.model, nodes, a.micro, a.seq, a.steps), configName: "bench-cluster.yaml",
-      nodes, workersPerNode: 1, rate, root: dir, timeoutMs: 600_000, cpus: cpus(nodes),
+      nodes, workersPerNode: 1, rate, root: dir, timeoutMs: 600_000, cpus: pin,
     });
     if (sim.codes.some((c) => c !== 0)) throw new Error(`${label}: pods exited ${sim.codes.join(",")}\n${sim.podLogs.join("\n")}`);
     const lines = fs.readFileSync(path.join(sim.runDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as StepLine).filter((l) => l.step > 1);
@@ -73,15 +78,17 @@ async function main(): Promise<void> {
     };
   };
   try {
-    const base = await measure(1, undefined, "base");
+    // baseline: `share` concurrent 1-node jobs on core 0, so each has the share of a core a cluster node has
+    const bases = await Promise.all(Array.from({ length: share }, (_, j) => measure(1, undefined, `base${j}`, ["0"])));
+    const base = { tokensPerS: median(bases.map((b) => b.tokensPerS)), commMs: median(bases.map((b) => b.commMs)), computeMs: median(bases.map((b) => b.computeMs)) };
     const rows: Record<string, unknown>[] = [{ nodes: 1, rate: "-", tokens_per_s: base.tokensPerS, efficiency: 1, comm_ms: base.commMs, compute_ms: base.computeMs }];
     for (const r of a.rates.split(",").map((s) => s.trim()).filter(Boolean)) {
       const m = await measure(a.nodes, r === "none" ? undefined : r, `n${a.nodes}-${r}`);
       rows.push({ nodes: a.nodes, rate: r, tokens_per_s: m.tokensPerS, efficiency: m.tokensPerS / (a.nodes * base.tokensPerS), comm_ms: m.commMs, compute_ms: m.computeMs });
     }
-    if (a.json) process.stdout.write(JSON.stringify({ model: a.model, micro: a.micro, seq: a.seq, steps: a.steps, loadavg: os.loadavg(), rows }, null, 2) + "\n");
+    if (a.json) process.stdout.write(JSON.stringify({ model: a.model, micro: a.micro, seq: a.seq, steps: a.steps, nodes_per_core: share, loadavg: os.loadavg(), rows }, null, 2) + "\n");
     else {
-      process.stdout.write(`${a.model}, seq ${a.seq}, ${a.micro} sequences per worker, ${a.steps} steps, load ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}\n`);
+      process.stdout.write(`${a.model}, seq ${a.seq}, ${a.micro} sequences per worker, ${a.steps} steps, ${share} node(s) per core, load ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}\n`);
       process.stdout.write("| nodes | bandwidth | tokens/s | efficiency | comm ms | compute ms |\n|---:|---|---:|---:|---:|---:|\n");
       for (const row of rows) {
         process.stdout.write(`| ${row.nodes} | ${row.rate} | ${Math.round(row.tokens_per_s as number)} | ${(row.efficiency as number).toFixed(2)} | ${(row.comm_ms as number).toFixed(0)} | ${(row.compute_ms as number).toFixed(0)} |\n`);
