@@ -16,8 +16,10 @@
  *        --grid "0.01,0.1:full,scratch:1,2,3;1:full,lora,adapter:1"   (groups fractions:methods:seeds instead of
  *                                                                       the full product of --fractions/--methods/--seeds)
  *        --jobs N   (fine-tuning runs in parallel)   --report-only 1   (launch nothing; tabulate the finished runs)
+ *        --pooling cls|mean   (what the classifier's pooler reads: [CLS], or the mean of the text's positions)
  * An existing OUT/pretrain with checkpoints is reused, and so is every finished fine-tuning run whose generated
- * config is unchanged, so an interrupted experiment continues where it stopped.
+ * config is unchanged, so an interrupted experiment continues where it stopped. Fine-tuning configs name the base's
+ * newest checkpoint directory, so continuing the pretraining makes every pretrained cell run again.
  */
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -57,6 +59,8 @@ interface Options {
   grid: { fractions: number[]; methods: string[]; seeds: number[] }[];
   /** Fine-tuning runs in parallel (each a launch with --workers). */
   jobs: number;
+  /** finetune.pooling of every fine-tuning run. */
+  pooling: "cls" | "mean";
   /** Launch nothing: tabulate the finished runs of the grid, leave the others out. */
   reportOnly: boolean;
 }
@@ -87,7 +91,7 @@ function parseArgs(argv: string[]): Options {
     out: "runs/low-resource", preset: "bert-tiny", pretrainSteps: 300, finetuneSteps: 60, seeds: [1], methods: ALL_METHODS,
     fractions: [0.01, 0.1, 1], workers: 1, maxSeqLen: 64, vocabSize: 8192, batch: 16, lr: 1e-3, peftLr: 5e-3,
     pretrainLr: 2e-3, pretrainWarmup: -1, pretrainDropout: 0.1, pretrainWorkers: 0, continueTo: 0, continueDropout: 0, scratchLr: NaN, methodLr: new Map(),
-    stepsByFraction: new Map(), grid: [], jobs: 1, reportOnly: false,
+    stepsByFraction: new Map(), grid: [], jobs: 1, reportOnly: false, pooling: "cls",
   };
   let stepsList: number[] = [];
   for (let i = 0; i < argv.length; i += 2) {
@@ -128,6 +132,10 @@ function parseArgs(argv: string[]): Options {
         });
         break;
       case "--jobs": o.jobs = num(); break;
+      case "--pooling":
+        if (value !== "cls" && value !== "mean") throw new Error(`--pooling: expected cls or mean, got ${value}`);
+        o.pooling = value;
+        break;
       case "--report-only": o.reportOnly = value === "1" || value === "true"; break;
       case "--seeds": o.seeds = list().map(Number); break;
       case "--methods": o.methods = list(); break;
@@ -249,6 +257,7 @@ async function finetune(o: Options, base: string, method: string, fraction: numb
       label_fraction: fraction, test_fraction: 0.2,
       ...(method === "prompt" ? { prompt: { num_virtual_tokens: 10 } } : {}),
       ...(method === "prefix" ? { prefix: { num_virtual_tokens: 10, reparameterize: true } } : {}),
+      ...(o.pooling === "mean" ? { pooling: "mean" } : {}),
     },
     data: { corpus: "spam-assassin", max_seq_len: o.maxSeqLen, validation_fraction: 0.05 },
     batch: { global_batch_size: o.batch, micro_batch_size: o.batch / o.workers },
@@ -315,7 +324,8 @@ function table(o: Options, results: RunResult[]): string {
   return [
     `| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`), "",
     `Test split: 20% of SpamAssassin (stratified, split_seed 1234). ${labels.join(", ")}. Seeds: ${o.seeds.join(", ")}; (n) = seeds in the cell, mean ± sample std over them.`,
-    `Model: ${o.preset} pretrained on Brown for ${o.pretrainSteps} steps (lr ${o.pretrainLr}, warmup ${o.pretrainWarmup}, dropout ${o.pretrainDropout}); ` +
+    `Model: ${o.preset} pretrained on Brown for ${o.continueTo > 0 ? `${o.pretrainSteps} + ${o.continueTo - o.pretrainSteps}` : o.pretrainSteps} steps (lr ${o.pretrainLr}, warmup ${o.pretrainWarmup}, dropout ${o.pretrainDropout}); ` +
+      `classifier pooling ${o.pooling === "mean" ? "mean of the text's positions" : "[CLS]"}; ` +
       `fine-tuning ${o.fractions.map((f) => `${o.stepsByFraction.get(f)} steps at ${f * 100}%`).join(", ")}, batch ${o.batch}, max_seq_len ${o.maxSeqLen}, ${o.workers} worker(s), ${o.jobs} run(s) in parallel.`,
   ].join("\n");
 }
@@ -366,7 +376,12 @@ async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   fs.mkdirSync(o.out, { recursive: true });
   const t0 = Date.now();
-  const base = o.reportOnly ? path.resolve(o.out, "pretrain") : pretrain(o);
+  const baseRun = o.reportOnly ? path.resolve(o.out, "pretrain") : pretrain(o);
+  // The exact checkpoint, not the run directory: a run directory's newest checkpoint changes when pretraining continues.
+  const baseStep = latestStep(baseRun);
+  if (baseStep === 0) throw new Error(`${baseRun} has no finished checkpoint`);
+  const base = path.join(baseRun, "checkpoints", `step-${String(baseStep).padStart(6, "0")}`);
+  process.stderr.write(`experiment: base model ${base}\n`);
   const results: RunResult[] = [];
   const resultsFile = path.join(o.out, "results.json");
   const cells: [number, string, number][] = [];

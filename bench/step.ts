@@ -5,9 +5,10 @@
  *
  *   npm run bench:step -- [--backend wasm|cpu|tensorflow|auto] [--steps 10] [--warmup 3] [--json] [--no-torch]
  *                         [--vocab 8192 --hidden 128 --layers 2 --heads 2 --ffn 512 --seq 128 --batch 16]
- *                         [--dropout 0] [--kernels]
+ *                         [--dropout 0] [--kernels] [--rounds 1]
  *
- * --kernels adds stock-vs-fixed timings of the wasm kernel fixes.
+ * --kernels adds stock-vs-fixed timings of the wasm kernel fixes. --rounds N alternates torch and tfjs N times and
+ * reports the median of the per-round ratios (steadier on a shared machine).
  */
 import yargs from "yargs";
 import type { BackendName } from "../shared/backend/select";
@@ -21,6 +22,7 @@ async function main(): Promise<void> {
     .option("json", { type: "boolean", default: false })
     .option("torch", { type: "boolean", default: true, describe: "also run the PyTorch reference (--no-torch to skip)" })
     .option("kernels", { type: "boolean", default: false })
+    .option("rounds", { type: "number", default: 1, describe: "alternate torch and tfjs this many times; ratio = median over rounds" })
     .option("dropout", { type: "number", default: 0, describe: "dropout rate (the torch reference has none)" })
     .option("vocab", { type: "number", default: 8192 })
     .option("hidden", { type: "number", default: 128 })
@@ -37,14 +39,15 @@ async function main(): Promise<void> {
   };
   const res = await runStepBench({
     shape: { vocab: argv.vocab, hidden: argv.hidden, layers: argv.layers, heads: argv.heads, ffn: argv.ffn, seq: argv.seq, batch: argv.batch },
-    steps: argv.steps, warmup: argv.warmup, backend: argv.backend as BackendName, torch: argv.torch, kernels: argv.kernels, dropout: argv.dropout,
+    steps: argv.steps, warmup: argv.warmup, backend: argv.backend as BackendName, torch: argv.torch, kernels: argv.kernels, dropout: argv.dropout, rounds: argv.rounds,
   });
   if (res.torch) emit({ ...res.torch });
   else if (argv.torch) console.error(`torch reference skipped: ${res.torch_skipped}`);
   const { step_ms: _perStep, ...mine } = res.tfjs;
   emit({ ...mine, step_gflop: res.step_gflop, params: res.params, dropout: res.dropout });
   if (res.torch && res.ratio_tokens_per_s !== undefined) {
-    emit({ backend: `${res.tfjs.backend}/torch`, ratio_tokens_per_s: res.ratio_tokens_per_s, tokens_per_s: res.tfjs.tokens_per_s, torch_tokens_per_s: res.torch.tokens_per_s });
+    if (res.rounds.length > 1) res.rounds.forEach((r, i) => emit({ backend: "round", round: i + 1, ...r }));
+    emit({ backend: `${res.tfjs.backend}/torch`, ratio_tokens_per_s: res.ratio_tokens_per_s, tokens_per_s: res.tfjs.tokens_per_s, torch_tokens_per_s: res.torch.tokens_per_s, rounds: res.rounds.length });
   }
   for (const row of res.kernels ?? []) emit({ backend: "wasm-kernel", ...row });
 }

@@ -9,6 +9,7 @@ import { selectBackend } from "../shared/backend/select";
 import { setWasmFixes, wasmFixStats } from "../shared/backend/wasm-fixes";
 import { Rng } from "../shared/rng";
 import { geluFused, geluOps } from "../shared/model/ops/gelu";
+import { expNonPositive } from "../shared/backend/fused-kernels";
 import { layerNormFused, layerNormOps } from "../shared/model/ops/layer-norm";
 import { maxRelDiff, maxScaledDiff } from "./helpers/model-fixtures";
 
@@ -187,6 +188,73 @@ test("GatherV2 rows and leading-axis Sum: fix matches JS references and the stoc
   assert.ok(maxRelDiff(s0s, refS) < 1e-5 && maxRelDiff(s01s, refS) < 1e-5);
   assert.deepEqual(Array.from(s1), Array.from(s1s)); // other axes still go to the stock kernel
   assert.throws(() => tf.tidy(() => tf.gather(tf.tensor2d(x, [30, 4]), tf.tensor1d([30], "int32"))), /outside/);
+});
+
+test("Transpose of the last two axes: tiled copy matches the stock kernel (batched, ragged tiles, int32); other perms unchanged", () => {
+  const cases: [number[], number[]][] = [
+    [[70, 33], [1, 0]],
+    [[33, 70], [1, 0]],
+    [[3, 45, 37], [0, 2, 1]],
+    [[2, 2, 5, 64], [0, 1, 3, 2]],
+    [[1, 1], [1, 0]],
+    [[0, 4], [1, 0]],
+    [[2, 5, 3, 4], [0, 2, 1, 3]], // heads split: not a last-two swap, goes to the stock kernel
+  ];
+  for (const [shape, perm] of cases) {
+    const n = shape.reduce((p, q) => p * q, 1);
+    const x = randn(n, 13);
+    const ints = Int32Array.from({ length: n }, (_, i) => i * 7 - 3);
+    const run = () => tf.tidy(() => [tf.transpose(tf.tensor(x, shape), perm).dataSync(), tf.transpose(tf.tensor(ints, shape, "int32"), perm).dataSync()]);
+    const [f, fi] = run();
+    const [st, sti] = withStock(run);
+    assert.deepEqual(Array.from(f), Array.from(st), `float32 ${shape} perm ${perm}`);
+    assert.deepEqual(Array.from(fi), Array.from(sti), `int32 ${shape} perm ${perm}`);
+  }
+  // And against a plain reference, so a shared mistake in both kernels would show.
+  const [R, C] = [40, 70];
+  const x = randn(R * C, 14);
+  const t = tf.tidy(() => tf.transpose(tf.tensor2d(x, [R, C])).dataSync());
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) assert.equal(t[c * R + r], x[r * C + c]);
+});
+
+test("Identity shares the data instead of copying; clones outlive their source and gradients are unchanged", () => {
+  const x = randn(256, 11);
+  const buffersOfClone = (): number => {
+    const t = tf.tensor1d(x);
+    const before = tf.memory().numDataBuffers;
+    const c = tf.clone(t);
+    const added = tf.memory().numDataBuffers - before;
+    t.dispose(); // the clone keeps the shared data alive
+    assert.deepEqual(Array.from(c.dataSync()), Array.from(x));
+    c.dispose();
+    return added;
+  };
+  assert.equal(buffersOfClone(), 0, "the fixed kernel allocates no buffer");
+  assert.equal(withStock(buffersOfClone), 1, "the stock kernel copies");
+  // The engine clones the tensors it saves for the backward pass; the gradients are the same either way.
+  const w = randn(256, 12);
+  const grad = () => tf.tidy(() => tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.square(v), tf.tensor1d(w))))(tf.tensor1d(x)).dataSync());
+  const g = grad();
+  assert.deepEqual(Array.from(g), Array.from(withStock(grad)));
+  assert.ok(maxRelDiff(g, Array.from(x, (v, i) => 2 * v * w[i])) < 1e-6);
+  const live = tf.memory().numTensors;
+  grad();
+  assert.equal(tf.memory().numTensors, live, "no tensor leaked");
+});
+
+test("expNonPositive (GELU's exp) matches Math.exp to 1e-8 relative over [-700, 0], and its edge cases", () => {
+  const r = new Rng(15);
+  let worst = 0;
+  for (let i = 0; i < 20000; i++) {
+    const y = i < 10000 ? -r.next() * 20 : -r.next() * 700;
+    const want = Math.exp(y);
+    if (want > 0) worst = Math.max(worst, Math.abs(expNonPositive(y) - want) / want);
+  }
+  assert.ok(worst < 1e-8, `worst relative error ${worst}`);
+  assert.equal(expNonPositive(0), 1);
+  assert.equal(expNonPositive(-Infinity), 0);
+  assert.equal(expNonPositive(-1e6), 0);
+  assert.ok(Number.isNaN(expNonPositive(NaN)));
 });
 
 test("fused GELU and LayerNorm kernels match float64 references and the core-ops versions (values and gradients)", () => {

@@ -105,7 +105,7 @@ test("bench scaling: real runs on 1 and 2 workers, table, JSON and a report that
   const json = path.join(dir, "scaling.json");
   const html = path.join(dir, "report", "scaling.html");
   const r = await runLaunch(["bench", "scaling", TINY_CONFIG, "--workers", "1,2", "--steps", "4", "--warmup-steps", "2",
-    "--set", `data.cache_dir=${TEST_CACHE_DIR}`, "--json", json, "--html", html]);
+    "--set", `data.cache_dir=${TEST_CACHE_DIR}`, "--independent", "--json", json, "--html", html]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /weak scaling: fixed micro-batch of 2 sequences per worker/);
   assert.match(r.stdout, /medians of steps 3\.\.4/);
@@ -138,6 +138,17 @@ test("bench scaling: real runs on 1 and 2 workers, table, JSON and a report that
   }
   assert.ok(res.runs[1].per_rank.every((p) => p.communication_ms > 0), "2 workers all-reduce");
 
+  // --independent: 2 single-worker jobs at once, no ring; their summed throughput against 2 x the N=1 run's
+  const ind = res.independent?.[0];
+  assert.ok(ind !== undefined && res.independent?.length === 1, "one ceiling entry, for N = 2");
+  assert.equal(ind.N, 2);
+  assert.equal(ind.jobs_tokens_per_s.length, 2);
+  assert.ok(ind.jobs_tokens_per_s.every((t) => t > 0));
+  assert.ok(Math.abs(ind.tokens_per_s - ind.jobs_tokens_per_s[0] - ind.jobs_tokens_per_s[1]) < 1e-9);
+  assert.ok(Math.abs(ind.efficiency - ind.tokens_per_s / (2 * res.runs[0].tokens_per_s)) < 1e-12);
+  assert.match(r.stdout, /the machine's own limit/);
+  assert.match(r.stdout, /^2\s+\d+\s+\d\.\d{3}\s+\d\.\d{3}\s+\d\.\d{3}\s+\d+$/m, `ceiling row in\n${r.stdout}`);
+
   assertChartsDrawn(await openReport(html), 5, "scaling report");
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -169,14 +180,21 @@ test("bench step: a small real step benchmark, JSON and a report that renders in
   const dir = tempDir("bench-step");
   const json = path.join(dir, "step.json");
   const html = path.join(dir, "step.html");
-  const r = await runLaunch(["bench", "step", "--steps", "2", "--warmup", "1", "--batch", "4", "--seq", "32", "--vocab", "1000", "--backend", "wasm", "--json", json, "--html", html]);
+  const r = await runLaunch(["bench", "step", "--steps", "2", "--warmup", "1", "--batch", "4", "--seq", "32", "--vocab", "1000", "--backend", "wasm", "--rounds", "2", "--json", json, "--html", html]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^tfjs-wasm\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+%$/m);
+  assert.match(r.stdout, /^tfjs-wasm\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+%$/m);
   const res = JSON.parse(fs.readFileSync(json, "utf8")) as StepResult;
   assert.equal(res.kind, "step");
   assert.equal(res.tokens_per_step, 128);
   assert.deepEqual(res.shape, { vocab: 1000, hidden: 128, layers: 2, heads: 2, ffn: 512, seq: 32, batch: 4 });
-  assert.equal(res.tfjs.step_ms?.length, 2);
+  assert.equal(res.tfjs.step_ms?.length, 4, "2 rounds of 2 timed steps");
+  assert.equal(res.rounds.length, 2);
+  res.rounds.forEach((x, i) => {
+    const mine = (res.tfjs.step_ms ?? []).slice(2 * i, 2 * i + 2);
+    assert.equal(x.tfjs_step_ms, (mine[0] + mine[1]) / 2, `round ${i + 1} median`);
+    assert.equal(x.ratio, undefined);
+  });
+  assert.match(r.stdout, /2 alternating rounds/);
   assert.ok(res.tfjs.tokens_per_s > 0 && res.tfjs.mfu > 0 && res.tfjs.peak_gflops > 0, `mfu ${res.tfjs.mfu}`);
   assert.ok(Math.abs(res.tfjs.mfu - (res.step_gflop / (res.tfjs.step_ms_median / 1000)) / res.tfjs.peak_gflops) < 1e-9, "MFU = achieved / peak");
   assert.ok(Math.abs(res.tfjs.tokens_per_s - 128 / (res.tfjs.step_ms_median / 1000)) < 1e-6);
@@ -192,6 +210,7 @@ test("bench: bad arguments exit with code 2 and say what is wrong", async () => 
     [["bench", "scaling", path.join(dir, "missing.yaml"), "--workers", "1"], /missing\.yaml: cannot read config file \(ENOENT\)/],
     [["bench", "scaling", TINY_CONFIG, "--steps", "2", "--warmup-steps", "2"], /--steps 2 must exceed --warmup-steps 2/],
     [["bench", "scaling", TINY_CONFIG, "--set", "model.no_such_field=1"], /no_such_field/],
+    [["bench", "scaling", TINY_CONFIG, "--workers", "2", "--independent"], /--independent needs N = 1 in --workers/],
     [["bench", "allreduce", "--workers", "1"], /--workers: '1' is not an integer >= 2/],
     [["bench", "allreduce", "--sizes", "3"], /--sizes: 3 must be a positive multiple of 4 bytes/],
     [["bench", "allreduce", "--transport", "carrier-pigeon"], /--transport: 'carrier-pigeon' is not one of grpc, http2/],

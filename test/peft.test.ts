@@ -10,7 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../shared/backend/select";
-import { BertModel } from "../shared/model/bert";
+import { BertModel, encode, meanPooledOutput } from "../shared/model/bert";
 import { exportHfTensors, getParamValues } from "../shared/model/hf";
 import { saveCheckpoint } from "../shared/checkpoint/checkpoint";
 import { PeftClassifier } from "../shared/peft/classifier";
@@ -25,6 +25,7 @@ import type { ClassificationBatch } from "../shared/data/labelled";
 import { modelChecksum } from "../shared/finetune/base-model";
 import { buildClassifier, loadClassifier } from "../shared/finetune/load";
 import { saveClassifier } from "../shared/finetune/save";
+import { adapterConfigSchema } from "../shared/finetune/adapter-config";
 import { loadCheckpoint } from "../shared/checkpoint/checkpoint";
 import { randomBatch, tinyConfig } from "./helpers/model-fixtures";
 
@@ -158,6 +159,7 @@ async function saveBase(dir: string, seed: number): Promise<void> {
 const methods: [string, Record<string, unknown>][] = [
   ["lora", {}], ["lora", { lora: { merge: true } }], ["adapter", {}], ["prefix", { prefix: { reparameterize: true, num_virtual_tokens: 3 } }],
   ["prefix", { prefix: { reparameterize: false, num_virtual_tokens: 3 } }], ["prompt", { prompt: { num_virtual_tokens: 3 } }], ["bitfit", {}], ["freeze", {}], ["full", {}],
+  ["lora", { pooling: "mean" }], ["prompt", { prompt: { num_virtual_tokens: 3 }, pooling: "mean" }], ["full", { pooling: "mean" }],
 ];
 
 test("save -> load -> predict gives the same logits, for every method", async () => {
@@ -177,8 +179,11 @@ test("save -> load -> predict gives the same logits, for every method", async ()
     await saveClassifier(dir, m, { labels: ["a", "b", "c"], maxSeqLen: 8, lowercase: true, baseDir, baseChecksum: checksum, vocab: VOCAB, padTokenId: 0, step: 1 });
     const complete = method === "full" || (method === "lora" && (extra.lora as { merge?: boolean } | undefined)?.merge === true);
     assert.equal(fs.existsSync(path.join(dir, "adapter_model.safetensors")), !complete, `${method}: adapter file`);
+    const recorded = JSON.parse(fs.readFileSync(path.join(dir, complete ? "task.json" : "adapter_config.json"), "utf8")) as { pooling?: string };
+    assert.equal(recorded.pooling, (extra.pooling as string | undefined) ?? "cls", `${method}: pooling recorded`);
     const loaded = complete ? await loadClassifier(dir) : await loadClassifier(baseDir, dir);
     assert.deepEqual(loaded.labels, ["a", "b", "c"]);
+    assert.equal(loaded.model.settings.pooling, recorded.pooling);
     const got = logits(loaded.model, b);
     assert.ok(maxDiff(got, want) < 2e-5, `${method} ${JSON.stringify(extra)}: reloaded logits differ by ${maxDiff(got, want)}`);
     if (!complete) {
@@ -189,6 +194,47 @@ test("save -> load -> predict gives the same logits, for every method", async ()
     m.dispose();
   }
   fs.rmSync(root, { recursive: true, force: true });
+});
+
+test("mean pooling: the pooler reads the mean of the text's own positions (padding and soft-prompt rows left out)", () => {
+  const b = batch(6); // odd sequences end in 2 padding positions
+  assert.ok(b.attentionMask.includes(0), "the batch has padding");
+  for (const [method, extra] of [["full", {}], ["prompt", { prompt: { num_virtual_tokens: 3 } }]] as [string, Record<string, unknown>][]) {
+    const base = BertModel.create(cfg, 5); // (a classifier owns its base and disposes it)
+    const m = PeftClassifier.create(base, settings(method, { ...extra, pooling: "mean" }), 7);
+    perturb(m, /prompt|classifier/, 0.1);
+    const n = method === "prompt" ? 3 : 0;
+    const [got, want] = tf.tidy(() => {
+      const hidden = encode(base, b, { training: false, hooks: m.hooks({ training: false }, b.batchSize) });
+      const H = cfg.hiddenSize;
+      const TT = b.seqLen + n;
+      assert.equal(hidden.shape[0], b.batchSize * TT);
+      // Reference: average the attended rows in plain JS (row 0 and rows n+1.. carry the text), then dense + tanh.
+      const h = hidden.dataSync() as Float32Array;
+      const mean = new Float32Array(b.batchSize * H);
+      for (let s = 0; s < b.batchSize; s++) {
+        const rows: number[] = [];
+        for (let j = 0; j < b.seqLen; j++) if (b.attentionMask[s * b.seqLen + j]) rows.push(j === 0 ? 0 : j + n);
+        for (const r of rows) for (let k = 0; k < H; k++) mean[s * H + k] += h[(s * TT + r) * H + k] / rows.length;
+      }
+      const ref = tf.tanh(tf.add(tf.matMul(tf.tensor2d(mean, [b.batchSize, H]), base.param("bert.pooler.dense.weight")), base.param("bert.pooler.dense.bias")));
+      return [Float32Array.from(meanPooledOutput(base, hidden, b.attentionMask, b.batchSize, TT).dataSync()), Float32Array.from(ref.dataSync())];
+    });
+    assert.ok(maxDiff(got, want) < 1e-5, `${method}: mean pooling vs reference ${maxDiff(got, want)}`);
+    // Padded positions do not count: changing their token ids leaves the logits as they were.
+    const changed = { ...b, inputIds: b.inputIds.map((id, i) => (b.attentionMask[i] ? id : 7)) };
+    assert.ok(maxDiff(logits(m, changed), logits(m, b)) < 1e-6, `${method}: padding leaked into the mean`);
+    // And the mean differs from [CLS] pooling (the setting is used).
+    const cls = PeftClassifier.create(BertModel.create(cfg, 5), settings(method, extra), 7);
+    for (const s of m.extraSpecs) cls.param(s.name).assign(m.param(s.name));
+    assert.ok(maxDiff(logits(cls, b), logits(m, b)) > 1e-4, `${method}: mean and cls pooling gave the same logits`);
+    cls.dispose();
+    m.dispose();
+  }
+  // Files written before the field existed pooled [CLS].
+  const old = { format: "ringtrain-adapter", version: 1, method: "lora", settings: {}, base_model: { path: "b", sha256: "0".repeat(64) }, tensors: ["x"], labels: ["a", "b"], max_seq_len: 8, lowercase: true, classifier_dropout: 0.1 };
+  assert.equal(adapterConfigSchema.parse(old).pooling, "cls");
+  assert.throws(() => validateRunConfig({ task: "classification", data: { corpus: "spam-assassin" }, batch: { global_batch_size: 4, micro_batch_size: 2 }, training: { max_steps: 1 }, finetune: { base_model: "x", pooling: "max" } }, "ft.yaml"), /field finetune\.pooling: /);
 });
 
 test("an adapter is refused on a different base model, naming both checksums", async () => {

@@ -36,6 +36,12 @@ export interface ScalingOptions {
   set?: string[];
   /** Keep each run directory under this folder (default: temporary, removed). */
   keepRuns?: string;
+  /**
+   * Also run, for each N > 1, N independent single-worker jobs at the same time (no ring between them): the
+   * machine's own limit on N-fold throughput (shared caches, memory bandwidth, clock), i.e. the efficiency a
+   * data-parallel run could reach with free communication.
+   */
+  independent?: boolean;
   /** Progress lines (stderr by default). */
   log?: (line: string) => void;
 }
@@ -79,6 +85,19 @@ export interface ScalingRun {
   run_dir?: string;
 }
 
+/** N independent single-worker jobs run at the same time (`--independent`). */
+export interface IndependentRun {
+  N: number;
+  /** Sum of the jobs' median tokens/s over the steps all of them were running. */
+  tokens_per_s: number;
+  /** tokens_per_s / (N x tokens/s of the single-worker run): the ceiling of a data-parallel run's efficiency here. */
+  efficiency: number;
+  /** Each job's median tokens/s. */
+  jobs_tokens_per_s: number[];
+  /** Steps (summed over jobs) inside the window where every job was past its warm-up and still running. */
+  steps_in_window: number;
+}
+
 /** Everything `launch bench scaling` measured (what --json writes). */
 export interface ScalingResult {
   kind: "scaling";
@@ -99,6 +118,8 @@ export interface ScalingResult {
   cpu_model: string;
   date: string;
   runs: ScalingRun[];
+  /** With --independent: one entry per N > 1. */
+  independent?: IndependentRun[];
 }
 
 /** The default config when none is named: the Brown pretraining example. */
@@ -176,6 +197,8 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingResu
   const m = base.model;
   const model = m === undefined ? "from the base checkpoint" : m.preset ?? `hidden ${m.hidden_size ?? "?"}, ${m.num_layers ?? "?"} layers, ${m.num_heads ?? "?"} heads`;
   const runs: ScalingRun[] = [];
+  const independentRuns: IndependentRun[] = [];
+  if (opts.independent && !opts.workers.includes(1)) throw new ConfigError("--independent needs N = 1 in --workers (its tokens/s is the baseline)");
   const workRoot = opts.keepRuns ?? fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-bench-scaling-"));
   let keep = opts.keepRuns !== undefined; // a failed run's directory (logs, failure.json) is kept for the user
   try {
@@ -209,17 +232,56 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingResu
         ...(opts.keepRuns ? { run_dir: out } : {}),
       });
     }
+    if (opts.independent) {
+      for (const n of opts.workers.filter((k) => k > 1)) {
+        log(`bench scaling: ${n} independent launch --workers 1 jobs at the same time (${opts.steps} steps each)`);
+        const outs = Array.from({ length: n }, (_, j) => path.join(workRoot, `independent-${n}`, `job-${j}`));
+        const codes = await Promise.all(outs.map((out) => {
+          fs.rmSync(out, { recursive: true, force: true });
+          return runLaunch([opts.config, "--workers", "1", "--max-steps", String(opts.steps), "--output", out, "--quiet",
+            ...runSets(1).flatMap((s) => ["--set", s]), ...(opts.backend ? ["--backend", opts.backend] : [])]);
+        }));
+        const failed = codes.findIndex((c) => c !== EXIT_OK);
+        if (failed >= 0) {
+          keep = true;
+          throw new LaunchRunError(`independent job ${failed} of ${n} (launch --workers 1 ${opts.config}) failed with exit code ${codes[failed]} (kept: ${outs[failed]})`, codes[failed]);
+        }
+        independentRuns.push(independentRun(n, outs.map((out) => readMetrics(path.join(out, "metrics.jsonl"))), opts.warmupSteps));
+      }
+    }
   } finally {
     if (!keep) fs.rmSync(workRoot, { recursive: true, force: true });
   }
   const baseRun = runs.find((r) => r.N === 1) ?? [...runs].sort((a, b) => a.N - b.N)[0];
   for (const r of runs) r.efficiency = r.tokens_per_s / ((r.N / baseRun.N) * baseRun.tokens_per_s);
+  const single = runs.find((r) => r.N === 1);
+  for (const ind of independentRuns) ind.efficiency = single ? ind.tokens_per_s / (ind.N * single.tokens_per_s) : NaN;
   const cpus = os.cpus();
   return {
     kind: "scaling", mode: "weak", config: path.resolve(opts.config), job: base.name, model, seq_len: base.data.max_seq_len, micro_batch: micro,
     backend: describeBackend(opts.backend ?? base.backend, runs), steps: opts.steps, warmup_steps: opts.warmupSteps, timed_steps: [opts.warmupSteps + 1, opts.steps],
     efficiency_base_n: baseRun.N, cpu_cores: cpus.length, cpu_model: cpus[0]?.model ?? "unknown", date: new Date().toISOString(), runs,
+    ...(opts.independent ? { independent: independentRuns } : {}),
   };
+}
+
+/**
+ * Throughput of jobs that ran side by side, counted only over the window in which all of them were past their
+ * warm-up and still running (their starts and ends differ by the process start-up): each job's median tokens/s
+ * over its steps in that window, summed.
+ */
+function independentRun(n: number, jobs: StepMetrics[][], warmupSteps: number): IndependentRun {
+  const timed = jobs.map((steps) => steps.filter((s) => s.step > warmupSteps));
+  if (timed.some((t) => t.length === 0)) throw new Error(`independent jobs (N = ${n}): a job recorded no step after the warm-up`);
+  // metrics.jsonl stamps each record with its wall-clock `time` (when the step's report arrived)
+  const at = (s: StepMetrics): number => Date.parse((s as StepMetrics & { time?: string }).time ?? "");
+  const from = Math.max(...timed.map((t) => at(t[0]) - t[0].step_ms));
+  const to = Math.min(...timed.map((t) => at(t[t.length - 1])));
+  const inWindow = timed.map((t) => t.filter((s) => at(s) - s.step_ms >= from && at(s) <= to));
+  // No overlap worth the name (a job finished before another started): use every timed step, and say so by the count.
+  const used = inWindow.every((t) => t.length > 0) ? inWindow : timed;
+  const perJob = used.map((t) => median(t.map((s) => s.tokens_per_s)));
+  return { N: n, tokens_per_s: perJob.reduce((a, b) => a + b, 0), efficiency: NaN, jobs_tokens_per_s: perJob, steps_in_window: used === inWindow ? inWindow.reduce((a, t) => a + t.length, 0) : 0 };
 }
 
 function describeBackend(configured: string, runs: ScalingRun[]): string {
@@ -244,6 +306,14 @@ export function formatScalingTables(res: ScalingResult): string {
     String(r.N), String(p.rank), p.step_ms.toFixed(1), p.compute_ms.toFixed(1), p.communication_ms.toFixed(1), p.data_wait_ms.toFixed(1),
     p.optimizer_ms.toFixed(1), p.other_ms.toFixed(1), p.idle_ms.toFixed(1),
   ])));
+  if (res.independent !== undefined && res.independent.length > 0) {
+    s += "\nthe machine's own limit: N independent single-worker jobs at the same time (no communication); efficiency = their summed\n";
+    s += "tokens/s / (N x tokens/s(1)), the most a data-parallel run could reach here. of ceiling = data-parallel efficiency / this\n\n";
+    s += formatTable(["N", "tokens/s (sum)", "ceiling efficiency", "data-parallel efficiency", "of ceiling", "steps in window"], res.independent.map((ind) => {
+      const dp = res.runs.find((r) => r.N === ind.N);
+      return [String(ind.N), ind.tokens_per_s.toFixed(0), ind.efficiency.toFixed(3), dp ? dp.efficiency.toFixed(3) : "—", dp ? (dp.efficiency / ind.efficiency).toFixed(3) : "—", String(ind.steps_in_window)];
+    }));
+  }
   const over = res.runs.filter((r) => r.N > res.cpu_cores).map((r) => r.N);
   if (over.length > 0) s += `\nnote: N = ${over.join(", ")} exceeds the ${res.cpu_cores} CPU cores here; those workers share cores, so efficiency drops for that reason\n`;
   return s;
@@ -325,7 +395,13 @@ export function scalingReport(res: ScalingResult, command: string): Report {
         tables: [{
           columns: ["N", "global batch", "tokens/s", "efficiency", "step ms", "MFU %", "final loss"],
           rows: res.runs.map((r) => [r.N, r.global_batch, Math.round(r.tokens_per_s), r.efficiency, r.step_ms, r.mfu * 100, r.final_loss]),
-        }],
+        }, ...(res.independent?.length ? [{
+          columns: ["N", "independent 1-worker jobs: tokens/s (sum)", "ceiling efficiency (no communication)", "data-parallel efficiency", "of ceiling"],
+          rows: res.independent.map((ind) => {
+            const dp = res.runs.find((r) => r.N === ind.N);
+            return [ind.N, Math.round(ind.tokens_per_s), ind.efficiency, dp?.efficiency ?? NaN, dp ? dp.efficiency / ind.efficiency : NaN];
+          }),
+        }] : [])],
         charts: [tpsChart, tpsSteps],
       },
       { heading: "Loss", charts: [lossChart] },
@@ -358,6 +434,7 @@ interface ScalingArgs {
   json?: string;
   html?: string;
   "keep-runs"?: string;
+  independent: boolean;
 }
 
 /** The `launch bench scaling` subcommand; `setCode` receives the exit code (a failed run's code is passed on). */
@@ -376,7 +453,8 @@ export function scalingCommand(setCode: (code: number) => void): CommandModule<o
         .option("set", { type: "string", array: true, describe: "override any config field in every run: --set data.cache_dir=/tmp/c" })
         .option("json", { type: "string", describe: "write all results (with every step's metrics) to FILE" })
         .option("html", { type: "string", describe: "write a self-contained HTML report with charts to FILE" })
-        .option("keep-runs", { type: "string", describe: "keep the run directories under DIR (default: temporary, removed)" }) as unknown as Argv<ScalingArgs>,
+        .option("keep-runs", { type: "string", describe: "keep the run directories under DIR (default: temporary, removed)" })
+        .option("independent", { type: "boolean", default: false, describe: "also run N independent 1-worker jobs at once for each N > 1: the machine's ceiling without communication" }) as unknown as Argv<ScalingArgs>,
     handler: async (a: ArgumentsCamelCase<ScalingArgs>): Promise<void> => {
       const workers = parseIntList(a.workers, "workers", 1);
       checkWritable(a.json, "json");
@@ -385,7 +463,7 @@ export function scalingCommand(setCode: (code: number) => void): CommandModule<o
       let res: ScalingResult;
       try {
         res = await runScalingBench({
-          config, workers, steps: a.steps, warmupSteps: a["warmup-steps"], microBatch: a["micro-batch"], backend: a.backend, set: a.set, keepRuns: a["keep-runs"],
+          config, workers, steps: a.steps, warmupSteps: a["warmup-steps"], microBatch: a["micro-batch"], backend: a.backend, set: a.set, keepRuns: a["keep-runs"], independent: a.independent,
         });
       } catch (err) {
         if (err instanceof LaunchRunError) {

@@ -53,6 +53,19 @@ export interface StepOptions {
   kernels?: boolean;
   /** Dropout rate (the torch reference has none). */
   dropout?: number;
+  /**
+   * Alternate the two sides this many times (torch, tfjs, torch, tfjs, ...; default 1). On a shared, noisy
+   * machine a ratio taken from one pair can be off by a third; the median of per-round ratios is steadier.
+   */
+  rounds?: number;
+}
+
+/** One round of an alternating measurement: each side's median step time and their tokens/s ratio. */
+export interface StepRound {
+  tfjs_step_ms: number;
+  torch_step_ms?: number;
+  /** tfjs tokens/s over torch tokens/s in this round. */
+  ratio?: number;
 }
 
 /** One side's measurement. */
@@ -62,6 +75,8 @@ export interface StepSide {
   tokens_per_s: number;
   step_ms_median: number;
   step_ms_mean: number;
+  /** Fastest timed step (the torch side: fastest over rounds). */
+  step_ms_min?: number;
   peak_gflops: number;
   mfu: number;
   /** Every timed step, ms (tfjs side). */
@@ -96,8 +111,10 @@ export interface StepResult {
   torch?: StepSide;
   /** Why the PyTorch side was not measured (not asked, or unavailable). */
   torch_skipped?: string;
-  /** tfjs tokens/s over torch tokens/s. */
+  /** tfjs tokens/s over torch tokens/s: the median of the per-round ratios. */
   ratio_tokens_per_s?: number;
+  /** Each round's medians (one entry unless --rounds). */
+  rounds: StepRound[];
   kernels?: KernelRow[];
 }
 
@@ -168,7 +185,7 @@ function runTorch(script: string, s: StepShape, steps: number, warmup: number, f
   const ms = Number(out["step_ms_median"]);
   const tokens = s.batch * s.seq;
   return {
-    backend: "torch", threads: 1, tokens_per_s: tokens / (ms / 1000), step_ms_median: ms, step_ms_mean: Number(out["step_ms_mean"]),
+    backend: "torch", threads: 1, tokens_per_s: tokens / (ms / 1000), step_ms_median: ms, step_ms_mean: Number(out["step_ms_mean"]), step_ms_min: Number(out["step_ms_min"]),
     peak_gflops: peak, mfu: flop / (ms / 1000) / 1e9 / peak, blas: String(out["blas"]),
   };
 }
@@ -211,7 +228,10 @@ function kernelBench(): KernelRow[] {
   return rows;
 }
 
-/** Runs the benchmark: the torch side first (when asked), then tfjs on the selected backend in this process. */
+/**
+ * Runs the benchmark: the torch side first (when asked), then tfjs on the selected backend in this process; with
+ * `rounds` > 1 the two alternate, and the ratio is the median of the rounds' ratios.
+ */
 export async function runStepBench(o: StepOptions): Promise<StepResult> {
   const shape = o.shape;
   for (const [k, v] of Object.entries(shape)) checkInt(v, k, 1);
@@ -220,8 +240,17 @@ export async function runStepBench(o: StepOptions): Promise<StepResult> {
   const tokens = shape.batch * shape.seq;
   const masked = Math.round(0.15 * tokens);
   const flop = stepFlop(shape, masked);
-  let torch: StepSide | string = "not asked (--torch)";
-  if (o.torch) torch = runTorch(o.torchScript ?? defaultTorchScript(), shape, o.steps, o.warmup, flop);
+  const roundCount = o.rounds ?? 1;
+  checkInt(roundCount, "rounds", 1);
+  let torchSkipped: string | undefined = o.torch ? undefined : "not asked (--torch)";
+  const torchRounds: StepSide[] = [];
+  const measureTorch = (): void => {
+    if (torchSkipped !== undefined) return; // not asked, or unavailable: no retry every round
+    const side = runTorch(o.torchScript ?? defaultTorchScript(), shape, o.steps, o.warmup, flop);
+    if (typeof side === "string") torchSkipped = side;
+    else torchRounds.push(side);
+  };
+  measureTorch();
 
   const backend = await selectBackend(o.backend);
   const peak = peakGflops();
@@ -236,23 +265,49 @@ export async function runStepBench(o: StepOptions): Promise<StepResult> {
     const trainer = new Trainer(model, { schedule: { peakLr: 1e-4, warmupSteps: 0, totalSteps: 1e9, decay: "constant" }, adamw: { weightDecay: 0.01 }, dropoutSeed: 1 });
     const batches = [0, 1, 2, 3].map((i) => makeBatch(shape, 100 + i));
     const times: number[] = [];
+    const rounds: StepRound[] = [];
     let loss = NaN;
-    for (let i = 0; i < o.warmup + o.steps; i++) {
-      const t0 = performance.now();
-      loss = (await trainer.trainStep([batches[i % batches.length]])).mlmLoss;
-      if (i >= o.warmup) times.push(performance.now() - t0);
+    let i = 0;
+    for (let r = 0; r < roundCount; r++) {
+      if (r > 0) measureTorch();
+      const warm = r === 0 ? o.warmup : 0;
+      const mine: number[] = [];
+      for (let j = 0; j < warm + o.steps; j++, i++) {
+        const t0 = performance.now();
+        loss = (await trainer.trainStep([batches[i % batches.length]])).mlmLoss;
+        if (j >= warm) mine.push(performance.now() - t0);
+      }
+      times.push(...mine);
+      const round: StepRound = { tfjs_step_ms: median(mine) };
+      const theirs = torchRounds[r];
+      if (theirs !== undefined) {
+        round.torch_step_ms = theirs.step_ms_median;
+        round.ratio = theirs.step_ms_median / round.tfjs_step_ms;
+      }
+      rounds.push(round);
+    }
+    let torch: StepSide | undefined;
+    if (torchRounds.length > 0) {
+      const ms = median(torchRounds.map((t) => t.step_ms_median));
+      const peak = median(torchRounds.map((t) => t.peak_gflops));
+      const mean = torchRounds.reduce((a, t) => a + t.step_ms_mean, 0) / torchRounds.length;
+      const fastest = Math.min(...torchRounds.map((t) => t.step_ms_min ?? Infinity));
+      torch = { ...torchRounds[0], tokens_per_s: tokens / (ms / 1000), step_ms_median: ms, step_ms_mean: mean, step_ms_min: fastest, peak_gflops: peak, mfu: flop / (ms / 1000) / 1e9 / peak };
     }
     const ms = median(times);
     const tfjs: StepSide = {
       backend: `tfjs-${backend}`, threads: 1, tokens_per_s: tokens / (ms / 1000), step_ms_median: ms,
-      step_ms_mean: times.reduce((a, b) => a + b, 0) / times.length, peak_gflops: peak, mfu: flop / (ms / 1000) / 1e9 / peak, step_ms: times, loss_last: loss,
+      step_ms_mean: times.reduce((a, b) => a + b, 0) / times.length, step_ms_min: Math.min(...times), peak_gflops: peak, mfu: flop / (ms / 1000) / 1e9 / peak, step_ms: times, loss_last: loss,
     };
     const kernels = o.kernels && backend === "wasm" ? kernelBench() : undefined;
     const cpus = os.cpus();
     return {
       kind: "step", date: new Date().toISOString(), cpu_cores: cpus.length, cpu_model: cpus[0]?.model ?? "unknown", ...(o.preset ? { preset: o.preset } : {}),
       shape, steps: o.steps, warmup: o.warmup, dropout, tokens_per_step: tokens, step_gflop: flop / 1e9, params: countParams(model.specs), tfjs,
-      ...(typeof torch === "string" ? { torch_skipped: torch } : { torch, ratio_tokens_per_s: tfjs.tokens_per_s / torch.tokens_per_s }),
+      rounds,
+      ...(torch === undefined
+        ? { torch_skipped: torchSkipped ?? "not measured" }
+        : { torch, ratio_tokens_per_s: median(rounds.flatMap((x) => (x.ratio === undefined ? [] : [x.ratio]))) }),
       ...(kernels ? { kernels } : {}),
     };
   } finally {
@@ -267,10 +322,19 @@ export function formatStepTable(r: StepResult): string {
     + `batch ${s.batch} x seq ${s.seq} = ${r.tokens_per_step} tokens, ${r.step_gflop.toFixed(2)} GFLOP per step, ${(r.params / 1e6).toFixed(2)}M params\n`;
   out += `medians of ${r.steps} steps after ${r.warmup} warm-up; MFU = model FLOP/s / the backend's measured peak (1024^3 matmul); one thread per side\n\n`;
   const sides = [r.tfjs, ...(r.torch ? [r.torch] : [])];
-  out += formatTable(["backend", "tokens/s", "step ms", "peak GFLOP/s", "MFU"], sides.map((x) => [
-    x.backend, x.tokens_per_s.toFixed(0), x.step_ms_median.toFixed(1), x.peak_gflops.toFixed(1), `${(x.mfu * 100).toFixed(1)}%`,
+  out += formatTable(["backend", "tokens/s", "step ms", "fastest step ms", "peak GFLOP/s", "MFU"], sides.map((x) => [
+    x.backend, x.tokens_per_s.toFixed(0), x.step_ms_median.toFixed(1), x.step_ms_min?.toFixed(1) ?? "—", x.peak_gflops.toFixed(1), `${(x.mfu * 100).toFixed(1)}%`,
   ]));
-  if (r.ratio_tokens_per_s !== undefined) out += `\n${r.tfjs.backend} / torch tokens/s: ${r.ratio_tokens_per_s.toFixed(2)}\n`;
+  if (r.rounds.length > 1) {
+    out += `\n${r.rounds.length} alternating rounds (each side's median step ms, ratio of tokens/s):\n`;
+    out += formatTable(["round", `${r.tfjs.backend} ms`, "torch ms", "ratio"], r.rounds.map((x, i) => [
+      String(i + 1), x.tfjs_step_ms.toFixed(1), x.torch_step_ms?.toFixed(1) ?? "—", x.ratio?.toFixed(3) ?? "—",
+    ]));
+  }
+  if (r.ratio_tokens_per_s !== undefined) {
+    const of = r.rounds.length > 1 ? ` (median of ${r.rounds.filter((x) => x.ratio !== undefined).length} rounds)` : "";
+    out += `\n${r.tfjs.backend} / torch tokens/s: ${r.ratio_tokens_per_s.toFixed(2)}${of}\n`;
+  }
   if (r.torch_skipped !== undefined && !r.torch_skipped.startsWith("not asked")) out += `\ntorch reference skipped: ${r.torch_skipped}\n`;
   return out;
 }
@@ -320,6 +384,7 @@ interface StepArgs {
   vocab: number;
   backend: string;
   torch: boolean;
+  rounds: number;
   json?: string;
   html?: string;
 }
@@ -339,13 +404,14 @@ export function stepCommand(setCode: (code: number) => void): CommandModule<obje
         .option("vocab", { type: "number", default: 8192 })
         .option("backend", { type: "string", default: "auto", choices: ["auto", "tensorflow", "wasm", "cpu"] })
         .option("torch", { type: "boolean", default: false, describe: "also run the PyTorch reference (needs /usr/bin/python3 with torch)" })
+        .option("rounds", { type: "number", default: 1, describe: "alternate the two sides this many times; the ratio is the median over rounds" })
         .option("json", { type: "string", describe: "write the results to FILE" })
         .option("html", { type: "string", describe: "write a self-contained HTML report with charts to FILE" }) as unknown as Argv<StepArgs>,
     handler: async (a: ArgumentsCamelCase<StepArgs>): Promise<void> => {
       checkWritable(a.json, "json");
       checkWritable(a.html, "html");
       const shape = presetShape(a.preset as BertPresetName, { vocab: a.vocab, seq: a.seq, batch: a.batch });
-      const res = await runStepBench({ shape, preset: a.preset, steps: a.steps, warmup: a.warmup, backend: a.backend as BackendName, torch: a.torch });
+      const res = await runStepBench({ shape, preset: a.preset, steps: a.steps, warmup: a.warmup, backend: a.backend as BackendName, torch: a.torch, rounds: a.rounds });
       process.stdout.write(formatStepTable(res));
       if (a.json !== undefined) {
         writeJsonFile(a.json, res);

@@ -78,9 +78,27 @@ function input(args: KernelArgs, name: string): tf.TensorInfo {
 const SQRT_HALF = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
+/** 2^-n for n = 0..1099 (exactly representable; 2^-1075 and below are 0 in float64). */
+const POW2_NEG = Float64Array.from({ length: 1100 }, (_, n) => Math.pow(2, -n));
+
+/**
+ * exp(y) for y <= 0, relative error < 1e-8 (float32 needs 6e-8): y·log2(e) = -(n + f) with n an integer and
+ * |f| <= 1/2, exp(y) = 2^-n · e^(-f ln 2), the second factor from its Taylor series to degree 8. About twice as fast
+ * as Math.exp in V8, which is most of GELU's cost.
+ */
+export function expNonPositive(y: number): number {
+  const a = -y * Math.LOG2E;
+  if (!(a < 1099)) return a >= 1099 ? 0 : NaN;
+  const n = Math.floor(a + 0.5); // (Math.round is several times slower in V8)
+  const u = (n - a) * Math.LN2;
+  const p = 1 + u * (1 + u * (1 / 2 + u * (1 / 6 + u * (1 / 24 + u * (1 / 120 + u * (1 / 720 + u * (1 / 5040 + u / 40320)))))));
+  return p * POW2_NEG[n];
+}
+
 /**
  * gelu(x) = x Phi(x) and gelu'(x) = Phi(x) + x phi(x). erf from Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, below
- * float32 resolution of Phi), whose exp(-x^2/2) factor is phi's too: one exp per element for both outputs.
+ * float32 resolution of Phi), whose exp(-x^2/2) factor is phi's too: one exp per element for both outputs
+ * (expNonPositive: the argument is never positive).
  */
 function geluKernel(backendName: string) {
   return (args: KernelArgs): tf.TensorInfo[] => {
@@ -93,7 +111,7 @@ function geluKernel(backendName: string) {
       const v = xs[i];
       const z = Math.abs(v) * SQRT_HALF;
       const t = 1 / (1 + 0.3275911 * z);
-      const e = Math.exp(-z * z);
+      const e = expNonPositive(-z * z);
       const erfAbs = 1 - t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))) * e;
       const cdf = 0.5 * (1 + (v < 0 ? -erfAbs : erfAbs));
       y[i] = v * cdf;

@@ -240,6 +240,12 @@ export const finetuneSchema = z.object({
   test_fraction: z.number().gt(0).lt(0.9).default(0.2),
   /** Dropout before the classifier (HF classifier_dropout). */
   classifier_dropout: probability.default(0.1),
+  /**
+   * What the pooler (dense + tanh) reads: `cls`, the [CLS] position (HF BertForSequenceClassification), or `mean`,
+   * the mean of the text's own positions (padding and soft-prompt rows excluded; sentence-transformers' pooling).
+   * An encoder pretrained with MLM alone never trains its [CLS] output, and its mean is a better start with few labels.
+   */
+  pooling: z.enum(["cls", "mean"]).default("cls"),
   lora: loraSchema.default(loraSchema.parse({})),
   adapter: adapterSchema.default(adapterSchema.parse({})),
   prefix: prefixSchema.default(prefixSchema.parse({})),

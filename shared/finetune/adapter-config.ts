@@ -18,6 +18,8 @@ const taskFields = {
   /** Whether the tokenizer lower-cases (tokenizer.lowercase of the run). */
   lowercase: z.boolean(),
   classifier_dropout: z.number().min(0).max(1),
+  /** What the pooler read (finetune.pooling); files written before the field existed pooled [CLS]. */
+  pooling: z.enum(["cls", "mean"]).default("cls"),
 };
 
 /** task.json of a complete classifier checkpoint (full fine-tuning, or LoRA merged into the weights). */
@@ -70,7 +72,7 @@ export function parseConfigFile<T>(schema: z.ZodType<T>, text: string, file: str
  * (reparameterize: false): only the MLP's output was saved.
  */
 export function settingsOfAdapter(cfg: AdapterConfig, file: string): PeftSettings {
-  const section: Record<string, unknown> = { base_model: cfg.base_model.path, method: cfg.method, classifier_dropout: cfg.classifier_dropout };
+  const section: Record<string, unknown> = { base_model: cfg.base_model.path, method: cfg.method, classifier_dropout: cfg.classifier_dropout, pooling: cfg.pooling };
   if (cfg.method !== "full" && cfg.method !== "bitfit") section[cfg.method] = cfg.settings;
   const r = finetuneSchema.safeParse(section);
   if (!r.success) throw new Error(`${file}: field settings: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);

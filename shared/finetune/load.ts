@@ -52,7 +52,7 @@ export async function loadClassifier(modelDir: string, adapterDir?: string): Pro
       throw new Error(`--model ${modelDir}: ${baseDir} is not a classifier checkpoint (no ${TASK_FILE}); give the fine-tuned adapter with --adapter DIR`);
     }
     const task = parseConfigFile(taskFileSchema, (await readVerifiedFile(baseDir, manifest, TASK_FILE)).toString("utf8"), path.join(baseDir, TASK_FILE));
-    const settings = peftSettingsOf(finetuneSchema.parse({ base_model: baseDir, method: "full", classifier_dropout: task.classifier_dropout }), task.labels.length);
+    const settings = peftSettingsOf(finetuneSchema.parse({ base_model: baseDir, method: "full", classifier_dropout: task.classifier_dropout, pooling: task.pooling }), task.labels.length);
     const model = PeftClassifier.create(buildBase(base), settings, 0);
     assignNamed(model, new Map([...base.tensors].filter(([k]) => isHeadTensor(k))), path.join(baseDir, "model.safetensors"));
     return { model, tokenizer: new BertTokenizer(new Vocab(base.vocab), { lowerCase: task.lowercase }), labels: task.labels, maxSeqLen: task.max_seq_len };

@@ -70,7 +70,7 @@ async function saveAdapter(dir: string, model: PeftClassifier, meta: ClassifierM
     method: model.settings.method, settings: methodSettings(model.settings),
     base_model: { path: path.resolve(meta.baseDir), sha256: meta.baseChecksum },
     tensors: [...tensors.keys()],
-    labels: meta.labels, max_seq_len: meta.maxSeqLen, lowercase: meta.lowercase, classifier_dropout: model.settings.classifierDropout,
+    labels: meta.labels, max_seq_len: meta.maxSeqLen, lowercase: meta.lowercase, classifier_dropout: model.settings.classifierDropout, pooling: model.settings.pooling,
   };
   await fs.mkdir(dir, { recursive: true });
   await fs.rm(path.join(dir, MANIFEST_FILE), { force: true });
@@ -95,7 +95,7 @@ async function saveCompleteClassifier(dir: string, model: PeftClassifier, meta: 
   await saveCheckpoint(dir, { config: model.base.config, tensors, vocab: meta.vocab, padTokenId: meta.padTokenId, step: meta.step });
   const task: TaskFile = {
     format: "ringtrain-classifier", version: 1, method: model.settings.method,
-    labels: meta.labels, max_seq_len: meta.maxSeqLen, lowercase: meta.lowercase, classifier_dropout: model.settings.classifierDropout,
+    labels: meta.labels, max_seq_len: meta.maxSeqLen, lowercase: meta.lowercase, classifier_dropout: model.settings.classifierDropout, pooling: model.settings.pooling,
   };
   // Add task.json to the manifest saveCheckpoint wrote (re-listing its files with their recorded sizes and hashes).
   const manifest = await readManifest(dir);

@@ -260,6 +260,31 @@ export function pooledOutput(m: BertModel, hidden: tf.Tensor2D, batchSize: numbe
   return tf.tanh(linear(m, "bert.pooler.dense", cls));
 }
 
+/**
+ * Mean-pooled output [batch, hidden]: tanh(dense(mean of each sequence's hidden states over the positions whose
+ * attentionMask is 1)). With a soft prompt (hidden has seqLen = input length + n rows per sequence), the n rows
+ * after [CLS] are the prompt's and are left out: the mean is over the text's own positions.
+ */
+export function meanPooledOutput(m: BertModel, hidden: tf.Tensor2D, attentionMask: Int32Array, batchSize: number, seqLen: number): tf.Tensor2D {
+  if (!m.hasPooler) throw new Error("model was built without the pooler (heads.pooler = false)");
+  const T = attentionMask.length / batchSize;
+  const inserted = seqLen - T;
+  if (!Number.isInteger(T) || inserted < 0) throw new Error(`meanPooledOutput: ${attentionMask.length} mask entries do not fit ${batchSize} sequences of ${seqLen} rows`);
+  const weights = new Float32Array(batchSize * seqLen);
+  for (let b = 0; b < batchSize; b++) {
+    let count = 0;
+    for (let j = 0; j < T; j++) count += attentionMask[b * T + j] ? 1 : 0;
+    if (count === 0) throw new Error(`meanPooledOutput: sequence ${b} has no attended position`);
+    for (let j = 0; j < T; j++) {
+      if (attentionMask[b * T + j]) weights[b * seqLen + (j === 0 ? 0 : j + inserted)] = 1 / count;
+    }
+  }
+  // [B, 1, TT] x [B, TT, H]: one weighted sum per sequence
+  const w = tf.tensor3d(weights, [batchSize, 1, seqLen]);
+  const mean = tf.reshape(tf.matMul(w, tf.reshape(hidden, [batchSize, seqLen, -1])), [batchSize, -1]) as tf.Tensor2D;
+  return tf.tanh(linear(m, "bert.pooler.dense", mean));
+}
+
 /** NSP logits [batch, 2] from the pooled output. */
 export function nspLogits(m: BertModel, pooled: tf.Tensor2D): tf.Tensor2D {
   if (!m.hasNsp) throw new Error("model was built without the NSP head (heads.nsp = true to add it)");

@@ -1,11 +1,12 @@
 /**
- * A BERT sequence classifier (HF BertForSequenceClassification: pooled [CLS] -> dropout -> classifier) over a base
- * BertModel, with the parameters of a fine-tuning method beside it. The base model's variables stay where they are;
- * the method's live here and reach the encoder through its hooks (LoRA, adapters, prefixes, soft prompt).
+ * A BERT sequence classifier (HF BertForSequenceClassification: pooled [CLS] -> dropout -> classifier; with
+ * finetune.pooling: mean the pooler reads the mean of the text's positions instead) over a base BertModel, with the
+ * parameters of a fine-tuning method beside it. The base model's variables stay where they are; the method's live
+ * here and reach the encoder through its hooks (LoRA, adapters, prefixes, soft prompt).
  */
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../rng";
-import { BertModel, encode, pooledOutput, type EncoderHooks, type EncoderInput, type ForwardOptions } from "../model/bert";
+import { BertModel, encode, meanPooledOutput, pooledOutput, type EncoderHooks, type EncoderInput, type ForwardOptions } from "../model/bert";
 import { dropout, type DropoutKey } from "../model/ops/dropout";
 import { gelu } from "../model/ops/gelu";
 import { readParam } from "../model/gradient-tap";
@@ -89,7 +90,10 @@ export class PeftClassifier {
   logits(input: EncoderInput, fwd: ForwardOptions = { training: false }): tf.Tensor2D {
     const hidden = encode(this.base, input, { ...fwd, hooks: this.hooks(fwd, input.batchSize) });
     const seqLen = hidden.shape[0] / input.batchSize;
-    let pooled = pooledOutput(this.base, hidden, input.batchSize, seqLen);
+    let pooled =
+      this.settings.pooling === "mean"
+        ? meanPooledOutput(this.base, hidden, input.attentionMask, input.batchSize, seqLen)
+        : pooledOutput(this.base, hidden, input.batchSize, seqLen);
     const rate = fwd.training ? (fwd.dropoutRate ?? this.settings.classifierDropout) : 0;
     pooled = dropout(pooled, rate, this.dropoutKey(fwd, SITE_CLASSIFIER), input.batchSize) as tf.Tensor2D;
     return tf.fused.matMul({ a: pooled, b: this.use("classifier.weight") as tf.Tensor2D, bias: this.use("classifier.bias") }) as tf.Tensor2D;
@@ -135,7 +139,7 @@ export class PeftClassifier {
   }
 
   /** The encoder hooks of the method for one forward pass (undefined for methods that need none). */
-  private hooks(fwd: ForwardOptions, batchSize: number): EncoderHooks | undefined {
+  hooks(fwd: ForwardOptions, batchSize: number): EncoderHooks | undefined {
     const s = this.settings;
     const H = this.base.config.hiddenSize;
     switch (s.method) {

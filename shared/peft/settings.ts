@@ -12,6 +12,8 @@ export interface PeftSettings {
   method: FinetuneMethod;
   numLabels: number;
   classifierDropout: number;
+  /** cls: the pooler reads [CLS]; mean: the mean of the text's own positions. */
+  pooling: FinetuneConfig["pooling"];
   lora: FinetuneConfig["lora"];
   adapter: FinetuneConfig["adapter"];
   prefix: FinetuneConfig["prefix"];
@@ -22,7 +24,7 @@ export interface PeftSettings {
 /** The PeftSettings of a `finetune` section for a task with `numLabels` classes. */
 export function peftSettingsOf(f: FinetuneConfig, numLabels: number): PeftSettings {
   if (!Number.isInteger(numLabels) || numLabels < 2) throw new Error(`a classifier needs at least 2 classes, got ${numLabels}`);
-  return { method: f.method, numLabels, classifierDropout: f.classifier_dropout, lora: f.lora, adapter: f.adapter, prefix: f.prefix, prompt: f.prompt, freeze: f.freeze };
+  return { method: f.method, numLabels, classifierDropout: f.classifier_dropout, pooling: f.pooling, lora: f.lora, adapter: f.adapter, prefix: f.prefix, prompt: f.prompt, freeze: f.freeze };
 }
 
 /** The settings that matter for the method (what adapter_config.json records). */
