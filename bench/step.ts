@@ -46,7 +46,13 @@ async function main(): Promise<void> {
   const { step_ms: _perStep, ...mine } = res.tfjs;
   emit({ ...mine, step_gflop: res.step_gflop, params: res.params, dropout: res.dropout });
   if (res.torch && res.ratio_tokens_per_s !== undefined) {
-    if (res.rounds.length > 1) res.rounds.forEach((r, i) => emit({ backend: "round", round: i + 1, ...r }));
+    if (res.rounds.length > 1) {
+      const tokens = res.tokens_per_step;
+      res.rounds.forEach((r, i) => emit({
+        backend: `${res.tfjs.backend}/torch`, round: i + 1, ratio_tokens_per_s: r.ratio ?? NaN,
+        tokens_per_s: tokens / (r.tfjs_step_ms / 1000), torch_tokens_per_s: r.torch_step_ms === undefined ? NaN : tokens / (r.torch_step_ms / 1000),
+      }));
+    }
     emit({ backend: `${res.tfjs.backend}/torch`, ratio_tokens_per_s: res.ratio_tokens_per_s, tokens_per_s: res.tfjs.tokens_per_s, torch_tokens_per_s: res.torch.tokens_per_s, rounds: res.rounds.length });
   }
   for (const row of res.kernels ?? []) emit({ backend: "wasm-kernel", ...row });
