@@ -289,10 +289,10 @@ export async function runStepBench(o: StepOptions): Promise<StepResult> {
     let torch: StepSide | undefined;
     if (torchRounds.length > 0) {
       const ms = median(torchRounds.map((t) => t.step_ms_median));
-      const peak = median(torchRounds.map((t) => t.peak_gflops));
+      const torchPeak = median(torchRounds.map((t) => t.peak_gflops));
       const mean = torchRounds.reduce((a, t) => a + t.step_ms_mean, 0) / torchRounds.length;
       const fastest = Math.min(...torchRounds.map((t) => t.step_ms_min ?? Infinity));
-      torch = { ...torchRounds[0], tokens_per_s: tokens / (ms / 1000), step_ms_median: ms, step_ms_mean: mean, step_ms_min: fastest, peak_gflops: peak, mfu: flop / (ms / 1000) / 1e9 / peak };
+      torch = { ...torchRounds[0], tokens_per_s: tokens / (ms / 1000), step_ms_median: ms, step_ms_mean: mean, step_ms_min: fastest, peak_gflops: torchPeak, mfu: flop / (ms / 1000) / 1e9 / torchPeak };
     }
     const ms = median(times);
     const tfjs: StepSide = {
