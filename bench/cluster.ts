@@ -18,6 +18,7 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { netnsUnavailable } from "../test/helpers/netns";
 import { runSimulatedJob } from "../test/helpers/netns-job";
+import { median } from "../launch/bench/common";
 
 interface StepLine {
   step: number;
@@ -25,10 +26,6 @@ interface StepLine {
   per_rank: { rank: number; communication_ms: number; compute_ms: number }[];
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 function configText(model: string, nodes: number, micro: number, seqLen: number, steps: number): string {
   return `name: bench-cluster

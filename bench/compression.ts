@@ -18,6 +18,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { stringify } from "yaml";
+import { medianFinite } from "../launch/bench/common";
 
 interface Options {
   out: string;
@@ -100,11 +101,6 @@ function communicationFor(method: string): Record<string, unknown> {
   throw new Error(`unknown method '${method}' (none, fp16, bf16, topk-RATIO, powersgd-RANK)`);
 }
 
-function median(xs: number[]): number {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -147,8 +143,8 @@ function run(o: Options, method: string): Result {
     finalTrainLoss: mean(last),
     trainCurve,
     validation: lines.filter((l) => l.eval !== undefined).map((l) => ({ step: l.step, loss: l.eval!.loss })),
-    bytesPerStep: median(lines.map((l) => l.allreduce_bytes ?? NaN)),
-    tokensPerS: median(lines.filter((l) => l.step > 2).map((l) => l.tokens_per_s)),
+    bytesPerStep: medianFinite(lines.map((l) => l.allreduce_bytes ?? NaN)),
+    tokensPerS: medianFinite(lines.filter((l) => l.step > 2).map((l) => l.tokens_per_s)),
   };
   process.stderr.write(`bench:compression: ${method}: train ${result.finalTrainLoss.toFixed(3)}, validation ${result.validation.at(-1)?.loss.toFixed(3)}, ${result.bytesPerStep} B/step, ${wallS.toFixed(0)} s\n`);
   return result;

@@ -16,6 +16,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { repoRoot } from "../shared/paths";
+import { medianFinite } from "../launch/bench/common";
 
 interface Line {
   step: number;
@@ -42,11 +43,6 @@ function arg(name: string, fallback: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
 }
 
-function median(xs: number[]): number {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 /** Runs one launch and returns the medians of its steps after warm-up. */
 function runOnce(workers: number, overlap: boolean, o: { preset: string; steps: number; micro: number; bucketBytes: number; backend: string }): { tps: number; step: number; exposed: number; wall: number; compute: number; imbalance: number } {
@@ -63,13 +59,13 @@ function runOnce(workers: number, overlap: boolean, o: { preset: string; steps: 
   if (r.status !== 0) throw new Error(`launch --workers ${workers} (overlap ${overlap}) failed with exit code ${r.status}`);
   const lines = fs.readFileSync(path.join(out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Line).filter((l) => l.step > 2);
   fs.rmSync(out, { recursive: true, force: true });
-  const slowest = (f: (p: Line["per_rank"][number]) => number): number => median(lines.map((l) => Math.max(...l.per_rank.map(f))));
+  const slowest = (f: (p: Line["per_rank"][number]) => number): number => medianFinite(lines.map((l) => Math.max(...l.per_rank.map(f))));
   const straggler = (l: Line): Line["per_rank"][number] => l.per_rank.reduce((a, b) => (b.compute_ms > a.compute_ms ? b : a));
   return {
-    tps: median(lines.map((l) => l.tokens_per_s)), step: median(lines.map((l) => l.step_ms)),
-    exposed: median(lines.map((l) => straggler(l).communication_ms)), wall: slowest((p) => p.allreduce_wall_ms ?? p.communication_ms),
+    tps: medianFinite(lines.map((l) => l.tokens_per_s)), step: medianFinite(lines.map((l) => l.step_ms)),
+    exposed: medianFinite(lines.map((l) => straggler(l).communication_ms)), wall: slowest((p) => p.allreduce_wall_ms ?? p.communication_ms),
     compute: slowest((p) => p.compute_ms),
-    imbalance: median(lines.map((l) => Math.max(...l.per_rank.map((p) => p.compute_ms)) - Math.min(...l.per_rank.map((p) => p.compute_ms)))),
+    imbalance: medianFinite(lines.map((l) => Math.max(...l.per_rank.map((p) => p.compute_ms)) - Math.min(...l.per_rank.map((p) => p.compute_ms)))),
   };
 }
 
@@ -102,14 +98,14 @@ function main(): void {
   }
   const json = process.argv.includes("--json");
   if (json) {
-    for (const r of rows) process.stdout.write(JSON.stringify({ ...o, label: r.label, tokens_per_s: median(r.tokensPerS), step_ms: median(r.stepMs), exposed_ms: median(r.exposedMs), allreduce_wall_ms: median(r.wallMs), compute_ms: median(r.computeMs), compute_imbalance_ms: median(r.imbalanceMs), efficiency: median(r.efficiency) }) + "\n");
+    for (const r of rows) process.stdout.write(JSON.stringify({ ...o, label: r.label, tokens_per_s: medianFinite(r.tokensPerS), step_ms: medianFinite(r.stepMs), exposed_ms: medianFinite(r.exposedMs), allreduce_wall_ms: medianFinite(r.wallMs), compute_ms: medianFinite(r.computeMs), compute_imbalance_ms: medianFinite(r.imbalanceMs), efficiency: medianFinite(r.efficiency) }) + "\n");
     return;
   }
   process.stdout.write("| configuration | tokens/s | step ms | compute ms (slowest rank) | compute imbalance ms | all-reduce wall ms | exposed ms | exposed % of step | efficiency |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const r of rows) {
-    const step = median(r.stepMs);
-    const exposed = median(r.exposedMs);
-    process.stdout.write(`| ${r.label} | ${median(r.tokensPerS).toFixed(0)} | ${step.toFixed(0)} | ${median(r.computeMs).toFixed(0)} | ${r.workers > 1 ? median(r.imbalanceMs).toFixed(0) : "-"} | ${r.workers > 1 ? median(r.wallMs).toFixed(0) : "-"} | ${r.workers > 1 ? exposed.toFixed(0) : "-"} | ${r.workers > 1 ? ((100 * exposed) / step).toFixed(1) + " %" : "-"} | ${median(r.efficiency).toFixed(2)} |\n`);
+    const step = medianFinite(r.stepMs);
+    const exposed = medianFinite(r.exposedMs);
+    process.stdout.write(`| ${r.label} | ${medianFinite(r.tokensPerS).toFixed(0)} | ${step.toFixed(0)} | ${medianFinite(r.computeMs).toFixed(0)} | ${r.workers > 1 ? medianFinite(r.imbalanceMs).toFixed(0) : "-"} | ${r.workers > 1 ? medianFinite(r.wallMs).toFixed(0) : "-"} | ${r.workers > 1 ? exposed.toFixed(0) : "-"} | ${r.workers > 1 ? ((100 * exposed) / step).toFixed(1) + " %" : "-"} | ${medianFinite(r.efficiency).toFixed(2)} |\n`);
   }
 }
 

@@ -28,6 +28,7 @@ import {
   fitAlphaBeta, microBatchMs, simulateStep, type AllReduceSample, type ComputeProfile, type FitResult, type NetworkSpec, type PhaseTimes, type SimWorkload,
 } from "../launch/bench/simulate-model";
 import { NetnsCluster, netnsUnavailable } from "../test/helpers/netns";
+import { median } from "../launch/bench/common";
 
 const DIST = path.join(__dirname, "..");
 
@@ -36,11 +37,6 @@ function flag(name: string, fallback: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0 ? NaN : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 interface Case {
   label: string;

@@ -4,6 +4,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError } from "../../shared/config/load";
+import type { Rng } from "../../shared/rng";
+import type { Batch } from "../../shared/train/batch";
 
 /** Median of a non-empty list (mean of the two middle values for an even count); NaN for an empty list. */
 export function median(xs: readonly number[]): number {
@@ -11,6 +13,31 @@ export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Median of the finite values (NaN and infinities, e.g. a field a record lacks, are left out). */
+export function medianFinite(xs: readonly number[]): number {
+  return median(xs.filter(Number.isFinite));
+}
+
+/**
+ * A synthetic MLM batch of `batchSize` x `seqLen` tokens: ids uniform in [firstId, vocab), exactly
+ * round(maskFraction * tokens) positions replaced by maskId, whose labels are the original ids; no padding.
+ */
+export function syntheticMlmBatch(
+  rng: Rng, batchSize: number, seqLen: number, vocab: number, ids: { firstId: number; maskId: number }, maskFraction = 0.15,
+): Batch {
+  const n = batchSize * seqLen;
+  const inputIds = new Int32Array(n);
+  for (let i = 0; i < n; i++) inputIds[i] = ids.firstId + rng.int(vocab - ids.firstId);
+  const mlmLabels = new Int32Array(n).fill(-100);
+  const order = Int32Array.from({ length: n }, (_, i) => i);
+  rng.shuffle(order);
+  for (const p of order.subarray(0, Math.round(maskFraction * n))) {
+    mlmLabels[p] = inputIds[p];
+    inputIds[p] = ids.maskId;
+  }
+  return { batchSize, seqLen, inputIds, tokenTypeIds: new Int32Array(n), attentionMask: new Int32Array(n).fill(1), mlmLabels };
 }
 
 /**

@@ -18,6 +18,7 @@ import type { Batch } from "../../shared/train/batch";
 import { pretrainingObjective } from "../../shared/train/objective";
 import { Trainer } from "../../shared/train/trainer";
 import { gradientTensors, workloadConfig, type ComputeProfile, type PhaseTimes, type SimWorkload } from "./simulate-model";
+import { median, syntheticMlmBatch } from "./common";
 
 /** Options of measureCompute. */
 export interface MeasureOptions {
@@ -46,26 +47,9 @@ export interface MeasureDetail {
   fwdBwdRepsMsL: number[];
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 /** A synthetic MLM micro-batch: random ids in [5, V), round(maskFraction * B*T) positions masked with id 4. */
 export function syntheticBatch(w: SimWorkload, seed: number): Batch {
-  const rng = new Rng(seed, 0x51a);
-  const n = w.microBatch * w.seqLen;
-  const inputIds = new Int32Array(n);
-  for (let i = 0; i < n; i++) inputIds[i] = 5 + rng.int(w.vocabSize - 5);
-  const mlmLabels = new Int32Array(n).fill(-100);
-  const order = Int32Array.from({ length: n }, (_, i) => i);
-  rng.shuffle(order);
-  for (const p of order.subarray(0, Math.round((w.maskFraction ?? 0.15) * n))) {
-    mlmLabels[p] = inputIds[p];
-    inputIds[p] = 4;
-  }
-  return { batchSize: w.microBatch, seqLen: w.seqLen, inputIds, tokenTypeIds: new Int32Array(n), attentionMask: new Int32Array(n).fill(1), mlmLabels };
+  return syntheticMlmBatch(new Rng(seed, 0x51a), w.microBatch, w.seqLen, w.vocabSize, { firstId: 5, maskId: 4 }, w.maskFraction ?? 0.15);
 }
 
 function timeMs(fn: () => void): number {

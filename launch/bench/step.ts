@@ -24,7 +24,7 @@ import { repoRoot } from "../../shared/paths";
 import { EXIT_OK } from "../../shared/exit-codes";
 import type { Batch } from "../../shared/train/batch";
 import { Trainer } from "../../shared/train/trainer";
-import { checkInt, checkWritable, formatTable, median, writeJsonFile } from "./common";
+import { checkInt, checkWritable, formatTable, median, syntheticMlmBatch, writeJsonFile } from "./common";
 import { colour, countCharts, writeHtmlReport, type Report } from "./report";
 
 /** The model and batch shape of the benchmark. */
@@ -137,18 +137,7 @@ export function stepFlop(s: StepShape, masked: number): number {
 
 /** Like the torch script's batches: ids in [2, V), exactly round(0.15 * B*T) positions masked with id 1. */
 function makeBatch(s: StepShape, seed: number): Batch {
-  const rng = new Rng(seed);
-  const n = s.batch * s.seq;
-  const inputIds = new Int32Array(n);
-  for (let i = 0; i < n; i++) inputIds[i] = 2 + rng.int(s.vocab - 2);
-  const mlmLabels = new Int32Array(n).fill(-100);
-  const order = Int32Array.from({ length: n }, (_, i) => i);
-  rng.shuffle(order);
-  for (const p of order.subarray(0, Math.round(0.15 * n))) {
-    mlmLabels[p] = inputIds[p];
-    inputIds[p] = 1;
-  }
-  return { batchSize: s.batch, seqLen: s.seq, inputIds, tokenTypeIds: new Int32Array(n), attentionMask: new Int32Array(n).fill(1), mlmLabels };
+  return syntheticMlmBatch(new Rng(seed), s.batch, s.seq, s.vocab, { firstId: 2, maskId: 1 });
 }
 
 /** Median GFLOP/s of a 1024^3 matmul on the active backend. */
@@ -215,6 +204,9 @@ function kernelBench(): KernelRow[] {
     ["unstack 32 of [32,128,64]", () => tf.tidy(() => void tf.unstack(q))],
     ["gather 2048 rows of [8192,128]", () => tf.tidy(() => void tf.gather(emb, ids).dataSync())],
     ["sum over rows [2048,512]", () => tf.tidy(() => void tf.sum(x, 0).dataSync())],
+    // wasm kernels run synchronously: no read-back needed (reading a fresh 4 MB result costs more than the transpose)
+    ["transpose [8192,128]", () => tf.tidy(() => void tf.transpose(emb))],
+    ["clone (Identity) [2048,512] x 20", () => tf.tidy(() => void Array.from({ length: 20 }, () => tf.clone(x)))],
   ];
   const rows: KernelRow[] = [];
   for (const [name, fn] of cases) {

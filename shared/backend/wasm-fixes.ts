@@ -54,8 +54,11 @@ type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.
 export const wasmFixStats = {
   /** Products sent to the C++ kernel as a plain [1,m,k] x [1,k,n] (its XNNPACK path; nothing else is sent). */
   xnnMatMuls: 0,
+  /** Transposes done by the tiled last-two-axes copy (other permutations go to the stock kernel). */
+  tiledTransposes: 0,
   reset(): void {
     this.xnnMatMuls = 0;
+    this.tiledTransposes = 0;
   },
 };
 
@@ -434,6 +437,7 @@ function transpose(args: KernelArgs): tf.TensorInfo {
   const src = typedView(be, x) as Float32Array | Int32Array; // views after makeOutput: allocating may grow the heap
   const dst = typedView(be, out) as Float32Array | Int32Array;
   for (let off = 0; off < n; off += R * C) transposeMatrix(src, dst, off, R, C);
+  wasmFixStats.tiledTransposes++;
   return out;
 }
 
