@@ -7,12 +7,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { RunConfig } from "../shared/config/schema";
 import { ConfigError } from "../shared/config/load";
-import { loadRunDocuments, prepareNspData, preparePretrainingData, prepareTokenizer } from "../shared/pipeline/prepare";
+import { pretrainingDocuments, prepareNspData, preparePretrainingData, prepareTokenizer } from "../shared/pipeline/prepare";
 import { BertTokenizer } from "../shared/tokenizer/bert-tokenizer";
 import { Vocab } from "../shared/tokenizer/vocab";
 import { loadBaseModel, resolveCheckpointDir } from "../shared/finetune/base-model";
 import { prepareClassificationData } from "../shared/finetune/prepare";
 import { peftSettingsOf } from "../shared/peft/settings";
+import { modelConfigOf } from "../shared/config/derived";
 import { countClassifierParams, formatParamCounts } from "../shared/peft/specs";
 import { loadCheckpoint } from "../shared/checkpoint/checkpoint";
 import { formatClassificationReport, type ClassificationMetrics } from "../shared/train/classification-metrics";
@@ -56,6 +57,37 @@ export async function checkFinetuneConfig(cfg: RunConfig, source: string): Promi
   f.base_model = dir;
 }
 
+/** The shape fields of a BERT config that a checkpoint must share with the model it initialises. */
+const SHAPE_FIELDS = ["vocabSize", "hiddenSize", "numHiddenLayers", "numAttentionHeads", "intermediateSize", "maxPositionEmbeddings", "typeVocabSize"] as const;
+
+/**
+ * Checks a pretraining config's model.init_from before anything starts: it must hold a complete checkpoint whose
+ * shape matches the model section (the vocabulary size is the checkpoint's own). Rewrites init_from to the
+ * checkpoint directory it resolved to, so every worker (and a later resume) reads the same one.
+ */
+export async function checkInitFrom(cfg: RunConfig, source: string): Promise<void> {
+  const m = cfg.model;
+  if (cfg.task !== "pretrain" || m?.init_from === undefined) return;
+  const field = `${source}: field model.init_from`;
+  const wanted = path.resolve(m.init_from);
+  if (!fs.existsSync(wanted)) throw new ConfigError(`${field}: not found: ${wanted}`);
+  let dir: string;
+  try {
+    dir = await resolveCheckpointDir(wanted, "model.init_from");
+  } catch (e) {
+    throw new ConfigError(`${field}: ${(e as Error).message}`);
+  }
+  const ckpt = await loadCheckpoint(dir).catch((e: Error) => {
+    throw new ConfigError(`${field}: ${e.message}`);
+  });
+  const want = modelConfigOf(cfg, ckpt.vocab.length);
+  const have = ckpt.config;
+  const differ = SHAPE_FIELDS.filter((k) => want[k] !== have[k]).map((k) => `${k} ${have[k]} in the checkpoint, ${want[k]} in the config`);
+  if ((want.isDecoder ?? false) !== (have.isDecoder ?? false)) differ.push(`is_decoder ${have.isDecoder ?? false} in the checkpoint, ${want.isDecoder ?? false} for objective ${cfg.objective}`);
+  if (differ.length > 0) throw new ConfigError(`${field}: ${dir} does not fit the model section: ${differ.join("; ")}`);
+  m.init_from = dir;
+}
+
 /** Prepares the job's vocabulary and data on node 0 (`resumeVocab`: the vocabulary of the checkpoint resumed). */
 export async function prepareJobData(cfg: RunConfig, resumeVocab: Vocab | undefined, log: (line: string) => void): Promise<JobData> {
   if (cfg.task === "classification" && cfg.finetune !== undefined) {
@@ -67,8 +99,11 @@ export async function prepareJobData(cfg: RunConfig, resumeVocab: Vocab | undefi
     log(`${cfg.finetune.method} fine-tuning of ${base.dir}: ${formatParamCounts(counts)}; all-reduced per step: ${4 * counts.trainable + 16} bytes`);
     return { vocab: [...base.checkpoint.vocab], numTrain: data.train.count, numValidation: data.validation.count, numTest: data.test.count, labels: data.labels };
   }
-  const docs = loadRunDocuments(cfg);
-  const tokenizer = resumeVocab ? new BertTokenizer(resumeVocab, { lowerCase: cfg.tokenizer.lowercase }) : await prepareTokenizer(cfg, docs, log);
+  const docs = pretrainingDocuments(cfg);
+  const initFrom = cfg.model?.init_from;
+  const fixedVocab = resumeVocab ?? (initFrom !== undefined ? new Vocab((await loadCheckpoint(initFrom)).vocab) : undefined);
+  if (initFrom !== undefined && resumeVocab === undefined) log(`model.init_from: starting from the weights and vocabulary of ${initFrom}`);
+  const tokenizer = fixedVocab ? new BertTokenizer(fixedVocab, { lowerCase: cfg.tokenizer.lowercase }) : await prepareTokenizer(cfg, docs, log);
   if (cfg.objective === "mlm+nsp") {
     const nsp = prepareNspData(cfg, docs, tokenizer);
     log(`data: ${docs.length} documents -> ${nsp.train.count} train / ${nsp.validation.count} validation sentence-pair samples of ${cfg.data.max_seq_len} tokens`);

@@ -24,7 +24,7 @@ import { installedNativeBackend } from "../shared/backend/select";
 import { Supervisor, type WorkerExit } from "./supervisor";
 import { ProgressReporter } from "./progress";
 import { dropSnapshots, newestResumePoint, pruneSnapshots, snapshotRoot } from "./snapshots";
-import { checkFinetuneConfig, classificationReport, prepareJobData } from "./job-data";
+import { checkFinetuneConfig, checkInitFrom, classificationReport, prepareJobData } from "./job-data";
 import { waitForCoordinator } from "./coordinator-wait";
 import { mergeTimelines, timelineFileName } from "../worker/timeline";
 
@@ -57,6 +57,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     throw new ConfigError(`${source}: field backend: 'tensorflow' needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node (optional, not installed): npm install @tensorflow/tfjs-node-gpu, or use backend wasm`);
   }
   await checkFinetuneConfig(cfg, source);
+  await checkInitFrom(cfg, source);
   const jobId = args.jobId ?? process.env.RINGTRAIN_JOB_ID ?? cfg.name;
   const token = jobToken(world);
   const multiNode = world.nodes > 1;

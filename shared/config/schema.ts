@@ -34,6 +34,12 @@ export const modelSchema = z.object({
   max_position_embeddings: positiveInt.default(512),
   hidden_dropout: probability.default(0.1),
   attention_dropout: probability.default(0.1),
+  /**
+   * Start pretraining from this checkpoint's weights (a checkpoint directory, or a run directory: its newest
+   * verified checkpoint) instead of random ones: continued or domain-adaptive pretraining. The optimizer starts
+   * fresh; the vocabulary is the checkpoint's; the shape fields above must match it.
+   */
+  init_from: z.string().min(1).optional(),
 }).strict();
 
 export const tokenizerSchema = z.object({
@@ -57,6 +63,15 @@ export const dataSchema = z.object({
   whole_word_mask: z.boolean().default(false),
   /** Batches prepared ahead of the step, off the training thread. */
   prefetch_batches: nonNegativeInt.default(2),
+  /**
+   * Pretraining only: leave out the documents a classification run on the same corpus with this `split_seed` and
+   * `test_fraction` holds out as its test split, so that pretraining on a labelled corpus's text (domain-adaptive
+   * pretraining) never sees the messages that are later scored.
+   */
+  holdout: z.object({
+    split_seed: nonNegativeInt.default(1234),
+    test_fraction: z.number().gt(0).lt(0.9).default(0.2),
+  }).strict().optional(),
 }).strict();
 
 export const batchSchema = z.object({
@@ -64,6 +79,14 @@ export const batchSchema = z.object({
   global_batch_size: positiveInt,
   /** Sequences per forward/backward on one worker. */
   micro_batch_size: positiveInt,
+  /**
+   * How the global batch is divided between workers. `even`: global_batch_size / workers each (as DDP).
+   * `adaptive`: the coordinator gives faster workers more of the same global batch (from each worker's measured
+   * compute time per sequence), so a synchronous step does not wait for the slowest one. The loss and gradient
+   * are the same either way (sums over the whole global batch divided by its target count; dropout masks follow
+   * the sequence, not the worker); only the float summation order differs.
+   */
+  balance: z.enum(["even", "adaptive"]).default("even"),
 }).strict();
 
 export const optimizerSchema = z.object({
@@ -307,6 +330,9 @@ function checkTask(cfg: z.output<typeof runConfigObject>, ctx: z.RefinementCtx):
   if (cfg.task === "pretrain") {
     if (cfg.model === undefined) ctx.addIssue({ code: "custom", path: ["model"], message: "required field is missing (task: pretrain needs the model shape)" });
     if (cfg.finetune !== undefined) ctx.addIssue({ code: "custom", path: ["finetune"], message: "only used with task: classification" });
+    if (cfg.model?.init_from !== undefined && cfg.tokenizer.vocab_file !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["tokenizer", "vocab_file"], message: "model.init_from takes the vocabulary of its checkpoint; remove tokenizer.vocab_file" });
+    }
     return;
   }
   const f = cfg.finetune;
@@ -315,6 +341,7 @@ function checkTask(cfg: z.output<typeof runConfigObject>, ctx: z.RefinementCtx):
     return;
   }
   if (cfg.model !== undefined) ctx.addIssue({ code: "custom", path: ["model"], message: "task: classification takes the model shape from finetune.base_model; remove `model`" });
+  if (cfg.data.holdout !== undefined) ctx.addIssue({ code: "custom", path: ["data", "holdout"], message: "only used with task: pretrain (classification holds out finetune.test_fraction itself)" });
   if (f.label_fraction > 1 && !Number.isInteger(f.label_fraction)) {
     ctx.addIssue({ code: "custom", path: ["finetune", "label_fraction"], message: `expected a fraction in (0, 1] or a whole number of labels, got ${f.label_fraction}` });
   }

@@ -5,6 +5,7 @@
 import type { RunConfig } from "../config/schema";
 import type { Document } from "../data/document";
 import { stratifiedSplit } from "../data/split";
+import { testSplit } from "../data/test-split";
 import { genrePassages } from "../data/passages";
 import { labelSubset } from "../data/label-subset";
 import { encodeLabelled, type LabelledSequences } from "../data/labelled";
@@ -36,7 +37,7 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
     if (d[by] === undefined) throw new Error(`data: document ${i + 1} (${d.id}) has no ${by}; classification needs a label on every document`);
   });
   const valShare = cfg.data.validation_fraction / (1 - f.test_fraction);
-  const outer = stratifiedSplit(docs, { validationFraction: f.test_fraction, seed: f.split_seed, by });
+  const outer = testSplit(docs, { by, splitSeed: f.split_seed, testFraction: f.test_fraction });
   const inner = stratifiedSplit(outer.train, { validationFraction: valShare, seed: f.split_seed ^ 0x5a5a5a, by });
   const toExamples = (part: Document[]): Document[] => (brown ? genrePassages(part, cfg.data.max_seq_len) : part);
   // Validation and test examples in a seeded random order, so the first N (training.eval_sequences) are a fair sample.

@@ -4,6 +4,7 @@ import type { RunConfig } from "../config/schema";
 import { buildNspCorpus, corpusHash, loadCorpus, parseCorpusSpec, preparePackedData, splitDocuments, type Document, type NspCorpus, type PreparedData } from "../data";
 import { BertTokenizer, trainTokenizer, Vocab } from "../tokenizer";
 import { atomicWriteFile } from "../io/atomic-write";
+import { testSplit } from "../data/test-split";
 import { createHash } from "node:crypto";
 
 /** Loads the documents a run config names (a built-in corpus, or every file in data.paths). */
@@ -13,6 +14,19 @@ export function loadRunDocuments(cfg: RunConfig): Document[] {
   for (const p of cfg.data.paths) docs.push(...loadCorpus(parseCorpusSpec(p)));
   if (docs.length === 0) throw new Error(`data.paths (${cfg.data.paths.join(", ")}) hold no documents`);
   return docs;
+}
+
+/**
+ * The documents a pretraining run trains and validates on: the run's documents, less the classification test split
+ * that `data.holdout` names (by genre for Brown, by label otherwise, as classification runs split them).
+ */
+export function pretrainingDocuments(cfg: RunConfig): Document[] {
+  const docs = loadRunDocuments(cfg);
+  const h = cfg.data.holdout;
+  if (h === undefined) return docs;
+  const kept = testSplit(docs, { by: cfg.data.corpus === "brown" ? "genre" : "label", splitSeed: h.split_seed, testFraction: h.test_fraction }).train;
+  if (kept.length === 0) throw new Error("data.holdout leaves no documents to pretrain on");
+  return kept;
 }
 
 /** Tokenizer options of a run config (uncased unless tokenizer.lowercase is false). */

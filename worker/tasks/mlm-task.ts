@@ -1,7 +1,7 @@
 /** Pretraining: masked-language modelling on packed sequences, batches built ahead in a worker thread. */
 import { modelConfigOf, scheduleOf } from "../../shared/config/derived";
 import { accumulationSteps } from "../../shared/config/load";
-import { loadRunDocuments, prepareNspData, preparePretrainingData, tokenizerFromTokens } from "../../shared/pipeline/prepare";
+import { pretrainingDocuments, prepareNspData, preparePretrainingData, tokenizerFromTokens } from "../../shared/pipeline/prepare";
 import { DataSharder } from "../../shared/data/sharding";
 import { Prefetcher, type NspCorpus, type PackedSequences } from "../../shared/data";
 import { buildBatch, maskSettingsFor, type Objective } from "../../shared/data/objective";
@@ -27,7 +27,7 @@ export async function createMlmTask(ctx: TaskContext): Promise<Task> {
   const { cfg, joined, env } = ctx;
   const tokenizer = tokenizerFromTokens(joined.vocab_tokens, cfg);
   // The objective decides the data: packed sequences (mlm, causal) or sentence pairs (mlm+nsp).
-  const docs = loadRunDocuments(cfg);
+  const docs = pretrainingDocuments(cfg);
   const data: { train: Sized; validation: Sized } = cfg.objective === "mlm+nsp" ? prepareNspData(cfg, docs, tokenizer) : preparePretrainingData(cfg, docs, tokenizer);
   const modelConfig = modelConfigOf(cfg, tokenizer.vocabSize);
   const model = BertModel.create(modelConfig, cfg.seed, { nsp: cfg.objective === "mlm+nsp" });
@@ -45,6 +45,12 @@ export async function createMlmTask(ctx: TaskContext): Promise<Task> {
     const state = ckpt.trainingState!;
     trainer.setOptimizerState({ step: Number(state.meta.trainer_step), tensors: new Map([...state.tensors].map(([k, t]) => [k, t.data])) });
     ctx.log(`resumed from ${joined.resume_checkpoint_dir} at step ${joined.start_step}`);
+  } else if (cfg.model?.init_from !== undefined) {
+    // Continued pretraining: the weights of another run, a fresh optimizer and schedule.
+    const init = await loadCheckpoint(cfg.model.init_from);
+    if (init.vocab.join("\n") !== joined.vocab_tokens.join("\n")) throw new Error(`model.init_from ${cfg.model.init_from}: its vocabulary differs from the coordinator's`);
+    importHfTensors(model, init.tensors);
+    ctx.log(`initialised from ${cfg.model.init_from} (step ${init.step})`);
   }
 
   // Batches are built ahead in a worker thread from the same deterministic sharding the coordinator uses.
@@ -59,7 +65,7 @@ export async function createMlmTask(ctx: TaskContext): Promise<Task> {
       : { kind: "mlm", data: split as PackedSequences, mask };
   const prefetcher = new Prefetcher(
     objectiveOf(data.train),
-    recordPlans(microBatchPlans(sharder, joined.start_step + 1, cfg.training.max_steps, env.rank, env.worldSize, micro), planned),
+    recordPlans(microBatchPlans(sharder, joined.start_step + 1, cfg.training.max_steps, env.rank, ctx.splits, micro), planned),
     { depth: Math.max(1, cfg.data.prefetch_batches) * accumulation, threads: cfg.data.prefetch_batches > 0 ? 1 : 0 },
   );
   const evalObjective = objectiveOf(data.validation);
