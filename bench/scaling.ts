@@ -7,6 +7,7 @@
  * after the first two (warm-up). --json prints one JSON line per N (time split: the slowest rank's median).
  * --independent also runs N single-worker jobs at once for each N > 1: the machine's ceiling without communication.
  * --repeats R runs the whole set R times and prints the medians (one repeat can be off by a third on a shared host).
+ * --balance adaptive runs the multi-worker jobs with batch.balance: adaptive (shares of the global batch by speed).
  */
 import { defaultScalingConfig, formatScalingTables, runScalingBench } from "../launch/bench/scaling";
 import { median, parseIntList } from "../launch/bench/common";
@@ -14,6 +15,11 @@ import { median, parseIntList } from "../launch/bench/common";
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
+function parseBalance(value: string): "even" | "adaptive" {
+  if (value !== "even" && value !== "adaptive") throw new Error(`--balance: expected even or adaptive, got ${value}`);
+  return value;
 }
 
 async function main(): Promise<void> {
@@ -34,6 +40,7 @@ async function main(): Promise<void> {
       backend: arg("backend", "wasm"),
       set: [`model.preset=${preset}`, "model.hidden_dropout=0", "model.attention_dropout=0"],
       independent: process.argv.includes("--independent"),
+      balance: parseBalance(arg("balance", "even")),
     });
     results.push(res);
     if (!json) {

@@ -15,7 +15,8 @@ import {
 import type { RunConfig } from "../shared/config/schema";
 import { accumulationSteps } from "../shared/config/load";
 import { checkToken, rpcError } from "./auth";
-import { DataSharder, evalShard } from "../shared/data/sharding";
+import { balanceLag, DataSharder, evalShard, splitOffset } from "../shared/data/sharding";
+import { BatchBalancer } from "./batch-balancer";
 import { MetricsWriter, type StepMetrics } from "./metrics";
 import { addClassificationMetrics } from "./classification";
 import { probeLiveness, type Liveness } from "./liveness";
@@ -96,12 +97,14 @@ export class Coordinator extends EventEmitter {
   private joinTimer: NodeJS.Timeout | undefined;
   private readonly endPromise: Promise<JobOutcome>;
   private resolveEnd!: (o: JobOutcome) => void;
-  private readonly accumulation: number;
+  private readonly balancer: BatchBalancer;
 
   constructor(private readonly opts: CoordinatorOptions) {
     super();
-    this.sharder = new DataSharder(opts.numTrainSequences, opts.config.batch.global_batch_size, opts.config.seed);
-    this.accumulation = accumulationSteps(opts.config, opts.worldSize);
+    const { batch, data } = opts.config;
+    this.sharder = new DataSharder(opts.numTrainSequences, batch.global_batch_size, opts.config.seed);
+    const lag = balanceLag(data.prefetch_batches, accumulationSteps(opts.config, opts.worldSize));
+    this.balancer = new BatchBalancer(batch.global_batch_size, opts.worldSize, lag, batch.balance === "adaptive" && opts.worldSize > 1, opts.startStep ?? 0);
     this.metrics = new MetricsWriter(path.join(opts.runDir, "metrics.jsonl"));
     this.endPromise = new Promise((resolve) => (this.resolveEnd = resolve));
     const { service } = loadCoordinatorProto();
@@ -267,7 +270,11 @@ export class Coordinator extends EventEmitter {
       return stopPlan("done");
     }
     member.step = step;
-    const { indices, epochs } = this.sharder.rankSlice(step, report.rank, this.opts.worldSize);
+    const counts = this.balancer.countsFor(step);
+    const offset = splitOffset(counts, report.rank);
+    const { indices, epochs } = this.sharder.slice(step, offset, counts[report.rank]);
+    const micro = this.opts.config.batch.micro_batch_size;
+    const ahead = this.opts.config.batch.balance === "adaptive" && step + this.balancer.lag <= maxSteps ? step + this.balancer.lag : 0;
     const t = this.opts.config.training;
     const last = step === maxSteps;
     const evalNow = (t.eval_interval_steps > 0 && step % t.eval_interval_steps === 0) || (last && t.eval_interval_steps > 0);
@@ -282,8 +289,11 @@ export class Coordinator extends EventEmitter {
       stop_reason: "",
       sequence_indices: indices,
       sequence_epochs: epochs,
-      micro_batch_size: this.opts.config.batch.micro_batch_size,
-      accumulation_steps: this.accumulation,
+      micro_batch_size: micro,
+      accumulation_steps: Math.ceil(counts[report.rank] / micro),
+      sequence_offset: offset,
+      split_for_step: ahead,
+      split_sequences_per_rank: ahead > 0 ? this.balancer.countsFor(ahead) : [],
       learning_rate: this.opts.learningRateAt(step),
       eval_sequence_indices: evalNow ? evalShard(evalCount, report.rank, this.opts.worldSize) : [],
       checkpoint_dir: ckptNow ? this.opts.checkpointDirFor(step) : snapshotNow ? this.opts.snapshotDirFor!(step) : "",
@@ -305,6 +315,7 @@ export class Coordinator extends EventEmitter {
       const detail = reports.map((r) => `rank ${r.rank}: ${r.param_checksum}`).join(", ");
       this.end({ status: "failed", reason: `parameters diverged between ranks after step ${step} (${detail})` });
     }
+    this.balancer.observe(reports.map((r) => ({ rank: r.rank, sequences: r.sequences, compute_ms: r.compute_ms, fixed_ms: r.optimizer_ms + r.data_wait_ms })));
     const m = aggregate(step, reports, this.sharder.progress(step));
     m.allreduce_bytes = reports[0].allreduce_bytes;
     if (this.opts.classLabels !== undefined) addClassificationMetrics(m, reports, this.opts.classLabels, this.opts.runDir);
@@ -423,6 +434,7 @@ function stopPlan(reason: string): StepPlan {
   return {
     step: 0, stop: true, stop_reason: reason, sequence_indices: [], sequence_epochs: [], micro_batch_size: 0,
     accumulation_steps: 0, learning_rate: 0, eval_sequence_indices: [], checkpoint_dir: "", max_steps: 0,
+    sequence_offset: 0, split_for_step: 0, split_sequences_per_rank: [],
     report_param_checksum: false, test_sequence_indices: [],
   };
 }
@@ -446,7 +458,7 @@ function aggregate(step: number, reports: StepReport[], progress: { epoch: numbe
       .slice()
       .sort((a, b) => a.rank - b.rank)
       .map((r) => ({
-        rank: r.rank, step_ms: r.step_ms, data_wait_ms: r.data_wait_ms, compute_ms: r.compute_ms,
+        rank: r.rank, sequences: r.sequences, step_ms: r.step_ms, data_wait_ms: r.data_wait_ms, compute_ms: r.compute_ms,
         communication_ms: r.communication_ms, allreduce_wall_ms: r.allreduce_wall_ms, optimizer_ms: r.optimizer_ms,
         idle_ms: Math.max(0, stepMs - r.step_ms),
       })),

@@ -5,6 +5,8 @@ import type { ClassificationMetrics } from "../shared/train/classification-metri
 /** Per-rank time split of one step, in milliseconds. */
 export interface RankTimes {
   rank: number;
+  /** Sequences the rank trained (its share of the global batch; differs between ranks with batch.balance: adaptive). */
+  sequences?: number;
   step_ms: number;
   data_wait_ms: number;
   compute_ms: number;

@@ -59,6 +59,8 @@ export interface StepReport {
   allreduce_bytes: number;
   /** Wall time of the all-reduce from start to result, overlapped part included. */
   allreduce_wall_ms: number;
+  /** Sequences this rank trained in the step. */
+  sequences: number;
 }
 
 export interface StepPlan {
@@ -76,6 +78,11 @@ export interface StepPlan {
   report_param_checksum: boolean;
   /** Test-split indices to evaluate after the step (classification, last step). */
   test_sequence_indices: number[];
+  /** Position of this rank's first sequence within the global batch. */
+  sequence_offset: number;
+  /** batch.balance adaptive: sequences per rank at step split_for_step (empty otherwise). */
+  split_for_step: number;
+  split_sequences_per_rank: number[];
 }
 
 export interface HeartbeatRequest {

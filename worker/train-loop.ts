@@ -13,11 +13,14 @@ import { ThreadedRing, type Collective } from "./collective/ring-thread";
 import { createReducer } from "./compression/create-reducer";
 import { CoordinatorClient } from "./coordinator-client";
 import { Heartbeat } from "./heartbeat";
-import { hangIfInjected } from "./fault-injection";
+import { hangIfInjected, slowDownIfInjected } from "./fault-injection";
 import { loadMutualTls } from "../shared/security/tls";
 import { createTask } from "./tasks";
 import type { WorkerEnv } from "./env";
 import { TimelineRecorder } from "./timeline";
+import { SplitSchedule } from "./tasks/plans";
+import { balanceLag } from "../shared/data/sharding";
+import { accumulationSteps } from "../shared/config/load";
 import * as fs from "node:fs";
 
 /** Communication settings a worker needs before it joins (launch passes them in RINGTRAIN_COMM_JSON). */
@@ -58,14 +61,15 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
     const backend = await selectBackend(cfg.backend as BackendName);
     const peakFlops = measurePeakFlops();
     const reducer = createReducer(cfg.communication, ring);
-    const task = await createTask({ cfg, joined, env, reducer, log });
+    const lag = balanceLag(cfg.data.prefetch_batches, accumulationSteps(cfg, env.worldSize));
+    const splits = new SplitSchedule(cfg.batch.global_batch_size, env.worldSize, cfg.batch.balance === "adaptive" && env.worldSize > 1, joined.start_step + lag);
+    const task = await createTask({ cfg, joined, env, reducer, log, splits });
     log(`rank ${env.rank}/${env.worldSize} on ${env.hostname} (pid ${process.pid}): backend ${backend}, peak matmul ${(peakFlops / 1e9).toFixed(1)} GFLOP/s, ${task.summary}`);
 
     // 3. The loop: the first report is the start barrier carrying the initial parameter checksum.
     const micro = cfg.batch.micro_batch_size;
     let report = emptyReport(env, joined.start_step);
     report.param_checksum = task.checksum();
-    const perRank = cfg.batch.global_batch_size / env.worldSize;
     // Optional trace of the sequences each step trained on (debugging sharding and resume).
     const dataLog = process.env.RINGTRAIN_DATA_LOG || undefined;
     try {
@@ -77,6 +81,7 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
         if (plan.stop) return plan.stop_reason;
         const t0 = performance.now();
         report = emptyReport(env, plan.step);
+        if (plan.split_for_step > 0) splits.announce(plan.split_for_step, plan.split_sequences_per_rank);
 
         // Logged before this rank contributes to the step's all-reduce (with overlap that starts during the last
         // backward pass): a step whose all-reduce completed is then logged by every rank, even one that dies right after.
@@ -97,12 +102,14 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
           hangIfInjected(env.rank, plan.step);
           const tc = performance.now();
           const last = m === plan.accumulation_steps - 1; // only the last micro-batch's gradients are final: it starts the all-reduce
-          const stats = batch.train((plan.step - 1) * cfg.batch.global_batch_size + env.rank * perRank + m * micro, last);
+          const stats = batch.train((plan.step - 1) * cfg.batch.global_batch_size + plan.sequence_offset + m * micro, last);
+          slowDownIfInjected(env.rank, performance.now() - tc);
           compute += performance.now() - tc;
           timeline?.endSpan("forward+backward", "compute", tc, { step: plan.step, micro: m });
           report.loss_sum += stats.mlmLossSum;
           report.target_count += stats.mlmTargets;
           report.tokens += batch.tokens;
+          report.sequences += batch.indices.length;
           await new Promise<void>((resolve) => setImmediate(resolve)); // let heartbeats and peer traffic run
         }
         heartbeat.set(plan.step, "all-reduce");
@@ -172,7 +179,7 @@ function emptyReport(env: WorkerEnv, completedStep: number): StepReport {
   return {
     job_id: env.jobId, rank: env.rank, completed_step: completedStep, loss_sum: 0, target_count: 0, tokens: 0,
     step_ms: 0, data_wait_ms: 0, compute_ms: 0, communication_ms: 0, optimizer_ms: 0, grad_norm: 0, eval: null,
-    checkpoint_dir: "", param_checksum: "", model_flops: 0, peak_flops_per_s: 0, test_eval: null, allreduce_bytes: 0, allreduce_wall_ms: 0,
+    checkpoint_dir: "", param_checksum: "", model_flops: 0, peak_flops_per_s: 0, test_eval: null, allreduce_bytes: 0, allreduce_wall_ms: 0, sequences: 0,
   };
 }
 

@@ -30,6 +30,11 @@ export interface ScalingOptions {
   warmupSteps: number;
   /** Sequences per worker per step; default: the config's batch.micro_batch_size. */
   microBatch?: number;
+  /**
+   * batch.balance of the multi-worker runs. `adaptive` lets the coordinator divide each global batch by the
+   * workers' measured speed; the micro-batch cap is then the whole global batch, so every share is one micro-batch.
+   */
+  balance?: "even" | "adaptive";
   /** Backend override (auto, wasm, cpu, tensorflow). */
   backend?: string;
   /** Extra `a.b=value` overrides for every run. */
@@ -53,6 +58,8 @@ export interface ScalingOptions {
  */
 export interface RankSplit {
   rank: number;
+  /** Median sequences the rank trained per step (its share of the global batch). */
+  sequences: number;
   step_ms: number;
   compute_ms: number;
   communication_ms: number;
@@ -107,6 +114,8 @@ export interface ScalingResult {
   model: string;
   seq_len: number;
   micro_batch: number;
+  /** batch.balance of the runs. */
+  balance: "even" | "adaptive";
   /** The configured backend, and what ran when the logs say (e.g. "auto (wasm)"). */
   backend: string;
   steps: number;
@@ -183,9 +192,10 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingResu
   const userSet = opts.set ?? [];
   const base = loadRunConfig(opts.config, { set: userSet, backend: opts.backend });
   const micro = opts.microBatch ?? base.batch.micro_batch_size;
+  const adaptive = opts.balance === "adaptive";
   const runSets = (n: number): string[] => [
     ...userSet,
-    `batch.micro_batch_size=${micro}`, `batch.global_batch_size=${micro * n}`,
+    `batch.micro_batch_size=${adaptive ? micro * n : micro}`, `batch.global_batch_size=${micro * n}`, `batch.balance=${adaptive ? "adaptive" : "even"}`,
     "training.eval_interval_steps=0", "training.checkpoint_interval_steps=0",
     `schedule.warmup_steps=${Math.min(base.schedule.warmup_steps, 1)}`,
   ];
@@ -220,7 +230,7 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingResu
       const per_rank: RankSplit[] = Array.from({ length: n }, (_, r) => {
         const of = (f: (t: RankTimes) => number): number => median(timed.map((s) => s.per_rank.find((p) => p.rank === r) ?? s.per_rank[r]).filter((t) => t !== undefined).map(f));
         return {
-          rank: r, step_ms: of((t) => t.step_ms), compute_ms: of((t) => t.compute_ms), communication_ms: of((t) => t.communication_ms),
+          rank: r, sequences: of((t) => t.sequences ?? NaN), step_ms: of((t) => t.step_ms), compute_ms: of((t) => t.compute_ms), communication_ms: of((t) => t.communication_ms),
           data_wait_ms: of((t) => t.data_wait_ms), optimizer_ms: of((t) => t.optimizer_ms), other_ms: of(otherMs), idle_ms: of((t) => t.idle_ms),
         };
       });
@@ -258,7 +268,7 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingResu
   for (const ind of independentRuns) ind.efficiency = single ? ind.tokens_per_s / (ind.N * single.tokens_per_s) : NaN;
   const cpus = os.cpus();
   return {
-    kind: "scaling", mode: "weak", config: path.resolve(opts.config), job: base.name, model, seq_len: base.data.max_seq_len, micro_batch: micro,
+    kind: "scaling", mode: "weak", config: path.resolve(opts.config), job: base.name, model, seq_len: base.data.max_seq_len, micro_batch: micro, balance: adaptive ? "adaptive" : "even",
     backend: describeBackend(opts.backend ?? base.backend, runs), steps: opts.steps, warmup_steps: opts.warmupSteps, timed_steps: [opts.warmupSteps + 1, opts.steps],
     efficiency_base_n: baseRun.N, cpu_cores: cpus.length, cpu_model: cpus[0]?.model ?? "unknown", date: new Date().toISOString(), runs,
     ...(opts.independent ? { independent: independentRuns } : {}),
@@ -294,6 +304,7 @@ export function formatScalingTables(res: ScalingResult): string {
   const [from, to] = res.timed_steps;
   const eff = res.efficiency_base_n === 1 ? "tokens/s(N) / (N x tokens/s(1))" : `relative to N=${res.efficiency_base_n} (N=1 not measured)`;
   let s = `weak scaling: fixed micro-batch of ${res.micro_batch} sequences per worker, global batch = N x ${res.micro_batch} (each worker's work per step stays constant; ideal efficiency 1.0)\n`;
+  if (res.balance === "adaptive") s += "batch.balance adaptive: the coordinator divides each global batch between the workers by their measured speed (seqs = median share)\n";
   s += `${res.config}: model ${res.model}, seq ${res.seq_len}, backend ${res.backend}, ${res.steps} steps per run, medians of steps ${from}..${to}, ${res.cpu_cores} CPU cores\n`;
   s += `efficiency = ${eff}; MFU = model FLOP/s over the sum of the ranks' measured peak matmul FLOP/s\n\n`;
   s += formatTable(["N", "global batch", "tokens/s", "efficiency", "step ms", "MFU", "final loss"], res.runs.map((r) => [
@@ -302,8 +313,8 @@ export function formatScalingTables(res: ScalingResult): string {
   s += `\ntime split per rank, ms per step (medians of steps ${from}..${to}): compute = forward + backward, comm = exposed all-reduce\n`;
   s += "(after the backward pass), data = waiting for the next batch, optim = optimizer, other = the rest of the rank's step\n";
   s += "(plans, reports), idle = waiting for the slowest rank; step = the rank's own step time (without idle)\n\n";
-  s += formatTable(["N", "rank", "step", "compute", "comm", "data", "optim", "other", "idle"], res.runs.flatMap((r) => r.per_rank.map((p) => [
-    String(r.N), String(p.rank), p.step_ms.toFixed(1), p.compute_ms.toFixed(1), p.communication_ms.toFixed(1), p.data_wait_ms.toFixed(1),
+  s += formatTable(["N", "rank", "seqs", "step", "compute", "comm", "data", "optim", "other", "idle"], res.runs.flatMap((r) => r.per_rank.map((p) => [
+    String(r.N), String(p.rank), Number.isFinite(p.sequences) ? String(p.sequences) : "—", p.step_ms.toFixed(1), p.compute_ms.toFixed(1), p.communication_ms.toFixed(1), p.data_wait_ms.toFixed(1),
     p.optimizer_ms.toFixed(1), p.other_ms.toFixed(1), p.idle_ms.toFixed(1),
   ])));
   if (res.independent !== undefined && res.independent.length > 0) {
@@ -435,6 +446,7 @@ interface ScalingArgs {
   html?: string;
   "keep-runs"?: string;
   independent: boolean;
+  balance: "even" | "adaptive";
 }
 
 /** The `launch bench scaling` subcommand; `setCode` receives the exit code (a failed run's code is passed on). */
@@ -454,7 +466,8 @@ export function scalingCommand(setCode: (code: number) => void): CommandModule<o
         .option("json", { type: "string", describe: "write all results (with every step's metrics) to FILE" })
         .option("html", { type: "string", describe: "write a self-contained HTML report with charts to FILE" })
         .option("keep-runs", { type: "string", describe: "keep the run directories under DIR (default: temporary, removed)" })
-        .option("independent", { type: "boolean", default: false, describe: "also run N independent 1-worker jobs at once for each N > 1: the machine's ceiling without communication" }) as unknown as Argv<ScalingArgs>,
+        .option("independent", { type: "boolean", default: false, describe: "also run N independent 1-worker jobs at once for each N > 1: the machine's ceiling without communication" })
+        .option("balance", { type: "string", choices: ["even", "adaptive"], default: "even", describe: "batch.balance of the runs: adaptive divides each global batch by the workers' measured speed" }) as unknown as Argv<ScalingArgs>,
     handler: async (a: ArgumentsCamelCase<ScalingArgs>): Promise<void> => {
       const workers = parseIntList(a.workers, "workers", 1);
       checkWritable(a.json, "json");
@@ -463,7 +476,7 @@ export function scalingCommand(setCode: (code: number) => void): CommandModule<o
       let res: ScalingResult;
       try {
         res = await runScalingBench({
-          config, workers, steps: a.steps, warmupSteps: a["warmup-steps"], microBatch: a["micro-batch"], backend: a.backend, set: a.set, keepRuns: a["keep-runs"], independent: a.independent,
+          config, workers, steps: a.steps, warmupSteps: a["warmup-steps"], microBatch: a["micro-batch"], backend: a.backend, set: a.set, keepRuns: a["keep-runs"], independent: a.independent, balance: a.balance,
         });
       } catch (err) {
         if (err instanceof LaunchRunError) {

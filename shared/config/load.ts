@@ -66,6 +66,11 @@ export function validateRunConfig(raw: unknown, source: string): RunConfig {
 /** Checks the batch layout for a given world size (known only at launch time). */
 export function validateForWorld(cfg: RunConfig, worldSize: number, source: string): void {
   const { global_batch_size: global, micro_batch_size: micro } = cfg.batch;
+  if (cfg.batch.balance === "adaptive") {
+    // Shares vary per step; each is cut into micro-batches of at most micro_batch_size.
+    if (global < worldSize) throw new ConfigError(`${source}: field batch.global_batch_size: ${global} gives some of the ${worldSize} workers no sequence; use at least ${worldSize}`);
+    return;
+  }
   if (global % (micro * worldSize) !== 0) {
     throw new ConfigError(
       `${source}: field batch.global_batch_size: ${global} is not divisible by micro_batch_size (${micro}) x workers (${worldSize}); ` +
@@ -74,9 +79,9 @@ export function validateForWorld(cfg: RunConfig, worldSize: number, source: stri
   }
 }
 
-/** Gradient-accumulation micro-steps per optimizer step for this world size. */
+/** Gradient-accumulation micro-steps per optimizer step for this world size (of an even share, rounded up). */
 export function accumulationSteps(cfg: RunConfig, worldSize: number): number {
-  return cfg.batch.global_batch_size / (cfg.batch.micro_batch_size * worldSize);
+  return Math.ceil(cfg.batch.global_batch_size / (cfg.batch.micro_batch_size * worldSize));
 }
 
 function applyOverrides(obj: Record<string, unknown>, o: ConfigOverrides, file: string): void {

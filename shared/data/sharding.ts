@@ -21,16 +21,24 @@ export class DataSharder {
     if (numSequences <= 0) throw new Error("the training split has no sequences: add data or lower validation_fraction");
   }
 
-  /** The sequences (and each one's epoch) of `rank` at `step`, for a world of `worldSize` ranks. */
+  /** The sequences (and each one's epoch) of `rank` at `step`, for a world of `worldSize` ranks (even split). */
   rankSlice(step: number, rank: number, worldSize: number): { indices: number[]; epochs: number[] } {
     if (this.globalBatchSize % worldSize !== 0) {
       throw new Error(`global batch ${this.globalBatchSize} is not divisible by world size ${worldSize}`);
     }
     const perRank = this.globalBatchSize / worldSize;
-    const start = (step - 1) * this.globalBatchSize + rank * perRank;
+    return this.slice(step, rank * perRank, perRank);
+  }
+
+  /** Positions [offset, offset + count) of the global batch of `step`: the sequences and each one's epoch. */
+  slice(step: number, offset: number, count: number): { indices: number[]; epochs: number[] } {
+    if (offset < 0 || count < 0 || offset + count > this.globalBatchSize) {
+      throw new Error(`slice [${offset}, ${offset + count}) is outside the global batch of ${this.globalBatchSize}`);
+    }
+    const start = (step - 1) * this.globalBatchSize + offset;
     const indices: number[] = [];
     const epochs: number[] = [];
-    for (let p = start; p < start + perRank; p++) {
+    for (let p = start; p < start + count; p++) {
       const epoch = Math.floor(p / this.numSequences);
       indices.push(this.epochPermutation(epoch)[p % this.numSequences]);
       epochs.push(epoch);
@@ -62,4 +70,25 @@ export function evalShard(count: number, rank: number, worldSize: number): numbe
   const out: number[] = [];
   for (let i = begin; i < end; i++) out.push(i);
   return out;
+}
+
+/** Sequences per rank when the global batch is divided evenly (DDP's split). */
+export function evenSplit(globalBatchSize: number, worldSize: number): number[] {
+  return Array.from({ length: worldSize }, (_, r) => Math.floor((globalBatchSize * (r + 1)) / worldSize) - Math.floor((globalBatchSize * r) / worldSize));
+}
+
+/** Position of `rank`'s first sequence within the global batch: the sequences of the ranks below it. */
+export function splitOffset(counts: readonly number[], rank: number): number {
+  let offset = 0;
+  for (let r = 0; r < rank; r++) offset += counts[r];
+  return offset;
+}
+
+/**
+ * Steps between the coordinator choosing a step's split (batch.balance: adaptive) and that step running: each plan
+ * carries the split of the step `lag` ahead, and workers prepare batches up to `prefetch` micro-batches ahead
+ * (at least one per step), so a worker always knows the split of every batch it prepares.
+ */
+export function balanceLag(prefetchBatches: number, accumulation: number): number {
+  return Math.max(1, prefetchBatches) * Math.max(1, accumulation) + 2;
 }

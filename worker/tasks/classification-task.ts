@@ -54,7 +54,7 @@ export async function createClassificationTask(ctx: TaskContext): Promise<Task> 
 
   const sharder = new DataSharder(data.train.count, cfg.batch.global_batch_size, cfg.seed);
   const micro = cfg.batch.micro_batch_size;
-  const plans = microBatchPlans(sharder, joined.start_step + 1, cfg.training.max_steps, env.rank, env.worldSize, micro);
+  const plans = microBatchPlans(sharder, joined.start_step + 1, cfg.training.max_steps, env.rank, ctx.splits, micro);
   const rowsOf = (split: "validation" | "test"): LabelledSequences => (split === "test" ? data.test : data.validation);
 
   return {

@@ -2,6 +2,7 @@
  * What the worker loop trains: a Task hides the model, its data and its objective behind the few operations the
  * loop needs, so the loop (worker/train-loop.ts) reads the same for pretraining and fine-tuning.
  */
+import type { SplitSchedule } from "./plans";
 import type { RunConfig } from "../../shared/config/schema";
 import type { MicroBatchStats, StepResult } from "../../shared/train/trainer";
 import type { GradientReducer } from "../../shared/train/reducer";
@@ -15,6 +16,8 @@ export interface TaskContext {
   env: WorkerEnv;
   reducer: GradientReducer;
   log: (line: string) => void;
+  /** How each step's global batch is divided between ranks (the train loop records the coordinator's announcements). */
+  splits: SplitSchedule;
 }
 
 /** One prefetched micro-batch: the sequence indices it holds (checked against the plan) and how to train on it. */
