@@ -17,6 +17,13 @@
  *                                                                       the full product of --fractions/--methods/--seeds)
  *        --jobs N   (fine-tuning runs in parallel)   --report-only 1   (launch nothing; tabulate the finished runs)
  *        --pooling cls|mean   (what the classifier's pooler reads: [CLS], or the mean of the text's positions)
+ *        --dapt-steps N  --dapt-lr X  --dapt-warmup N   (stage 3, domain-adaptive pretraining: continue MLM from the
+ *                        base checkpoint on SpamAssassin's text, less the fine-tuning test split; fine-tuning then
+ *                        starts from OUT/dapt; scratch runs are unaffected)
+ *        --lora-r N  --lora-targets query,value,...   (LoRA rank and target modules; default 8 and query,value)
+ *        --adapter-size N   (adapter bottleneck width; default 16)
+ *        --select-lr "full=1e-4/3e-4/1e-3,adapter=1e-3/5e-3"   (per method: run every lr, evaluate on the validation
+ *                        split at the end, and report the test score of the lr with the best validation macro-F1)
  * An existing OUT/pretrain with checkpoints is reused, and so is every finished fine-tuning run whose generated
  * config is unchanged, so an interrupted experiment continues where it stopped. Fine-tuning configs name the base's
  * newest checkpoint directory, so continuing the pretraining makes every pretrained cell run again.
@@ -63,6 +70,17 @@ interface Options {
   pooling: "cls" | "mean";
   /** Launch nothing: tabulate the finished runs of the grid, leave the others out. */
   reportOnly: boolean;
+  /** Stage 3: domain-adaptive MLM steps on the task's training text (0 = none), its peak lr and warmup. */
+  daptSteps: number;
+  daptLr: number;
+  daptWarmup: number;
+  /** LoRA rank and target modules. */
+  loraR: number;
+  loraTargets: string[];
+  /** Adapter bottleneck width. */
+  adapterSize: number;
+  /** Per method: candidate learning rates, chosen per cell by validation macro-F1. */
+  selectLr: Map<string, number[]>;
 }
 
 /** One fine-tuning run's outcome. */
@@ -79,8 +97,15 @@ interface RunResult {
   trainExamples: number;
   lr: number;
   steps: number;
+  /** Validation macro-F1 at the end (--select-lr candidates only). */
+  validationMacroF1?: number;
+  /** --select-lr: every candidate of the cell (the result is the one with the best validation macro-F1). */
+  candidates?: { lr: number; validationMacroF1: number; testMacroF1: number }[];
 }
 
+/** The fine-tuning runs' test split (finetune.split_seed's default and test_fraction); DAPT holds out the same. */
+const SPLIT_SEED = 1234;
+const TEST_FRACTION = 0.2;
 /** Generous deadlines: on a shared machine a starved worker must not be declared dead mid-experiment. */
 const SHARED_MACHINE = { heartbeat_timeout_ms: 300_000, timeout_ms: 600_000 };
 
@@ -92,6 +117,7 @@ function parseArgs(argv: string[]): Options {
     fractions: [0.01, 0.1, 1], workers: 1, maxSeqLen: 64, vocabSize: 8192, batch: 16, lr: 1e-3, peftLr: 5e-3,
     pretrainLr: 2e-3, pretrainWarmup: -1, pretrainDropout: 0.1, pretrainWorkers: 0, continueTo: 0, continueDropout: 0, scratchLr: NaN, methodLr: new Map(),
     stepsByFraction: new Map(), grid: [], jobs: 1, reportOnly: false, pooling: "cls",
+    daptSteps: 0, daptLr: 5e-4, daptWarmup: -1, loraR: 8, loraTargets: ["query", "value"], adapterSize: 16, selectLr: new Map(),
   };
   let stepsList: number[] = [];
   for (let i = 0; i < argv.length; i += 2) {
@@ -136,6 +162,20 @@ function parseArgs(argv: string[]): Options {
         if (value !== "cls" && value !== "mean") throw new Error(`--pooling: expected cls or mean, got ${value}`);
         o.pooling = value;
         break;
+      case "--dapt-steps": o.daptSteps = num(); break;
+      case "--dapt-lr": o.daptLr = num(); break;
+      case "--dapt-warmup": o.daptWarmup = num(); break;
+      case "--lora-r": o.loraR = num(); break;
+      case "--lora-targets": o.loraTargets = list(); break;
+      case "--adapter-size": o.adapterSize = num(); break;
+      case "--select-lr":
+        for (const kv of list()) {
+          const [k, v] = kv.split("=");
+          const lrs = (v ?? "").split("/").map(Number);
+          if (!ALL_METHODS.includes(k) || lrs.length === 0 || lrs.some((x) => !(x > 0))) throw new Error(`--select-lr: expected method=lr/lr/..., got ${kv}`);
+          o.selectLr.set(k, lrs);
+        }
+        break;
       case "--report-only": o.reportOnly = value === "1" || value === "true"; break;
       case "--seeds": o.seeds = list().map(Number); break;
       case "--methods": o.methods = list(); break;
@@ -152,6 +192,7 @@ function parseArgs(argv: string[]): Options {
   if (Number.isNaN(o.scratchLr)) o.scratchLr = o.lr;
   if (o.pretrainWorkers === 0) o.pretrainWorkers = o.workers;
   if (o.pretrainWarmup < 0) o.pretrainWarmup = Math.min(50, Math.floor(o.pretrainSteps / 10));
+  if (o.daptWarmup < 0) o.daptWarmup = Math.min(100, Math.floor(o.daptSteps / 10));
   if (o.grid.length > 0) {
     // The table's rows and columns are the union of the groups'.
     o.fractions = [...new Set(o.grid.flatMap((g) => g.fractions))].sort((a, b) => a - b);
@@ -229,6 +270,39 @@ function continuePretraining(o: Options, dir: string): string {
   return dir;
 }
 
+/** The exact newest checkpoint of a run directory (throws when it has none). */
+function newestCheckpoint(runDir: string): string {
+  const step = latestStep(runDir);
+  if (step === 0) throw new Error(`${runDir} has no finished checkpoint`);
+  return path.join(runDir, "checkpoints", `step-${String(step).padStart(6, "0")}`);
+}
+
+/**
+ * Stage 3 (--dapt-steps N): domain-adaptive pretraining. MLM continues from the base checkpoint (`model.init_from`:
+ * its weights and vocabulary, a fresh optimizer) on SpamAssassin's text, less the documents the fine-tuning runs
+ * score on (`data.holdout` with their split_seed and test_fraction); no label is read. Returns the run directory.
+ */
+function domainAdapt(o: Options, base: string): string {
+  const dir = path.resolve(o.out, "dapt");
+  if (latestStep(dir) >= o.daptSteps) {
+    process.stderr.write(`experiment: reusing the domain-adapted model in ${dir}\n`);
+    return dir;
+  }
+  if (fs.existsSync(dir)) fs.rmSync(dir, { recursive: true, force: true });
+  const cfg = {
+    name: "lr-dapt", output_dir: dir, seed: 43, backend: "wasm",
+    model: { preset: o.preset, max_position_embeddings: 128, hidden_dropout: o.continueDropout, attention_dropout: o.continueDropout, init_from: base },
+    data: { corpus: "spam-assassin", max_seq_len: o.maxSeqLen, validation_fraction: 0.02, holdout: { split_seed: SPLIT_SEED, test_fraction: TEST_FRACTION } },
+    batch: { global_batch_size: 32, micro_batch_size: 32 / o.pretrainWorkers },
+    optimizer: { lr: o.daptLr }, schedule: { warmup_steps: o.daptWarmup },
+    training: { max_steps: o.daptSteps, eval_interval_steps: Math.max(1, Math.floor(o.daptSteps / 8)), eval_sequences: 256, checkpoint_interval_steps: Math.max(1, Math.floor(o.daptSteps / 4)) },
+    communication: SHARED_MACHINE,
+  };
+  const wall = launch([writeYaml(path.join(o.out, "configs", "dapt.yaml"), cfg), "--workers", String(o.pretrainWorkers), "--quiet"]);
+  process.stderr.write(`experiment: domain-adaptive pretraining (${o.daptSteps} MLM steps on SpamAssassin's training text) in ${wall.toFixed(0)} s\n`);
+  return dir;
+}
+
 /** The fine-tuning lr of a method: --method-lr, else --scratch-lr (scratch), --lr (full, freeze) or --peft-lr. */
 function lrOf(o: Options, method: string): number {
   const own = o.methodLr.get(method);
@@ -246,24 +320,28 @@ function launchAsync(args: string[]): Promise<number> {
   });
 }
 
-async function finetune(o: Options, base: string, method: string, fraction: number, seed: number): Promise<RunResult | undefined> {
-  const tag = `${method}-f${fraction}-s${seed}`;
+/** One fine-tuning run; `lr` given = one candidate of --select-lr (own run directory, validation at the end). */
+async function finetune(o: Options, base: string, method: string, fraction: number, seed: number, candidateLr?: number): Promise<RunResult | undefined> {
+  const tag = `${method}-f${fraction}-s${seed}${candidateLr !== undefined ? `-lr${candidateLr}` : ""}`;
+  const lr = candidateLr ?? lrOf(o, method);
   const dir = path.resolve(o.out, "finetune", tag);
   const steps = o.stepsByFraction.get(fraction) ?? o.finetuneSteps;
   const cfg = {
     name: `lr-${tag}`, output_dir: dir, seed, backend: "wasm", task: "classification",
     finetune: {
       base_model: base, method: method === "scratch" ? "full" : method, init: method === "scratch" ? "random" : "pretrained",
-      label_fraction: fraction, test_fraction: 0.2,
+      label_fraction: fraction, test_fraction: TEST_FRACTION, // split_seed: the default, SPLIT_SEED
+      ...(method === "adapter" && o.adapterSize !== 16 ? { adapter: { size: o.adapterSize } } : {}),
+      ...(method === "lora" && (o.loraR !== 8 || o.loraTargets.join() !== "query,value") ? { lora: { r: o.loraR, alpha: 2 * o.loraR, target_modules: o.loraTargets } } : {}),
       ...(method === "prompt" ? { prompt: { num_virtual_tokens: 10 } } : {}),
       ...(method === "prefix" ? { prefix: { num_virtual_tokens: 10, reparameterize: true } } : {}),
       ...(o.pooling === "mean" ? { pooling: "mean" } : {}),
     },
     data: { corpus: "spam-assassin", max_seq_len: o.maxSeqLen, validation_fraction: 0.05 },
     batch: { global_batch_size: o.batch, micro_batch_size: o.batch / o.workers },
-    optimizer: { lr: lrOf(o, method), weight_decay: 0.01 },
+    optimizer: { lr, weight_decay: 0.01 },
     schedule: { warmup_steps: Math.floor(steps / 10) },
-    training: { max_steps: steps, eval_interval_steps: 0, checkpoint_interval_steps: 0 },
+    training: { max_steps: steps, eval_interval_steps: candidateLr !== undefined ? steps : 0, ...(candidateLr !== undefined ? { eval_sequences: 0 } : {}), checkpoint_interval_steps: 0 },
     communication: SHARED_MACHINE,
   };
   const yamlFile = writeYaml(path.join(o.out, "configs", `${tag}.yaml`), cfg);
@@ -282,7 +360,7 @@ async function finetune(o: Options, base: string, method: string, fraction: numb
     wallS = await launchAsync([yamlFile, "--workers", String(o.workers), "--quiet"]);
     fs.writeFileSync(doneFile, JSON.stringify({ yaml: yamlText, wallS }) + "\n");
   }
-  const metrics = JSON.parse(fs.readFileSync(path.join(dir, "classification_metrics.json"), "utf8")) as { test: { accuracy: number; macro_f1: number } };
+  const metrics = JSON.parse(fs.readFileSync(path.join(dir, "classification_metrics.json"), "utf8")) as { test: { accuracy: number; macro_f1: number }; validation?: { macro_f1: number } };
   const log = fs.readFileSync(path.join(dir, "logs", "rank-0.log"), "utf8");
   const m = /trainable params: ([\d,]+) \|\| all params: ([\d,]+) \|\| trainable%: ([\d.]+)/.exec(log);
   const kept = /(\d+) of (\d+) training labels kept/.exec(log);
@@ -291,9 +369,10 @@ async function finetune(o: Options, base: string, method: string, fraction: numb
     method, fraction, seed, accuracy: metrics.test.accuracy, macroF1: metrics.test.macro_f1,
     trainable: m ? Number(m[1].replace(/,/g, "")) : NaN, trainablePercent: m ? Number(m[3]) : NaN,
     allreduceBytes: lines[lines.length - 1].allreduce_bytes ?? NaN, wallS, trainExamples: kept ? Number(kept[1]) : NaN,
-    lr: lrOf(o, method), steps,
+    lr, steps, validationMacroF1: metrics.validation?.macro_f1,
   };
   process.stderr.write(`experiment: ${tag}: test accuracy ${(100 * result.accuracy).toFixed(2)}%, macro-F1 ${(100 * result.macroF1).toFixed(2)}%, ` +
+    (result.validationMacroF1 !== undefined ? `validation macro-F1 ${(100 * result.validationMacroF1).toFixed(2)}%, ` : "") +
     `${result.trainExamples} labels, lr ${result.lr}, ${steps} steps, trainable ${result.trainablePercent}%, ${result.allreduceBytes} B/step, ${wallS.toFixed(0)} s\n`);
   return result;
 }
@@ -315,7 +394,8 @@ function table(o: Options, results: RunResult[]): string {
       return `${pct(meanStd(rs.map((r) => r.accuracy)), rs.length)} / ${pct(meanStd(rs.map((r) => r.macroF1)), rs.length)} (${rs.length})`;
     });
     const any = mine[0];
-    return [method, ...cells, String(lrOf(o, method)), any ? any.trainablePercent.toFixed(2) : "—", any ? String(any.allreduceBytes) : "—", any ? meanStd(mine.map((r) => r.wallS)).mean.toFixed(0) : "—"];
+    const lrs = o.selectLr.has(method) ? `${[...new Set(mine.map((r) => r.lr))].join(", ")} (best on validation of ${o.selectLr.get(method)?.join(" / ")})` : String(lrOf(o, method));
+    return [method, ...cells, lrs, any ? any.trainablePercent.toFixed(2) : "—", any ? String(any.allreduceBytes) : "—", any ? meanStd(mine.map((r) => r.wallS)).mean.toFixed(0) : "—"];
   });
   const labels = o.fractions.map((f) => {
     const r = results.find((x) => x.fraction === f);
@@ -325,7 +405,10 @@ function table(o: Options, results: RunResult[]): string {
     `| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`), "",
     `Test split: 20% of SpamAssassin (stratified, split_seed 1234). ${labels.join(", ")}. Seeds: ${o.seeds.join(", ")}; (n) = seeds in the cell, mean ± sample std over them.`,
     `Model: ${o.preset} pretrained on Brown for ${o.continueTo > 0 ? `${o.pretrainSteps} + ${o.continueTo - o.pretrainSteps}` : o.pretrainSteps} steps (lr ${o.pretrainLr}, warmup ${o.pretrainWarmup}, dropout ${o.pretrainDropout}); ` +
+      (o.daptSteps > 0 ? `then ${o.daptSteps} domain-adaptive MLM steps on SpamAssassin's text without the test split (lr ${o.daptLr}, warmup ${o.daptWarmup}; scratch rows do not use it); ` : "") +
       `classifier pooling ${o.pooling === "mean" ? "mean of the text's positions" : "[CLS]"}; ` +
+      (o.methods.includes("lora") ? `LoRA r ${o.loraR} on ${o.loraTargets.join(", ")}; ` : "") +
+      (o.methods.includes("adapter") ? `adapter size ${o.adapterSize}; ` : "") +
       `fine-tuning ${o.fractions.map((f) => `${o.stepsByFraction.get(f)} steps at ${f * 100}%`).join(", ")}, batch ${o.batch}, max_seq_len ${o.maxSeqLen}, ${o.workers} worker(s), ${o.jobs} run(s) in parallel.`,
   ].join("\n");
 }
@@ -378,30 +461,46 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const baseRun = o.reportOnly ? path.resolve(o.out, "pretrain") : pretrain(o);
   // The exact checkpoint, not the run directory: a run directory's newest checkpoint changes when pretraining continues.
-  const baseStep = latestStep(baseRun);
-  if (baseStep === 0) throw new Error(`${baseRun} has no finished checkpoint`);
-  const base = path.join(baseRun, "checkpoints", `step-${String(baseStep).padStart(6, "0")}`);
+  const brownBase = newestCheckpoint(baseRun);
+  const base = o.daptSteps > 0 ? newestCheckpoint(o.reportOnly ? path.resolve(o.out, "dapt") : domainAdapt(o, brownBase)) : brownBase;
   process.stderr.write(`experiment: base model ${base}\n`);
   const results: RunResult[] = [];
   const resultsFile = path.join(o.out, "results.json");
-  const cells: [number, string, number][] = [];
+  const cells: [number, string, number, number | undefined][] = [];
   for (const g of o.grid) {
     for (const fraction of g.fractions) for (const method of g.methods) for (const seed of g.seeds) {
-      if (!cells.some(([f, m, s]) => f === fraction && m === method && s === seed)) cells.push([fraction, method, seed]);
+      for (const lr of o.selectLr.get(method) ?? [undefined]) {
+        if (!cells.some(([f, m, s, l]) => f === fraction && m === method && s === seed && l === lr)) cells.push([fraction, method, seed, lr]);
+      }
     }
   }
+  const candidates: RunResult[] = [];
   // --jobs runs in parallel; each run is independent (own launch, own ports).
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < cells.length) {
-      const [fraction, method, seed] = cells[next++];
-      const r = await finetune(o, base, method, fraction, seed);
+      const [fraction, method, seed, lr] = cells[next++];
+      const r = await finetune(o, base, method, fraction, seed, lr);
       if (r === undefined) continue;
+      if (lr !== undefined) {
+        candidates.push(r);
+        continue;
+      }
       results.push(r);
       fs.writeFileSync(resultsFile, JSON.stringify({ options: { ...o, methodLr: Object.fromEntries(o.methodLr), stepsByFraction: Object.fromEntries(o.stepsByFraction) }, results }, null, 2) + "\n");
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, o.jobs) }, worker));
+  // --select-lr: per (method, fraction, seed), the candidate with the best validation macro-F1 (ties: the lower lr).
+  const groups = new Map<string, RunResult[]>();
+  for (const c of candidates) groups.set(`${c.method}/${c.fraction}/${c.seed}`, [...(groups.get(`${c.method}/${c.fraction}/${c.seed}`) ?? []), c]);
+  for (const group of groups.values()) {
+    const best = group.slice().sort((a, b) => (b.validationMacroF1 ?? -1) - (a.validationMacroF1 ?? -1) || a.lr - b.lr)[0];
+    process.stderr.write(`experiment: ${best.method} ${best.fraction * 100}% seed ${best.seed}: lr ${best.lr} chosen on validation (` +
+      group.map((c) => `${c.lr}: ${(100 * (c.validationMacroF1 ?? NaN)).toFixed(2)}`).join(", ") + `); its test macro-F1 ${(100 * best.macroF1).toFixed(2)}%\n`);
+    results.push({ ...best, candidates: group.map((c) => ({ lr: c.lr, validationMacroF1: c.validationMacroF1 ?? NaN, testMacroF1: c.macroF1 })) });
+  }
+  if (candidates.length > 0) fs.writeFileSync(resultsFile, JSON.stringify({ options: { ...o, methodLr: Object.fromEntries(o.methodLr), stepsByFraction: Object.fromEntries(o.stepsByFraction), selectLr: Object.fromEntries(o.selectLr) }, results }, null, 2) + "\n");
   const md = `# Low-resource fine-tuning (SpamAssassin, pretrained on Brown)\n\n${table(o, results)}\n\n${o.reportOnly ? "Tabulated with --report-only from the finished runs." : `Total wall time ${((Date.now() - t0) / 60000).toFixed(1)} min.`}\n`;
   fs.writeFileSync(path.join(o.out, "results.md"), md);
   fs.writeFileSync(path.join(o.out, "plot.svg"), plot(o, results));
