@@ -1,5 +1,5 @@
 /**
- * Ring all-reduce correctness with real processes talking gRPC on 127.0.0.1, for both transports ("http2": the
+ * Ring all-reduce correctness with real processes talking gRPC on 127.0.0.1, for every transport ("http2": the
  * gRPC wire format on node:http2 with streaming receive, and "grpc": grpc-js): sums and averages equal an
  * independent element-wise reference for N = 1..4, odd and empty lengths, many buckets and many sub-chunks;
  * every rank ends with identical bits; float16/bfloat16 wire compression stays within its stated bound. The
@@ -33,7 +33,7 @@ function assertIdenticalBits(all: Float32Array[][]): void {
   }
 }
 
-const TRANSPORTS = ["http2", "grpc"] as const;
+const TRANSPORTS = ["http2", "http2-raw", "grpc"] as const;
 
 for (const transport of TRANSPORTS) for (const N of [1, 2, 3, 4]) {
   test(`${transport} N=${N}: sum and avg equal the independent reference exactly, bits identical on every rank`, async () => {

@@ -87,6 +87,31 @@ export class GrpcChunkReader {
     if (!this.paused) this.drain();
   }
 
+  /**
+   * Feeds a piece that is valid only during this call (a view of a receive buffer the caller reuses): it is
+   * consumed at once, and whatever a pause leaves unconsumed (or arrives while paused) is copied and queued.
+   */
+  pushTransient(piece: Buffer): void {
+    if (this.state === State.Dead || piece.length === 0) return;
+    if (this.paused || this.draining || this.queue.length > 0) {
+      this.queue.push(Buffer.from(piece));
+      if (!this.paused) this.drain();
+      return;
+    }
+    this.draining = true;
+    try {
+      const off = this.consume(piece, 0);
+      if (off < piece.length && (this.state as State) !== State.Dead) this.queue.push(Buffer.from(piece.subarray(off)));
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** True between pause() and resume(). */
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
   /** Stops delivering messages (the current piece is kept) until resume(). */
   pause(): void {
     this.paused = true;
