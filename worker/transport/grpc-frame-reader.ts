@@ -107,6 +107,16 @@ export class GrpcChunkReader {
     }
   }
 
+  /**
+   * Where the next input byte should sit, modulo 4, for the payload to be read through aligned typed-array views
+   * (no scratch copy): the number of bytes of a split element already held. -1 when it does not matter (not
+   * inside a payload that is summed or decoded, or input is queued).
+   */
+  get wantedAlignment(): number {
+    if (this.state !== State.Payload || this.queue.length > 0 || this.paused || (!this.add && this.half === null)) return -1;
+    return this.carryLen;
+  }
+
   /** True between pause() and resume(). */
   get isPaused(): boolean {
     return this.paused;

@@ -62,6 +62,22 @@ export class H2FrameParser {
     return this.state === State.Header && this.hdrHave === 0;
   }
 
+  /**
+   * How many bytes of the input come before the next DATA byte, assuming the next frame (if one must start
+   * first) is an unpadded DATA frame; -1 when unknown (inside padding or a non-DATA frame).
+   */
+  get bytesBeforeData(): number {
+    if (this.state === State.Data) return this.left > this.padding ? 0 : -1;
+    if (this.state === State.Header) return FRAME_HEADER_BYTES - this.hdrHave;
+    if (this.state === State.PadLength) return 1;
+    return -1;
+  }
+
+  /** Data bytes (padding excluded) left in the DATA frame being read; -1 when not inside DATA. */
+  get dataLeftInFrame(): number {
+    return this.state === State.Data ? this.left - this.padding : -1;
+  }
+
   /** Consumes all of `buf`, calling the sink for every frame (piece) it completes. */
   push(buf: Buffer): void {
     let off = 0;

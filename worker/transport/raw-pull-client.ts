@@ -19,7 +19,7 @@ import * as net from "node:net";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { H2FrameError, H2FrameParser, type H2FrameSink } from "./h2-frame-parser";
 import {
-  CLIENT_PREFACE, DEFAULT_WINDOW, Flag, FrameType, H2Error, Setting, frame, goawayFrame, h2ErrorName, rstStreamFrame, settingsFrame,
+  CLIENT_PREFACE, DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, Setting, frame, goawayFrame, h2ErrorName, rstStreamFrame, settingsFrame,
   windowUpdateFrame,
 } from "./h2-frames";
 import { HpackDecoder, HpackError } from "./hpack-decoder";
@@ -62,17 +62,26 @@ export interface RawPullEvents {
    * connection failed first (`detail` says how, naming the peer). Called exactly once, unless cancel() ran first.
    */
   onEnd(status: CallStatus | null, detail: string): void;
+  /**
+   * Optional: the residue modulo 4 that the address of the next body byte should have (-1: any). The client
+   * then places its next socket read at an offset of the receive buffer that puts that byte there, so a
+   * consumer can read float32 / 16-bit elements through aligned views.
+   */
+  bodyAlignment?(): number;
 }
 
 const STREAM_ID = 1;
 const MAX_CONTROL_BYTES = 256 * 1024;
 const DEFAULT_READ_BUFFER = 1024 * 1024;
+/** Smallest rest of a DATA frame worth a read of its own (to align the next frame). */
+const ALIGNED_READ_MIN = 64 * 1024;
 
 /** One gRPC server-streaming call on its own raw-socket HTTP/2 connection. */
 export class RawPullClient implements H2FrameSink {
   private readonly parser: H2FrameParser;
   private readonly hpack = new HpackDecoder(4096);
   private readonly readBuffer: Buffer;
+  private readonly readBytes: number;
   /** Header block being collected across CONTINUATION frames (stream id, flags of the HEADERS frame). */
   private block: Buffer[] | null = null;
   private blockStream = 0;
@@ -87,6 +96,7 @@ export class RawPullClient implements H2FrameSink {
 
   private constructor(private readonly opts: RawPullOptions, private readonly events: RawPullEvents, private readonly socket: net.Socket, readBuffer: Buffer) {
     this.readBuffer = readBuffer;
+    this.readBytes = readBuffer.length - 3;
     this.parser = new H2FrameParser(opts.maxFrameBytes, MAX_CONTROL_BYTES, this);
   }
 
@@ -95,11 +105,15 @@ export class RawPullClient implements H2FrameSink {
    * rejects (naming the peer) if it cannot be opened before `deadline` (ms since the epoch).
    */
   static connect(opts: RawPullOptions, events: RawPullEvents, deadline: number): Promise<RawPullClient> {
-    const readBuffer = Buffer.allocUnsafeSlow(opts.readBufferBytes ?? DEFAULT_READ_BUFFER);
+    // 3 spare bytes: each read may start at offset 0..3 (see bodyAlignment)
+    const readBuffer = Buffer.allocUnsafeSlow((opts.readBufferBytes ?? DEFAULT_READ_BUFFER) + 3);
     let client: RawPullClient | null = null;
     const socket = net.connect({
       host: opts.host, port: opts.port, noDelay: true,
-      onread: { buffer: readBuffer, callback: (n: number) => (client === null ? false : client.onRead(n)) },
+      onread: {
+        buffer: () => (client === null ? readBuffer : client.nextReadBuffer()),
+        callback: (n: number, buf: Uint8Array) => (client === null ? false : client.onRead(buf, n)),
+      },
     });
     client = new RawPullClient(opts, events, socket, readBuffer);
     const c = client;
@@ -173,11 +187,31 @@ export class RawPullClient implements H2FrameSink {
     socket.uncork();
   }
 
-  /** onread callback: parses `n` fresh bytes of the reused buffer; returning false pauses the socket. */
-  private onRead(n: number): boolean {
+  /**
+   * Where the next socket read goes: the reused buffer, from the offset (0..3) that aligns the next body byte
+   * (body byte j further on wants residue want + j). Inside a large DATA frame the read stops at the frame's
+   * end, so the next frame's data (after a 9-byte header) can be aligned by the following read; when only a
+   * small rest of the frame is left, the read is placed to align the next frame's data instead. Small frames
+   * (node:http2 sends 16 KiB ones) cannot all be aligned and are simply read in bulk.
+   */
+  private nextReadBuffer(): Buffer {
+    const want = this.events.bodyAlignment?.() ?? -1;
+    const before = want < 0 ? -1 : this.parser.bytesBeforeData;
+    if (before < 0) return this.readBuffer.subarray(0, this.readBytes);
+    const left = this.parser.dataLeftInFrame;
+    let len = this.readBytes;
+    let gap = before;
+    if (left >= ALIGNED_READ_MIN && left < len) len = left;
+    else if (left >= 0 && left < ALIGNED_READ_MIN) gap = FRAME_HEADER_BYTES; // body byte `left` on wants want + left, sits at left + 9
+    const shift = (((want - gap) % 4) + 4) % 4;
+    return this.readBuffer.subarray(shift, shift + len);
+  }
+
+  /** onread callback: parses `n` fresh bytes at the start of `buf` (a view of the reused buffer); false pauses the socket. */
+  private onRead(buf: Uint8Array, n: number): boolean {
     if (this.ended) return false;
     try {
-      this.parser.push(this.readBuffer.subarray(0, n));
+      this.parser.push(Buffer.from(buf.buffer, buf.byteOffset, n));
     } catch (e) {
       if (e instanceof H2FrameError) this.connectionError(e.code, e.message);
       else if (e instanceof HpackError) this.connectionError(H2Error.COMPRESSION_ERROR, `undecodable header block: ${e.message}`);

@@ -112,6 +112,7 @@ export class RawPullInbound {
         if (this.reader.isPaused) this.client?.pause();
       },
       onEnd: (status: CallStatus | null, detail: string): void => this.onEnd(status, detail),
+      bodyAlignment: (): number => this.reader.wantedAlignment,
     };
     let lastErr = "";
     while (this.client === null) {
