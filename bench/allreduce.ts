@@ -6,7 +6,7 @@
  *
  * Flags: --sizes 4096,4194304  --max-bytes N  --min-bytes N  --iters N  --warmup N  --ranks 2,4
  *        --chunk-bytes N  --inflight-bytes N  --send zero-copy|copy  --compression none|fp16|bf16  --large-frames
- *        --transport http2,grpc (one ring per transport, measured side by side with one Gloo run per size;
+ *        --transport http2,http2-raw,grpc (one ring per transport, measured side by side with one Gloo run per size;
  *        default: the communicator's default transport)
  *        --no-gloo  --gloo-script PATH  --json (JSON lines)  --cpu-prof DIR (V8 CPU profile of every rank process)
  *        --node-args "--trace-gc ..." (extra node flags for the rank processes)

@@ -1,7 +1,8 @@
 /**
  * Ring all-reduce failure behaviour with real processes on 127.0.0.1: layout mismatch, wrong step, a SIGKILLed
  * rank, a stalled rank, unauthenticated or malformed calls and raw garbage on the port, and a lying neighbour
- * sending malformed chunks. Every failure must be a clear error on every rank, well within the deadline.
+ * sending malformed chunks. Every failure must be a clear error on every rank, well within the deadline. The
+ * dead-peer, stalled-peer and lying-peer cases also run with the "http2-raw" transport (raw-socket receive).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -14,6 +15,9 @@ import { DEFAULT_CHUNK_BYTES } from "../worker/collective/ring-communicator";
 import { RingPhase, WireDtype } from "../worker/transport/chunk-wire";
 
 const T = [{ name: "w", length: 301 }, { name: "b", length: 7 }];
+/** Transports the dead-peer and lying-peer tests run with: the default, and the raw-socket receive path. */
+const FAULT_TRANSPORTS = [undefined, "http2-raw"] as const;
+const named = (title: string, t: (typeof FAULT_TRANSPORTS)[number]): string => (t === undefined ? title : `${title} [${t}]`);
 
 function failure(r: ChildResult | null, rank: number): ChildError {
   assert.ok(r, `rank ${rank} wrote a result`);
@@ -63,12 +67,12 @@ test("a rank at a different step: clear error naming the step on every rank", as
   }
 });
 
-test("SIGKILL of one rank mid-collective: the others fail well within the deadline, naming it", async () => {
+for (const transport of FAULT_TRANSPORTS) test(named("SIGKILL of one rank mid-collective: the others fail well within the deadline, naming it", transport), async () => {
   const N = 3;
   const timeoutMs = 30_000;
   const c0: CaseSpec = { step: 0, op: "sum", tensors: T, seed: 3, values: "int" };
   const c1: CaseSpec = { step: 1, op: "sum", tensors: [{ name: "x", length: 200_000 }], seed: 4, values: "int", announce: true };
-  const specs = ringSpecs(N, { jobId: "job-kill", token: "tok", timeoutMs, chunkBytes: 4096, cases: [c0, c1] });
+  const specs = ringSpecs(N, { jobId: "job-kill", token: "tok", timeoutMs, chunkBytes: 4096, cases: [c0, c1], transport });
   specs[1] = { ...specs[1], cases: [c0, { ...c1, stall: true }] };
   const ring = await startChildren(specs);
   await ring.waitFor("STARTED 1", [0, 2]);
@@ -87,11 +91,11 @@ test("SIGKILL of one rank mid-collective: the others fail well within the deadli
   }
 });
 
-test("a stalled rank: the others fail before the deadline, naming it", async () => {
+for (const transport of FAULT_TRANSPORTS) test(named("a stalled rank: the others fail before the deadline, naming it", transport), async () => {
   const N = 3;
   const timeoutMs = 3000;
   const c: CaseSpec = { step: 0, op: "sum", tensors: T, seed: 5, values: "int" };
-  const specs = ringSpecs(N, { jobId: "job-stall", token: "tok", timeoutMs, cases: [c] });
+  const specs = ringSpecs(N, { jobId: "job-stall", token: "tok", timeoutMs, cases: [c], transport });
   specs[1] = { ...specs[1], cases: [{ ...c, stall: true }] };
   const ring = await startChildren(specs);
   await ring.waitFor("STALLED 0", [1]);
@@ -146,7 +150,7 @@ test("unauthenticated / wrong-job / wrong-rank calls and raw garbage are rejecte
   }
 });
 
-test("a lying left neighbour: malformed chunks are rejected with a clear error and touch no memory", async () => {
+for (const transport of FAULT_TRANSPORTS) test(named("a lying left neighbour (a grpc-js server): malformed chunks are rejected with a clear error and touch no memory", transport), async () => {
   const N = 2;
   const jobId = "job-rogue";
   const token = "tok";
@@ -174,7 +178,7 @@ test("a lying left neighbour: malformed chunks are rejected with a clear error a
   await Promise.all(variants.map(async (v) => {
     const rogue = new RogueRank({ jobId, token, rank: 0, worldSize: N, messages: v.messages });
     const rogueAddr = await rogue.listen();
-    const ring = await startChildren([{ jobId, token, rank: 1, worldSize: N, timeoutMs: 20_000, cases: [c] }], { sendAddresses: false });
+    const ring = await startChildren([{ jobId, token, rank: 1, worldSize: N, timeoutMs: 20_000, cases: [c], transport }], { sendAddresses: false });
     rogue.pullFrom(ring.addresses[0]);
     ring.release([rogueAddr, ring.addresses[0]]);
     const [res] = await ring.results();

@@ -1,5 +1,5 @@
 /**
- * Ring all-reduce correctness with real processes talking gRPC on 127.0.0.1, for both transports ("http2": the
+ * Ring all-reduce correctness with real processes talking gRPC on 127.0.0.1, for every transport ("http2": the
  * gRPC wire format on node:http2 with streaming receive, and "grpc": grpc-js): sums and averages equal an
  * independent element-wise reference for N = 1..4, odd and empty lengths, many buckets and many sub-chunks;
  * every rank ends with identical bits; float16/bfloat16 wire compression stays within its stated bound. The
@@ -33,7 +33,7 @@ function assertIdenticalBits(all: Float32Array[][]): void {
   }
 }
 
-const TRANSPORTS = ["http2", "grpc"] as const;
+const TRANSPORTS = ["http2", "http2-raw", "grpc"] as const;
 
 for (const transport of TRANSPORTS) for (const N of [1, 2, 3, 4]) {
   test(`${transport} N=${N}: sum and avg equal the independent reference exactly, bits identical on every rank`, async () => {
@@ -100,6 +100,27 @@ for (const transport of TRANSPORTS) for (const N of [2, 3]) {
     });
   });
 }
+
+test("mixed ring (http2-raw, http2, grpc, http2-raw): every kind pulls from and serves every other kind, sums exact", async () => {
+  // rank r pulls from rank r-1: rank 0's raw client from rank 3's node:http2 server, rank 1 (node:http2 client)
+  // and rank 2 (grpc-js client) from node:http2 servers, rank 3's raw client from rank 2's grpc-js server
+  const kinds = ["http2-raw", "http2", "grpc", "http2-raw"] as const;
+  const N = kinds.length;
+  const cases: CaseSpec[] = [
+    { step: 0, op: "sum", tensors: BIG, seed: 41, values: "int" },
+    { step: 1, op: "sum", tensors: TENSORS, seed: 42, values: "int" },
+  ];
+  const specs = ringSpecs(N, { jobId: "job-mix", token: "tok", timeoutMs: 20_000, chunkBytes: 4108, bucketBytes: 40_000, cases }).map((s, r) => ({ ...s, transport: kinds[r] }));
+  const res = await (await startChildren(specs)).results();
+  for (const ci of [0, 1]) {
+    const all = okTensors(res, ci);
+    assertIdenticalBits(all);
+    all[0].forEach((got, t) => {
+      const ref = referenceSum(cases[ci], N, t);
+      for (let i = 0; i < ref.length; i++) if (got[i] !== Math.fround(ref[i])) assert.fail(`case ${ci} tensor ${t}[${i}]: got ${got[i]}, want ${ref[i]}`);
+    });
+  }
+});
 
 for (const transport of TRANSPORTS) for (const [kind, chunkBytes] of [["fp16", 256], ["bf16", 256], ["fp16", 8192], ["bf16", 8192]] as const) {
   test(`${transport} N=3 ${kind} wire compression, ${chunkBytes}-byte chunks: within N*u*sum|x| of the exact sum, identical bits on every rank`, async () => {

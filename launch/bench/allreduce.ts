@@ -14,7 +14,7 @@ import type { ArgumentsCamelCase, Argv, CommandModule } from "yargs";
 import { repoRoot } from "../../shared/paths";
 import { ConfigError } from "../../shared/config/load";
 import { EXIT_OK } from "../../shared/exit-codes";
-import { DEFAULT_CHUNK_BYTES, DEFAULT_TRANSPORT, type RingTransportKind } from "../../worker/collective/ring-communicator";
+import { DEFAULT_CHUNK_BYTES, DEFAULT_TRANSPORT, RING_TRANSPORT_KINDS, type RingTransportKind } from "../../worker/collective/ring-communicator";
 import { workerMallocEnv } from "../../worker/transport/malloc-env";
 import type { RankCommand, RankTiming } from "./allreduce-rank";
 import { checkInt, checkWritable, fmtBytes, median, parseIntList, parseSizeList, writeJsonFile } from "./common";
@@ -221,7 +221,7 @@ export function sizeSweep(minBytes: number, maxBytes: number): number[] {
 export async function runAllreduceBench(o: AllreduceOptions): Promise<AllreduceResult> {
   if (o.ranks.length === 0 || o.sizes.length === 0) throw new ConfigError("all-reduce benchmark: name at least one world size and one message size");
   for (const n of o.ranks) if (!Number.isInteger(n) || n < 2) throw new ConfigError(`--workers: ${n} is not an integer >= 2 (an all-reduce needs two ranks)`);
-  for (const t of o.transports) if (t !== "grpc" && t !== "http2") throw new ConfigError(`--transport: '${String(t)}' is not one of grpc, http2`);
+  for (const t of o.transports) if (!RING_TRANSPORT_KINDS.includes(t)) throw new ConfigError(`--transport: '${String(t)}' is not one of ${RING_TRANSPORT_KINDS.join(", ")}`);
   const glooScript = o.glooScript ?? defaultGlooScript();
   const glooSkipped = o.gloo ? glooUnavailable(glooScript) : "not asked (--gloo)";
   const gloo = glooSkipped === undefined;
@@ -396,7 +396,7 @@ export function allreduceCommand(setCode: (code: number) => void): CommandModule
         .option("max-bytes", { type: "number", default: 256 * 1024 * 1024 })
         .option("iters", { type: "number", describe: "timed iterations per size (default 5..50 by size)" })
         .option("warmup", { type: "number", default: 2 })
-        .option("transport", { type: "string", describe: `ring transports, comma-separated: http2,grpc (default ${DEFAULT_TRANSPORT})` })
+        .option("transport", { type: "string", describe: `ring transports, comma-separated: http2,http2-raw,grpc (default ${DEFAULT_TRANSPORT})` })
         .option("chunk-bytes", { type: "number", default: DEFAULT_CHUNK_BYTES })
         .option("compression", { type: "string", default: "none", choices: ["none", "fp16", "bf16"] })
         .option("gloo", { type: "boolean", default: false, describe: "also measure PyTorch Gloo (needs /usr/bin/python3 with torch)" })

@@ -87,6 +87,41 @@ export class GrpcChunkReader {
     if (!this.paused) this.drain();
   }
 
+  /**
+   * Feeds a piece that is valid only during this call (a view of a receive buffer the caller reuses): it is
+   * consumed at once, and whatever a pause leaves unconsumed (or arrives while paused) is copied and queued.
+   */
+  pushTransient(piece: Buffer): void {
+    if (this.state === State.Dead || piece.length === 0) return;
+    if (this.paused || this.draining || this.queue.length > 0) {
+      this.queue.push(Buffer.from(piece));
+      if (!this.paused) this.drain();
+      return;
+    }
+    this.draining = true;
+    try {
+      const off = this.consume(piece, 0);
+      if (off < piece.length && (this.state as State) !== State.Dead) this.queue.push(Buffer.from(piece.subarray(off)));
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /**
+   * Where the next input byte should sit, modulo 4, for the payload to be read through aligned typed-array views
+   * (no scratch copy): the number of bytes of a split element already held. -1 when it does not matter (not
+   * inside a payload that is summed or decoded, or input is queued).
+   */
+  get wantedAlignment(): number {
+    if (this.state !== State.Payload || this.queue.length > 0 || this.paused || (!this.add && this.half === null)) return -1;
+    return this.carryLen;
+  }
+
+  /** True between pause() and resume(). */
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
   /** Stops delivering messages (the current piece is kept) until resume(). */
   pause(): void {
     this.paused = true;

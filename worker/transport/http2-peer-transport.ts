@@ -12,6 +12,9 @@
  *   or copies the payload straight out of the DATA pieces node:http2 hands over (no reassembly buffer).
  * - HTTP/2 settings: the receiving session advertises large DATA frames (`maxFrameBytes`) and a large stream
  *   and connection window (`windowBytes`); both sockets have TCP_NODELAY.
+ * - `rawReceive` (the "http2-raw" ring transport): the inbound Pull is spoken as HTTP/2 directly on a
+ *   net.Socket that reads into one reused buffer (raw-pull-inbound.ts), not through node:http2; the wire is
+ *   the same, so either kind of neighbour (or grpc-js) serves it. The serving side is node:http2 either way.
  */
 import http2 = require("node:http2");
 import * as net from "node:net";
@@ -19,6 +22,7 @@ import { status as GrpcStatus } from "@grpc/grpc-js";
 import { encodeHalf, type HalfKind } from "../../shared/codecs/half";
 import { encodeChunkHeadInto, MAX_CHUNK_HEAD_BYTES, WireDtype, type ChunkHeader } from "./chunk-wire";
 import { GrpcChunkReader } from "./grpc-frame-reader";
+import { RawPullInbound } from "./raw-pull-inbound";
 import {
   decodeAbort, decodePull, encodeAbort, encodePull, tokenProof, tokenValueMatches, PROOF_KEY, TOKEN_KEY,
   type AbortRequest, type PullRequest,
@@ -41,6 +45,8 @@ export interface Http2TransportOptions {
   maxFrameBytes?: number;
   /** Receive window of the inbound stream and connection (default max(16 MiB, 4 chunks)). */
   windowBytes?: number;
+  /** Receive the inbound Pull on a raw socket with a reused read buffer instead of node:http2 (default false). */
+  rawReceive?: boolean;
 }
 
 const PULL_PATH = "/ringtrain.peer.Peer/Pull";
@@ -127,6 +133,8 @@ export class Http2PeerTransport implements PeerTransport {
   private leftSession: http2.ClientHttp2Session | null = null;
   private inStream: http2.ClientHttp2Stream | null = null;
   private reader: GrpcChunkReader | null = null;
+  /** The inbound Pull when `rawReceive` is set (then leftSession, inStream and reader stay null). */
+  private rawIn: RawPullInbound | null = null;
   private outStream: http2.ServerHttp2Stream | null = null;
   private outReady: (() => void) | null = null;
   private outOpened = false;
@@ -200,6 +208,7 @@ export class Http2PeerTransport implements PeerTransport {
     const deadline = Date.now() + timeoutMs;
     this.addresses = addresses.slice();
     const leftAddr = addresses[this.left];
+    if (this.opts.rawReceive === true) return this.connectRaw(leftAddr, deadline, timeoutMs);
     let session: http2.ClientHttp2Session | null = null;
     let lastErr = "";
     // the left neighbour may not be listening yet: retry until the deadline
@@ -220,6 +229,35 @@ export class Http2PeerTransport implements PeerTransport {
     });
     let leftSettled = false;
     const leftReady = this.openPull(session, () => (leftSettled = true));
+    let timer: NodeJS.Timeout | null = null;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(leftSettled
+        ? fault("right", "timeout", `did not open its Pull stream within ${timeoutMs} ms`)
+        : fault("left", "timeout", `did not accept our Pull stream within ${timeoutMs} ms`)), Math.max(1, deadline - Date.now()));
+    });
+    try {
+      await Promise.race([Promise.all([leftReady, rightReady]), timeout]);
+    } finally {
+      if (timer !== null) clearTimeout(timer);
+    }
+  }
+
+  /** connect() for `rawReceive`: the inbound Pull through RawPullInbound. */
+  private async connectRaw(leftAddr: string, deadline: number, timeoutMs: number): Promise<void> {
+    const { jobId, token, rank, worldSize, chunkBytes } = this.opts;
+    const inbound = new RawPullInbound({
+      jobId, token, rank, worldSize, left: this.left, leftAddress: leftAddr, chunkBytes, windowBytes: this.windowBytes,
+      maxFrameBytes: this.maxFrameBytes, events: () => this.ev(), live: () => this.rawIn === inbound && !this.down,
+    });
+    this.rawIn = inbound;
+    const rightReady = new Promise<void>((resolve) => {
+      if (this.outOpened) resolve();
+      else this.outReady = resolve;
+    });
+    let leftSettled = false;
+    const leftReady = inbound.open(deadline, timeoutMs).then(() => {
+      leftSettled = true;
+    });
     let timer: NodeJS.Timeout | null = null;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(leftSettled
@@ -272,11 +310,13 @@ export class Http2PeerTransport implements PeerTransport {
   }
 
   pauseInbound(): void {
+    this.rawIn?.pause();
     this.reader?.pause();
     this.inStream?.pause();
   }
 
   resumeInbound(): void {
+    this.rawIn?.resume();
     this.inStream?.resume();
     this.reader?.resume();
   }
@@ -284,6 +324,7 @@ export class Http2PeerTransport implements PeerTransport {
   async abort(notice: AbortNotice): Promise<void> {
     this.down = true;
     this.reader?.stop();
+    this.rawIn?.stop();
     const req: AbortRequest = { jobId: this.opts.jobId, ...notice };
     const body = grpcFrame(encodeAbort(req));
     const targets = [...new Set([this.addresses[this.left], this.addresses[this.right]].filter((a): a is string => typeof a === "string"))];
@@ -302,11 +343,13 @@ export class Http2PeerTransport implements PeerTransport {
     const inS = this.inStream;
     this.inStream = null;
     if (inS !== null && !inS.destroyed) inS.close(NGHTTP2_CANCEL);
+    this.rawIn?.cancel();
   }
 
   async close(graceMs: number): Promise<void> {
     this.down = true;
     this.reader?.stop();
+    this.rawIn?.stop();
     const out = this.outStream;
     if (out !== null && !out.destroyed && !out.writableEnded) {
       try {
@@ -324,6 +367,7 @@ export class Http2PeerTransport implements PeerTransport {
       if (t !== null) clearTimeout(t);
       if (!inS.destroyed) inS.close(NGHTTP2_CANCEL);
     }
+    await this.rawIn?.finish(graceMs);
     this.leftSession?.close();
     for (const s of this.otherSessions) s.destroy();
     await new Promise<void>((resolve) => {
