@@ -34,6 +34,7 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
   const ringOptions = {
     jobId: env.jobId, token: env.token, rank: env.rank, worldSize: env.worldSize, timeoutMs: comm.timeout_ms,
     host: env.bindHost, port: env.peerPort, chunkBytes: comm.chunk_bytes, bucketBytes: comm.bucket_bytes, compression: comm.compression,
+    transport: comm.transport === "auto" ? undefined : comm.transport,
     onEvent: timeline?.collective.observe,
   };
   const ring: Collective = comm.overlap

@@ -4,8 +4,8 @@
  * This module decides WHAT is reduced and WHEN (bucket plans, ring schedule, pipelining, summing, validation of
  * every chunk against the local layout, deadlines of collectives, failure verdicts). HOW bytes move is behind
  * the PeerTransport interface (worker/transport/peer-transport.ts); `listen()` builds the transport chosen by
- * `RingOptions.transport`: "http2" (default without TLS: the gRPC wire protocol spoken directly on node:http2,
- * which sums payloads straight out of the received DATA pieces), "http2-raw" (the same, but the receiving side
+ * `RingOptions.transport`: "http2" (the gRPC wire protocol spoken directly on node:http2, which sums payloads
+ * straight out of the received DATA pieces), "http2-raw" (default without TLS: the same, but the receiving side
  * speaks HTTP/2 itself on a socket that reads into one reused buffer) or "grpc" (grpc-js; the default with TLS).
  * Each segment travels in sub-chunks of `chunkBytes`; a received sub-chunk is validated, summed (or copied)
  * into place and immediately forwarded, so sending, receiving and summing overlap.
@@ -59,8 +59,8 @@ export interface RingOptions {
   /** Bytes handed to the transport but not yet written out (default 2 chunks). */
   maxInflightBytes?: number;
   /**
-   * Peer transport built by listen(): "http2" (gRPC wire format on node:http2 with streaming receive; the
-   * default without `tls`), "http2-raw" (as "http2", but the inbound stream is read as HTTP/2 straight off a
+   * Peer transport built by listen(): "http2" (gRPC wire format on node:http2 with streaming receive),
+   * "http2-raw" (the default without `tls`: as "http2", but the inbound stream is read as HTTP/2 straight off a
    * net.Socket into one reused buffer, bypassing node:http2 on the receive path) or "grpc" (grpc-js; the default
    * with `tls`, which the http2 kinds do not support yet). All speak proto/peer.proto on the same wire, so they
    * interoperate; a ring normally uses one.
@@ -75,7 +75,7 @@ export type RingTransportKind = "grpc" | "http2" | "http2-raw";
 /** Every RingTransportKind, for validating user input. */
 export const RING_TRANSPORT_KINDS: readonly RingTransportKind[] = ["grpc", "http2", "http2-raw"];
 /** The transport listen() builds when RingOptions.transport is not set and no TLS is configured. */
-export const DEFAULT_TRANSPORT: RingTransportKind = "http2";
+export const DEFAULT_TRANSPORT: RingTransportKind = "http2-raw";
 
 /** A named float32 tensor reduced in place. */
 export interface NamedTensor {
