@@ -21,7 +21,7 @@ export interface RankObservation {
 }
 
 /** Weight of the newest step in the running estimates. */
-const SMOOTHING = 0.3;
+const SMOOTHING = 0.5;
 
 export class BatchBalancer {
   private readonly splits = new Map<number, number[]>();
@@ -49,9 +49,13 @@ export class BatchBalancer {
     return counts;
   }
 
-  /** Folds one completed step (every rank's report) into the running estimates. */
-  observe(reports: readonly RankObservation[]): void {
-    if (!this.adaptive || reports.length !== this.worldSize || reports.some((r) => r.sequences <= 0 || !(r.compute_ms > 0))) return;
+  /**
+   * Folds one completed step (every rank's report) into the running estimates. The first step of a run is left
+   * out: it pays one-off costs (kernel compilation, caches) that say nothing about a rank's speed.
+   */
+  observe(step: number, reports: readonly RankObservation[]): void {
+    if (!this.adaptive || step <= this.firstStep + 1) return;
+    if (reports.length !== this.worldSize || reports.some((r) => r.sequences <= 0 || !(r.compute_ms > 0))) return;
     const perSeq = new Array<number>(this.worldSize);
     const fixed = new Array<number>(this.worldSize);
     for (const r of reports) {

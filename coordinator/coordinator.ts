@@ -315,7 +315,7 @@ export class Coordinator extends EventEmitter {
       const detail = reports.map((r) => `rank ${r.rank}: ${r.param_checksum}`).join(", ");
       this.end({ status: "failed", reason: `parameters diverged between ranks after step ${step} (${detail})` });
     }
-    this.balancer.observe(reports.map((r) => ({ rank: r.rank, sequences: r.sequences, compute_ms: r.compute_ms, fixed_ms: r.optimizer_ms + r.data_wait_ms })));
+    this.balancer.observe(step, reports.map((r) => ({ rank: r.rank, sequences: r.sequences, compute_ms: r.compute_ms, fixed_ms: r.optimizer_ms + r.data_wait_ms })));
     const m = aggregate(step, reports, this.sharder.progress(step));
     m.allreduce_bytes = reports[0].allreduce_bytes;
     if (this.opts.classLabels !== undefined) addClassificationMetrics(m, reports, this.opts.classLabels, this.opts.runDir);

@@ -40,14 +40,16 @@ test("evenSplit, splitOffset and the balancer's lag", () => {
   assert.equal(balanceLag(2, 1), 4);
   assert.equal(balanceLag(0, 3), 5);
   const b = new BatchBalancer(12, 2, 4, true, 0);
-  b.observe([{ rank: 0, sequences: 6, compute_ms: 60, fixed_ms: 0 }, { rank: 1, sequences: 6, compute_ms: 120, fixed_ms: 0 }]);
+  b.observe(1, [{ rank: 0, sequences: 6, compute_ms: 600, fixed_ms: 0 }, { rank: 1, sequences: 6, compute_ms: 600, fixed_ms: 0 }]);
+  assert.deepEqual(b.countsFor(5), [6, 6], "the first step (warm-up) is not a measurement");
+  b.observe(2, [{ rank: 0, sequences: 6, compute_ms: 60, fixed_ms: 0 }, { rank: 1, sequences: 6, compute_ms: 120, fixed_ms: 0 }]);
   assert.deepEqual(b.countsFor(4), [6, 6], "steps within the lag stay even");
-  assert.deepEqual(b.countsFor(5), [8, 4]);
-  b.observe([{ rank: 0, sequences: 8, compute_ms: 80, fixed_ms: 0 }, { rank: 1, sequences: 4, compute_ms: 400, fixed_ms: 0 }]);
-  assert.deepEqual(b.countsFor(5), [8, 4], "a decided split is never changed");
-  assert.notDeepEqual(b.countsFor(6), [8, 4]);
+  assert.deepEqual(b.countsFor(6), [8, 4]);
+  b.observe(3, [{ rank: 0, sequences: 8, compute_ms: 80, fixed_ms: 0 }, { rank: 1, sequences: 4, compute_ms: 400, fixed_ms: 0 }]);
+  assert.deepEqual(b.countsFor(6), [8, 4], "a decided split is never changed");
+  assert.notDeepEqual(b.countsFor(7), [8, 4]);
   const off = new BatchBalancer(12, 2, 4, false, 0);
-  off.observe([{ rank: 0, sequences: 6, compute_ms: 60, fixed_ms: 0 }, { rank: 1, sequences: 6, compute_ms: 600, fixed_ms: 0 }]);
+  off.observe(2, [{ rank: 0, sequences: 6, compute_ms: 60, fixed_ms: 0 }, { rank: 1, sequences: 6, compute_ms: 600, fixed_ms: 0 }]);
   assert.deepEqual(off.countsFor(9), [6, 6]);
 });
 
@@ -75,7 +77,7 @@ function stepBatches(file: string): Map<number, number[]> {
 
 test("adaptive balance gives a slow rank fewer sequences, trains on the same batches and reaches the same parameters", async () => {
   const dir = tempDir("balance");
-  const common = ["--workers", "2", "--max-steps", "12", "--set", "batch.micro_batch_size=6", "--set", "model.hidden_dropout=0.1"];
+  const common = ["--workers", "2", "--max-steps", "14", "--set", "batch.micro_batch_size=6", "--set", "model.hidden_dropout=0.1"];
   const even = path.join(dir, "even");
   const rEven = await runLaunch(tinyArgs(even, ...common), { RINGTRAIN_DATA_LOG: path.join(dir, "even.jsonl"), RINGTRAIN_TEST_SLOW_RANK: "1:3" });
   assert.equal(rEven.code, 0, rEven.stderr);
@@ -87,13 +89,18 @@ test("adaptive balance gives a slow rank fewer sequences, trains on the same bat
   const shares = metrics.map((m) => m.per_rank.map((r) => r.sequences ?? NaN));
   for (const s of shares) assert.equal(s[0] + s[1], 12, `every step trains the whole global batch: ${JSON.stringify(shares)}`);
   assert.deepEqual(shares.slice(0, 4), [[6, 6], [6, 6], [6, 6], [6, 6]], "the first lag steps are even");
-  const last = shares[shares.length - 1];
-  assert.ok(last[0] >= 8 && last[1] <= 4 && last[1] >= 1, `rank 1 (3x slower) should get about a quarter: ${JSON.stringify(shares)}`);
+  // Rank 1 needs 3x the compute per sequence: the balanced split of 12 is 9 for rank 0 and 3 for rank 1. The
+  // machine is shared and noisy, so per step only the direction is checked, and a clear move in the median. Step 1
+  // is warm-up (not measured); its successor is measured by plan 4, which decides step 4 + lag = 8.
+  const balanced = shares.slice(7);
+  for (const s of balanced) assert.ok(s[0] > s[1] && s[1] >= 1, `rank 1 (3x slower) should get fewer sequences from step 8 on: ${JSON.stringify(shares)}`);
+  const rank1 = balanced.map((s) => s[1]).sort((x, y) => x - y)[Math.floor(balanced.length / 2)];
+  assert.ok(rank1 <= 4, `rank 1's median share should be about a quarter of 12: ${JSON.stringify(shares)}`);
 
   // Same sequences each step, in the same global order; only who trains them changed.
   const a = stepBatches(path.join(dir, "even.jsonl"));
   const b = stepBatches(path.join(dir, "bal.jsonl"));
-  assert.equal(b.size, 12);
+  assert.equal(b.size, 14);
   for (const [step, seqs] of a) assert.deepEqual(b.get(step), seqs, `step ${step} trained different sequences`);
   const diff = maxAbsDiff(await finalParams(even), await finalParams(bal));
   assert.ok(diff < 1e-4, `balanced and even runs differ by ${diff}`);

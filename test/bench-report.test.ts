@@ -111,7 +111,7 @@ test("bench scaling: real runs on 1 and 2 workers, table, JSON and a report that
   assert.match(r.stdout, /medians of steps 3\.\.4/);
   assert.match(r.stdout, /^1\s+2\s+\d+\s+1\.000\s/m, "N=1 row: global batch 2, efficiency 1.000");
   assert.match(r.stdout, /^2\s+4\s+\d+\s+\d\.\d{3}\s/m, "N=2 row: global batch 4");
-  assert.match(r.stdout, /^2\s+1(\s+-?\d+\.\d){7}$/m, `time split row of rank 1 at N=2 in\n${r.stdout}`);
+  assert.match(r.stdout, /^2\s+1\s+2(\s+-?\d+\.\d){7}$/m, `time split row of rank 1 at N=2 (2 sequences, then 7 times) in\n${r.stdout}`);
 
   const res = JSON.parse(fs.readFileSync(json, "utf8")) as ScalingResult;
   assert.equal(res.kind, "scaling");
