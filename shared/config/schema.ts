@@ -176,7 +176,7 @@ export const communicationSchema = z.object({
   tls: z.object({ ca_file: z.string(), cert_file: z.string(), key_file: z.string() }).strict().optional(),
   gradient_compression: gradientCompressionSchema.default(gradientCompressionSchema.parse({})),
   /**
-   * How ring peers move bytes; every choice speaks the same gRPC wire (proto/peer.proto). `auto`: http2-raw, or
+   * How ring peers move bytes; every choice speaks the same gRPC wire (proto/peer.proto). `auto`: http2-socket, or
    * grpc with TLS. `http2-raw`: gRPC on node:http2, the receiving side reading HTTP/2 straight off the socket into
    * one reused buffer; `http2-socket`: as http2-raw, and the sending side on raw sockets too (large zero-copy DATA
    * frames); `http2`: node:http2 on both sides; `grpc`: grpc-js (supports TLS).
