@@ -2,7 +2,8 @@
  * Ring all-reduce failure behaviour with real processes on 127.0.0.1: layout mismatch, wrong step, a SIGKILLed
  * rank, a stalled rank, unauthenticated or malformed calls and raw garbage on the port, and a lying neighbour
  * sending malformed chunks. Every failure must be a clear error on every rank, well within the deadline. The
- * dead-peer, stalled-peer and lying-peer cases also run with the "http2-raw" transport (raw-socket receive).
+ * dead-peer, stalled-peer and lying-peer cases also run with the "http2-raw" transport (raw-socket receive) and
+ * the "http2-socket" transport (raw-socket receive and send).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -16,7 +17,7 @@ import { RingPhase, WireDtype } from "../worker/transport/chunk-wire";
 
 const T = [{ name: "w", length: 301 }, { name: "b", length: 7 }];
 /** Transports the dead-peer and lying-peer tests run with: the default, and the raw-socket receive path. */
-const FAULT_TRANSPORTS = [undefined, "http2-raw"] as const;
+const FAULT_TRANSPORTS = [undefined, "http2-raw", "http2-socket"] as const;
 const named = (title: string, t: (typeof FAULT_TRANSPORTS)[number]): string => (t === undefined ? title : `${title} [${t}]`);
 
 function failure(r: ChildResult | null, rank: number): ChildError {

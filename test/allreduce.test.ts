@@ -33,7 +33,7 @@ function assertIdenticalBits(all: Float32Array[][]): void {
   }
 }
 
-const TRANSPORTS = ["http2", "http2-raw", "grpc"] as const;
+const TRANSPORTS = ["http2", "http2-raw", "http2-socket", "grpc"] as const;
 
 for (const transport of TRANSPORTS) for (const N of [1, 2, 3, 4]) {
   test(`${transport} N=${N}: sum and avg equal the independent reference exactly, bits identical on every rank`, async () => {
@@ -111,6 +111,27 @@ test("mixed ring (http2-raw, http2, grpc, http2-raw): every kind pulls from and 
     { step: 1, op: "sum", tensors: TENSORS, seed: 42, values: "int" },
   ];
   const specs = ringSpecs(N, { jobId: "job-mix", token: "tok", timeoutMs: 20_000, chunkBytes: 4108, bucketBytes: 40_000, cases }).map((s, r) => ({ ...s, transport: kinds[r] }));
+  const res = await (await startChildren(specs)).results();
+  for (const ci of [0, 1]) {
+    const all = okTensors(res, ci);
+    assertIdenticalBits(all);
+    all[0].forEach((got, t) => {
+      const ref = referenceSum(cases[ci], N, t);
+      for (let i = 0; i < ref.length; i++) if (got[i] !== Math.fround(ref[i])) assert.fail(`case ${ci} tensor ${t}[${i}]: got ${got[i]}, want ${ref[i]}`);
+    });
+  }
+});
+
+test("mixed ring (http2-socket, grpc, http2-socket, http2): the raw-socket server serves grpc-js and node:http2 clients", async () => {
+  // rank 1 (grpc-js client, 16 KiB frames) and rank 3 (node:http2 client) pull from raw-socket servers; rank 2's
+  // raw client pulls from rank 1's grpc-js server, rank 0's from rank 3's node:http2 server
+  const kinds = ["http2-socket", "grpc", "http2-socket", "http2"] as const;
+  const N = kinds.length;
+  const cases: CaseSpec[] = [
+    { step: 0, op: "sum", tensors: BIG, seed: 51, values: "int" },
+    { step: 1, op: "sum", tensors: TENSORS, seed: 52, values: "int" },
+  ];
+  const specs = ringSpecs(N, { jobId: "job-mix2", token: "tok", timeoutMs: 20_000, chunkBytes: 4108, bucketBytes: 40_000, cases }).map((s, r) => ({ ...s, transport: kinds[r] }));
   const res = await (await startChildren(specs)).results();
   for (const ci of [0, 1]) {
     const all = okTensors(res, ci);

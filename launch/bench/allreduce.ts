@@ -396,7 +396,7 @@ export function allreduceCommand(setCode: (code: number) => void): CommandModule
         .option("max-bytes", { type: "number", default: 256 * 1024 * 1024 })
         .option("iters", { type: "number", describe: "timed iterations per size (default 5..50 by size)" })
         .option("warmup", { type: "number", default: 2 })
-        .option("transport", { type: "string", describe: `ring transports, comma-separated: http2,http2-raw,grpc (default ${DEFAULT_TRANSPORT})` })
+        .option("transport", { type: "string", describe: `ring transports, comma-separated: http2,http2-raw,http2-socket,grpc (default ${DEFAULT_TRANSPORT})` })
         .option("chunk-bytes", { type: "number", default: DEFAULT_CHUNK_BYTES })
         .option("compression", { type: "string", default: "none", choices: ["none", "fp16", "bf16"] })
         .option("gloo", { type: "boolean", default: false, describe: "also measure PyTorch Gloo (needs /usr/bin/python3 with torch)" })

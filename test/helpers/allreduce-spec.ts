@@ -36,7 +36,7 @@ export interface ChildSpec {
   bucketBytes?: number;
   compression?: "none" | "fp16" | "bf16";
   /** Peer transport (default: the communicator's default). */
-  transport?: "grpc" | "http2" | "http2-raw";
+  transport?: "grpc" | "http2" | "http2-raw" | "http2-socket";
   /** Run the communicator in its own thread (ThreadedRing) instead of the child's main thread. */
   threaded?: boolean;
   cases: CaseSpec[];

@@ -5,8 +5,9 @@
  * every chunk against the local layout, deadlines of collectives, failure verdicts). HOW bytes move is behind
  * the PeerTransport interface (worker/transport/peer-transport.ts); `listen()` builds the transport chosen by
  * `RingOptions.transport`: "http2" (the gRPC wire protocol spoken directly on node:http2, which sums payloads
- * straight out of the received DATA pieces), "http2-raw" (default without TLS: the same, but the receiving side
- * speaks HTTP/2 itself on a socket that reads into one reused buffer) or "grpc" (grpc-js; the default with TLS).
+ * straight out of the received DATA pieces), "http2-raw" (the same, but the receiving side speaks HTTP/2 itself
+ * on a socket that reads into one reused buffer), "http2-socket" (default without TLS: as "http2-raw", and the
+ * sending side too, with large zero-copy DATA frames) or "grpc" (grpc-js; the default with TLS).
  * Each segment travels in sub-chunks of `chunkBytes`; a received sub-chunk is validated, summed (or copied)
  * into place and immediately forwarded, so sending, receiving and summing overlap.
  *
@@ -60,8 +61,10 @@ export interface RingOptions {
   maxInflightBytes?: number;
   /**
    * Peer transport built by listen(): "http2" (gRPC wire format on node:http2 with streaming receive),
-   * "http2-raw" (the default without `tls`: as "http2", but the inbound stream is read as HTTP/2 straight off a
-   * net.Socket into one reused buffer, bypassing node:http2 on the receive path) or "grpc" (grpc-js; the default
+   * "http2-raw" (as "http2", but the inbound stream is read as HTTP/2 straight off a net.Socket into one reused
+   * buffer, bypassing node:http2 on the receive path), "http2-socket" (the default without `tls`: as "http2-raw",
+   * and the peer port is served on raw sockets too: each Chunk leaves as DATA frames of up to the receiver's
+   * max frame size, header and tensor view in one writev) or "grpc" (grpc-js; the default
    * with `tls`, which the http2 kinds do not support yet). All speak proto/peer.proto on the same wire, so they
    * interoperate; a ring normally uses one.
    */
@@ -71,11 +74,11 @@ export interface RingOptions {
 }
 
 /** Transports RingCommunicator.listen() can build. */
-export type RingTransportKind = "grpc" | "http2" | "http2-raw";
+export type RingTransportKind = "grpc" | "http2" | "http2-raw" | "http2-socket";
 /** Every RingTransportKind, for validating user input. */
-export const RING_TRANSPORT_KINDS: readonly RingTransportKind[] = ["grpc", "http2", "http2-raw"];
+export const RING_TRANSPORT_KINDS: readonly RingTransportKind[] = ["grpc", "http2", "http2-raw", "http2-socket"];
 /** The transport listen() builds when RingOptions.transport is not set and no TLS is configured. */
-export const DEFAULT_TRANSPORT: RingTransportKind = "http2-raw";
+export const DEFAULT_TRANSPORT: RingTransportKind = "http2-socket";
 
 /** A named float32 tensor reduced in place. */
 export interface NamedTensor {
@@ -233,7 +236,7 @@ export class RingCommunicator {
     const kind = opts.transport ?? (opts.tls !== undefined ? "grpc" : DEFAULT_TRANSPORT);
     const transport: PeerTransport = kind === "grpc"
       ? await GrpcPeerTransport.listen({ ...base, zeroCopySend: opts.zeroCopySend, tls: opts.tls })
-      : await Http2PeerTransport.listen({ ...base, rawReceive: kind === "http2-raw" });
+      : await Http2PeerTransport.listen({ ...base, rawReceive: kind === "http2-raw" || kind === "http2-socket", rawSend: kind === "http2-socket" });
     return new RingCommunicator(opts, transport);
   }
 
@@ -830,5 +833,5 @@ function validateOptions(o: RingOptions): void {
   if (o.compression !== undefined && !["none", "fp16", "bf16"].includes(o.compression)) bad("compression", `must be "none", "fp16" or "bf16", got ${JSON.stringify(o.compression)}`);
   if (o.maxInflightBytes !== undefined && (!Number.isInteger(o.maxInflightBytes) || o.maxInflightBytes < 1)) bad("maxInflightBytes", "must be a positive integer");
   if (o.transport !== undefined && !RING_TRANSPORT_KINDS.includes(o.transport)) bad("transport", `must be one of ${RING_TRANSPORT_KINDS.map((k) => `"${k}"`).join(", ")}, got ${JSON.stringify(o.transport)}`);
-  if ((o.transport === "http2" || o.transport === "http2-raw") && o.tls !== undefined) bad("transport", `"${o.transport}" does not support tls yet; use "grpc" (the default when tls is set)`);
+  if ((o.transport === "http2" || o.transport === "http2-raw" || o.transport === "http2-socket") && o.tls !== undefined) bad("transport", `"${o.transport}" does not support tls yet; use "grpc" (the default when tls is set)`);
 }

@@ -14,7 +14,11 @@
  *   and connection window (`windowBytes`); both sockets have TCP_NODELAY.
  * - `rawReceive` (the "http2-raw" ring transport): the inbound Pull is spoken as HTTP/2 directly on a
  *   net.Socket that reads into one reused buffer (raw-pull-inbound.ts), not through node:http2; the wire is
- *   the same, so either kind of neighbour (or grpc-js) serves it. The serving side is node:http2 either way.
+ *   the same, so either kind of neighbour (or grpc-js) serves it.
+ * - `rawSend` (with `rawReceive`: the "http2-socket" ring transport): the peer port is served by H2Server
+ *   (h2-server.ts, h2-server-connection.ts) instead of node:http2, so each Chunk goes out as DATA frames of up
+ *   to the receiver's SETTINGS_MAX_FRAME_SIZE, one writev of [frame header, gRPC prefix + Chunk header, tensor
+ *   view] within the receiver's flow-control windows (node:http2 always sends 16 KiB frames). Same wire.
  */
 import http2 = require("node:http2");
 import * as net from "node:net";
@@ -22,6 +26,9 @@ import { status as GrpcStatus } from "@grpc/grpc-js";
 import { encodeHalf, type HalfKind } from "../../shared/codecs/half";
 import { encodeChunkHeadInto, MAX_CHUNK_HEAD_BYTES, WireDtype, type ChunkHeader } from "./chunk-wire";
 import { GrpcChunkReader } from "./grpc-frame-reader";
+import { H2Server } from "./h2-server";
+import type { H2ServerStream } from "./h2-server-connection";
+import type { OutgoingField } from "./hpack-encode";
 import { RawPullInbound } from "./raw-pull-inbound";
 import {
   decodeAbort, decodePull, encodeAbort, encodePull, tokenProof, tokenValueMatches, PROOF_KEY, TOKEN_KEY,
@@ -47,6 +54,8 @@ export interface Http2TransportOptions {
   windowBytes?: number;
   /** Receive the inbound Pull on a raw socket with a reused read buffer instead of node:http2 (default false). */
   rawReceive?: boolean;
+  /** Serve the peer port (Pull and Abort) with H2Server on a raw socket instead of node:http2 (default false). */
+  rawSend?: boolean;
 }
 
 const PULL_PATH = "/ringtrain.peer.Peer/Pull";
@@ -97,14 +106,7 @@ function readUnaryBody(st: http2.ServerHttp2Stream): Promise<Buffer | string> {
       if (n > MAX_REQUEST_BYTES) settle(`request larger than ${MAX_REQUEST_BYTES} bytes`);
       else parts.push(d);
     });
-    st.on("end", () => {
-      const b = Buffer.concat(parts);
-      if (b.length < 5) return settle("request has no message");
-      if (b[0] !== 0) return settle("compressed requests are not supported");
-      const len = b.readUInt32BE(1);
-      if (5 + len !== b.length) return settle("request is not exactly one message");
-      settle(b.subarray(5));
-    });
+    st.on("end", () => settle(unaryMessage(Buffer.concat(parts))));
     st.on("close", () => settle("stream closed before the request ended"));
   });
 }
@@ -136,6 +138,8 @@ export class Http2PeerTransport implements PeerTransport {
   /** The inbound Pull when `rawReceive` is set (then leftSession, inStream and reader stay null). */
   private rawIn: RawPullInbound | null = null;
   private outStream: http2.ServerHttp2Stream | null = null;
+  /** The outbound Pull when `rawSend` is set (then outStream stays null). */
+  private rawOut: H2ServerStream | null = null;
   private outReady: (() => void) | null = null;
   private outOpened = false;
   /** Set once the transport failed or is closing: new Pulls are refused, stream events are ignored. */
@@ -145,7 +149,7 @@ export class Http2PeerTransport implements PeerTransport {
   private readonly halfPool: Buffer[] = [];
   private readonly otherSessions = new Set<http2.ClientHttp2Session>();
 
-  private constructor(private readonly opts: Http2TransportOptions, private readonly server: http2.Http2Server, address: string) {
+  private constructor(private readonly opts: Http2TransportOptions, private readonly server: http2.Http2Server | H2Server, address: string) {
     this.address = address;
     this.left = (opts.rank - 1 + opts.worldSize) % opts.worldSize;
     this.right = (opts.rank + 1) % opts.worldSize;
@@ -155,6 +159,7 @@ export class Http2PeerTransport implements PeerTransport {
 
   /** Binds the peer server and returns the transport (not yet connected). */
   static async listen(opts: Http2TransportOptions): Promise<Http2PeerTransport> {
+    if (opts.rawSend === true) return Http2PeerTransport.listenRaw(opts);
     const server = http2.createServer({
       settings: { maxConcurrentStreams: 16, enablePush: false },
       maxSessionMemory: 256,
@@ -188,6 +193,21 @@ export class Http2PeerTransport implements PeerTransport {
     return self;
   }
 
+  /** listen() for `rawSend`: the peer port served by H2Server. */
+  private static async listenRaw(opts: Http2TransportOptions): Promise<Http2PeerTransport> {
+    const host = opts.host ?? "127.0.0.1";
+    let self: Http2PeerTransport | null = null;
+    const server = await H2Server.listen({
+      self: `rank ${opts.rank} (${host}:${opts.port ?? 0})`, host, port: opts.port ?? 0, maxRequestBytes: MAX_REQUEST_BYTES, maxConcurrentStreams: 16,
+      onRequest: (st, headers, body) => {
+        if (self === null) st.respondTrailersOnly(trailersOnly(GrpcStatus.UNAVAILABLE, "peer server is starting"));
+        else self.onRawRequest(st, headers, body);
+      },
+    });
+    self = new Http2PeerTransport(opts, server, `${host}:${server.port}`);
+    return self;
+  }
+
   /** Registers the collective's callbacks. */
   attach(events: TransportEvents): void {
     if (this.events !== null) throw new Error("Http2PeerTransport.attach: already attached");
@@ -200,7 +220,9 @@ export class Http2PeerTransport implements PeerTransport {
   }
 
   get canSend(): boolean {
-    return this.outStream !== null && !this.down && !this.outStream.destroyed;
+    if (this.down) return false;
+    if (this.rawOut !== null) return !this.rawOut.closed;
+    return this.outStream !== null && !this.outStream.destroyed;
   }
 
   /** Opens our inbound Pull on the left neighbour and waits for the right neighbour's Pull on us. */
@@ -273,7 +295,8 @@ export class Http2PeerTransport implements PeerTransport {
 
   send(header: ChunkHeader, payload: Float32Array | null, onWritten: () => void): number {
     const st = this.outStream;
-    if (st === null || this.down || st.destroyed) throw new Error("Http2PeerTransport.send: outbound stream not open");
+    const raw = this.rawOut;
+    if (this.down || (raw === null ? st === null || st.destroyed : raw.closed)) throw new Error("Http2PeerTransport.send: outbound stream not open");
     const half: HalfKind | null = header.dtype === WireDtype.FLOAT16 ? "fp16" : header.dtype === WireDtype.BFLOAT16 ? "bf16" : null;
     const elems = payload === null ? 0 : payload.length;
     const payloadBytes = elems * (half === null ? 4 : 2);
@@ -299,6 +322,11 @@ export class Http2PeerTransport implements PeerTransport {
       if (pooled !== null) this.halfPool.push(pooled);
       onWritten();
     };
+    if (raw !== null) {
+      raw.write(body === null ? [head.subarray(0, headEnd)] : [head.subarray(0, headEnd), body], written);
+      return msgLen;
+    }
+    if (st === null) throw new Error("Http2PeerTransport.send: outbound stream not open");
     st.cork();
     if (body === null) st.write(head.subarray(0, headEnd), written);
     else {
@@ -340,6 +368,9 @@ export class Http2PeerTransport implements PeerTransport {
     const out = this.outStream;
     this.outStream = null;
     if (out !== null && !out.destroyed) out.close(NGHTTP2_CANCEL);
+    const rawOut = this.rawOut;
+    this.rawOut = null;
+    rawOut?.cancel();
     const inS = this.inStream;
     this.inStream = null;
     if (inS !== null && !inS.destroyed) inS.close(NGHTTP2_CANCEL);
@@ -358,6 +389,7 @@ export class Http2PeerTransport implements PeerTransport {
         /* already gone */
       }
     }
+    this.rawOut?.end(statusFields(GrpcStatus.OK, ""));
     const inS = this.inStream;
     if (inS !== null && !inS.closed && !inS.destroyed) {
       const ended = new Promise<void>((resolve) => inS.once("close", () => resolve()));
@@ -370,13 +402,19 @@ export class Http2PeerTransport implements PeerTransport {
     await this.rawIn?.finish(graceMs);
     this.leftSession?.close();
     for (const s of this.otherSessions) s.destroy();
+    const server = this.server;
+    if (server instanceof H2Server) {
+      await server.close(1000);
+      this.leftSession?.destroy();
+      return;
+    }
     await new Promise<void>((resolve) => {
       const t = setTimeout(() => {
         for (const s of this.serverSessions) s.destroy();
         this.leftSession?.destroy();
         resolve();
       }, 1000);
-      this.server.close(() => {
+      server.close(() => {
         clearTimeout(t);
         resolve();
       });
@@ -527,30 +565,20 @@ export class Http2PeerTransport implements PeerTransport {
   // ---------------------------------------------------------------------------------------------------------
   // server side
 
-  private onStream(st: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+  /** Checks method, content type, path and token of a call: "http" = not a gRPC request (answer 415). */
+  private headerError(headers: Readonly<Record<string, string | string[] | undefined>>): CallStatus | "http" | null {
     const ct = headers["content-type"];
-    if (headers[":method"] !== "POST" || typeof ct !== "string" || !ct.startsWith("application/grpc")) {
-      try {
-        st.respond({ ":status": 415 }, { endStream: true });
-      } catch {
-        /* gone */
-      }
-      st.resume();
-      return;
-    }
+    if (headers[":method"] !== "POST" || typeof ct !== "string" || !ct.startsWith("application/grpc")) return "http";
     const path = headers[":path"];
-    if (path !== PULL_PATH && path !== ABORT_PATH) return respondStatus(st, GrpcStatus.UNIMPLEMENTED, `unknown method ${String(path)}`);
-    if (!tokenValueMatches(headers[TOKEN_KEY], this.opts.token)) return respondStatus(st, GrpcStatus.UNAUTHENTICATED, "missing or wrong job token");
-    void readUnaryBody(st).then((body) => {
-      if (typeof body === "string") return respondStatus(st, GrpcStatus.INVALID_ARGUMENT, body);
-      if (path === PULL_PATH) this.onPull(st, body);
-      else this.onAbortCall(st, body);
-    });
+    if (path !== PULL_PATH && path !== ABORT_PATH) return { code: GrpcStatus.UNIMPLEMENTED, details: `unknown method ${String(path)}` };
+    if (!tokenValueMatches(headers[TOKEN_KEY], this.opts.token)) return { code: GrpcStatus.UNAUTHENTICATED, details: "missing or wrong job token" };
+    return null;
   }
 
-  private onPull(st: http2.ServerHttp2Stream, body: Buffer): void {
-    const { jobId, token, rank, worldSize } = this.opts;
-    const reject = (code: number, details: string): void => respondStatus(st, code, `rank ${rank} (${this.address}) rejected Pull: ${details}`);
+  /** Validates a Pull request body (a single gRPC message); null when the caller may have the outbound stream. */
+  private pullError(body: Buffer): CallStatus | null {
+    const { jobId, rank, worldSize } = this.opts;
+    const reject = (code: number, details: string): CallStatus => ({ code, details: `rank ${rank} (${this.address}) rejected Pull: ${details}` });
     let q: PullRequest;
     try {
       q = decodePull(body);
@@ -565,31 +593,77 @@ export class Http2PeerTransport implements PeerTransport {
     }
     if (this.down || this.events === null) return reject(GrpcStatus.UNAVAILABLE, "communicator closed or failed");
     if (this.outOpened) return reject(GrpcStatus.ALREADY_EXISTS, `rank ${this.right} already holds the stream`);
-    if (st.destroyed) return;
-    this.outStream = st;
-    this.outOpened = true;
-    st.respond({ ":status": 200, "content-type": "application/grpc", [PROOF_KEY]: tokenProof(token, jobId, rank) }, { waitForTrailers: true });
-    st.on("wantTrailers", () => st.sendTrailers({ "grpc-status": String(GrpcStatus.OK) }));
-    st.on("close", () => {
-      if (this.outStream === st && !this.down) this.ev().onOutboundLost(`was cancelled or the connection dropped (HTTP/2 code ${st.rstCode ?? "?"})`);
-    });
-    this.outReady?.();
-    this.outReady = null;
-    this.ev().onOutboundReady();
+    return null;
   }
 
-  private onAbortCall(st: http2.ServerHttp2Stream, body: Buffer): void {
+  /** Validates an Abort request body; the notice, or the error status to answer with. */
+  private abortCheck(body: Buffer): AbortRequest | CallStatus {
     const { jobId, rank } = this.opts;
     let q: AbortRequest;
     try {
       q = decodeAbort(body);
     } catch (e) {
-      return respondStatus(st, GrpcStatus.INVALID_ARGUMENT, `malformed AbortRequest: ${e instanceof Error ? e.message : String(e)}`);
+      return { code: GrpcStatus.INVALID_ARGUMENT, details: `malformed AbortRequest: ${e instanceof Error ? e.message : String(e)}` };
     }
-    if (q.jobId !== jobId) return respondStatus(st, GrpcStatus.PERMISSION_DENIED, `job id "${q.jobId}" is not this job's`);
+    if (q.jobId !== jobId) return { code: GrpcStatus.PERMISSION_DENIED, details: `job id "${q.jobId}" is not this job's` };
     if (q.senderRank !== this.left && q.senderRank !== this.right) {
-      return respondStatus(st, GrpcStatus.PERMISSION_DENIED, `rank ${q.senderRank} is not a neighbour of rank ${rank}`);
+      return { code: GrpcStatus.PERMISSION_DENIED, details: `rank ${q.senderRank} is not a neighbour of rank ${rank}` };
     }
+    return q;
+  }
+
+  /** The outbound stream is open: tell whoever waits for it. */
+  private outboundOpened(): void {
+    this.outOpened = true;
+    this.outReady?.();
+    this.outReady = null;
+    this.ev().onOutboundReady();
+  }
+
+  /** Hands an accepted Abort notice to the collective. */
+  private deliverAbort(q: AbortRequest): void {
+    if (this.down || this.events === null) return;
+    const { jobId: _job, ...notice } = q;
+    this.events.onAbort(notice);
+  }
+
+  private onStream(st: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const herr = this.headerError(headers);
+    if (herr === "http") {
+      try {
+        st.respond({ ":status": 415 }, { endStream: true });
+      } catch {
+        /* gone */
+      }
+      st.resume();
+      return;
+    }
+    if (herr !== null) return respondStatus(st, herr.code, herr.details);
+    const path = headers[":path"];
+    void readUnaryBody(st).then((body) => {
+      if (typeof body === "string") return respondStatus(st, GrpcStatus.INVALID_ARGUMENT, body);
+      if (path === PULL_PATH) this.onPull(st, body);
+      else this.onAbortCall(st, body);
+    });
+  }
+
+  private onPull(st: http2.ServerHttp2Stream, body: Buffer): void {
+    const { jobId, token, rank } = this.opts;
+    const err = this.pullError(body);
+    if (err !== null) return respondStatus(st, err.code, err.details);
+    if (st.destroyed) return;
+    this.outStream = st;
+    st.respond({ ":status": 200, "content-type": "application/grpc", [PROOF_KEY]: tokenProof(token, jobId, rank) }, { waitForTrailers: true });
+    st.on("wantTrailers", () => st.sendTrailers({ "grpc-status": String(GrpcStatus.OK) }));
+    st.on("close", () => {
+      if (this.outStream === st && !this.down) this.ev().onOutboundLost(`was cancelled or the connection dropped (HTTP/2 code ${st.rstCode ?? "?"})`);
+    });
+    this.outboundOpened();
+  }
+
+  private onAbortCall(st: http2.ServerHttp2Stream, body: Buffer): void {
+    const q = this.abortCheck(body);
+    if ("code" in q) return respondStatus(st, q.code, q.details);
     // unary OK: headers, one empty AbortReply message, trailers
     if (!st.destroyed) {
       try {
@@ -600,10 +674,57 @@ export class Http2PeerTransport implements PeerTransport {
         /* caller went away; the notice still counts */
       }
     }
-    if (this.down || this.events === null) return;
-    const { jobId: _job, ...notice } = q;
-    this.events.onAbort(notice);
+    this.deliverAbort(q);
   }
+
+  /** A complete request on the H2Server (`rawSend`): Pull opens the outbound stream, Abort is answered at once. */
+  private onRawRequest(st: H2ServerStream, headers: Readonly<Record<string, string>>, body: Buffer | string): void {
+    const herr = this.headerError(headers);
+    if (herr === "http") return st.respondTrailersOnly([{ name: ":status", value: "415" }]);
+    if (herr !== null) return st.respondTrailersOnly(trailersOnly(herr.code, herr.details));
+    const msg = typeof body === "string" ? body : unaryMessage(body);
+    if (typeof msg === "string") return st.respondTrailersOnly(trailersOnly(GrpcStatus.INVALID_ARGUMENT, msg));
+    const grpcHead: OutgoingField[] = [{ name: ":status", value: "200" }, { name: "content-type", value: "application/grpc" }];
+    if (headers[":path"] === ABORT_PATH) {
+      const q = this.abortCheck(msg);
+      if ("code" in q) return st.respondTrailersOnly(trailersOnly(q.code, q.details));
+      st.respond(grpcHead);
+      st.write([Buffer.alloc(5)], null);
+      st.end(statusFields(GrpcStatus.OK, ""));
+      this.deliverAbort(q);
+      return;
+    }
+    const err = this.pullError(msg);
+    if (err !== null) return st.respondTrailersOnly(trailersOnly(err.code, err.details));
+    const { jobId, token, rank } = this.opts;
+    this.rawOut = st;
+    st.respond([...grpcHead, { name: PROOF_KEY, value: tokenProof(token, jobId, rank) }]);
+    st.onClose = (error) => {
+      if (this.rawOut === st && !this.down) this.ev().onOutboundLost(`was cancelled or the connection dropped (${error ?? "stream closed"})`);
+    };
+    this.outboundOpened();
+  }
+}
+
+/** The single length-prefixed message of a gRPC request body, or why there is none. */
+function unaryMessage(b: Buffer): Buffer | string {
+  if (b.length < 5) return "request has no message";
+  if (b[0] !== 0) return "compressed requests are not supported";
+  const len = b.readUInt32BE(1);
+  if (5 + len !== b.length) return "request is not exactly one message";
+  return b.subarray(5);
+}
+
+/** A gRPC trailers-only response: HTTP 200, gRPC content type and the status. */
+function trailersOnly(code: number, details: string): OutgoingField[] {
+  return [{ name: ":status", value: "200" }, { name: "content-type", value: "application/grpc" }, ...statusFields(code, details)];
+}
+
+/** The trailer fields of a gRPC status. */
+function statusFields(code: number, details: string): OutgoingField[] {
+  const f: OutgoingField[] = [{ name: "grpc-status", value: String(code) }];
+  if (details !== "") f.push({ name: "grpc-message", value: encodeURI(details.slice(0, 4096)) });
+  return f;
 }
 
 function decodeURIComponentSafe(v: unknown): string {

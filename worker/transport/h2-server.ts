@@ -1,0 +1,56 @@
+/**
+ * A cleartext HTTP/2 server on a plain net.Server whose connections are H2ServerConnection (raw-socket HTTP/2,
+ * large zero-copy DATA frames): the peer port of the "http2-socket" ring transport.
+ */
+import * as net from "node:net";
+import { H2ServerConnection, type H2ServerConnectionOptions } from "./h2-server-connection";
+
+/** Options of an H2Server: those of every connection, plus where to bind. */
+export interface H2ServerOptions extends H2ServerConnectionOptions {
+  host: string;
+  port: number;
+}
+
+/** Listening HTTP/2 server; requests go to `opts.onRequest`. */
+export class H2Server {
+  private constructor(private readonly server: net.Server, private readonly conns: Set<H2ServerConnection>, readonly port: number) {}
+
+  /** Binds `host:port` (0 = any free port); rejects with an error naming `opts.self` and the address. */
+  static async listen(opts: H2ServerOptions): Promise<H2Server> {
+    const conns = new Set<H2ServerConnection>();
+    const server = net.createServer({ noDelay: true }, (sock) => {
+      sock.on("error", () => undefined);
+      const c = new H2ServerConnection(sock, opts);
+      conns.add(c);
+      sock.on("close", () => conns.delete(c));
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      const onErr = (e: Error): void => reject(new Error(`${opts.self}: cannot bind peer server on ${opts.host}:${opts.port}: ${e.message}`));
+      server.once("error", onErr);
+      server.listen(opts.port, opts.host, () => {
+        server.removeListener("error", onErr);
+        server.on("error", () => undefined);
+        resolve((server.address() as net.AddressInfo).port);
+      });
+    });
+    return new H2Server(server, conns, port);
+  }
+
+  /**
+   * Stops accepting, sends GOAWAY on every connection (open streams run to their end) and resolves once all
+   * connections are gone, destroying those still open after `graceMs`.
+   */
+  close(graceMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        for (const c of this.conns) c.destroy();
+        resolve();
+      }, graceMs);
+      this.server.close(() => {
+        clearTimeout(t);
+        resolve();
+      });
+      for (const c of this.conns) c.close();
+    });
+  }
+}
