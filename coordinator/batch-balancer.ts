@@ -21,10 +21,17 @@ export interface RankObservation {
 }
 
 /** Weight of the newest step in the running estimates. */
-const SMOOTHING = 0.5;
+const SMOOTHING = 0.3;
+/**
+ * A new split replaces the current one only if it is predicted to shorten the step by this share: step-to-step
+ * noise on a shared machine (±10 %) must not move sequences back and forth, which costs more than it gains.
+ */
+const MIN_GAIN = 0.05;
 
 export class BatchBalancer {
   private readonly splits = new Map<number, number[]>();
+  /** The split most recently decided (the even one until a better one is predicted). */
+  private current: number[];
   private perSequenceMs: number[] | undefined;
   private fixedMs: number[] | undefined;
 
@@ -35,15 +42,22 @@ export class BatchBalancer {
     private readonly adaptive: boolean,
     /** Steps up to this one run the even split (nothing measured yet, or already announced as even). */
     private readonly firstStep: number,
-  ) {}
+  ) {
+    this.current = evenSplit(globalBatchSize, worldSize);
+  }
 
   /** Sequences per rank at `step`; an adaptive split is fixed the first time it is asked for. */
   countsFor(step: number): number[] {
     const known = this.splits.get(step);
     if (known !== undefined) return known;
-    const counts = !this.adaptive || step <= this.firstStep + this.lag || this.perSequenceMs === undefined || this.fixedMs === undefined
-      ? evenSplit(this.globalBatchSize, this.worldSize)
-      : balancedSplit(this.globalBatchSize, this.perSequenceMs, this.fixedMs);
+    const perSeq = this.perSequenceMs;
+    const fixed = this.fixedMs;
+    let counts = this.current;
+    if (this.adaptive && step > this.firstStep + this.lag && perSeq !== undefined && fixed !== undefined) {
+      const candidate = balancedSplit(this.globalBatchSize, perSeq, fixed);
+      if (predictedStepMs(candidate, perSeq, fixed) < (1 - MIN_GAIN) * predictedStepMs(this.current, perSeq, fixed)) counts = candidate;
+    }
+    this.current = counts;
     this.splits.set(step, counts);
     for (const s of this.splits.keys()) if (s < step - 2 * this.lag) this.splits.delete(s);
     return counts;
@@ -66,6 +80,11 @@ export class BatchBalancer {
     this.perSequenceMs = blend(this.perSequenceMs, perSeq);
     this.fixedMs = blend(this.fixedMs, fixed);
   }
+}
+
+/** The slowest rank's predicted time to the all-reduce under `counts`. */
+export function predictedStepMs(counts: readonly number[], perSequenceMs: readonly number[], fixedMs: readonly number[]): number {
+  return Math.max(...counts.map((c, r) => fixedMs[r] + c * perSequenceMs[r]));
 }
 
 /**

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { balancedSplit, BatchBalancer } from "../coordinator/batch-balancer";
+import { balancedSplit, BatchBalancer, predictedStepMs } from "../coordinator/batch-balancer";
 import { balanceLag, evenSplit, splitOffset } from "../shared/data/sharding";
 import { SplitSchedule } from "../worker/tasks/plans";
 import { finalParams, maxAbsDiff, runLaunch, tempDir, tinyArgs } from "./helpers/launch";
@@ -31,6 +31,7 @@ test("balancedSplit equalises predicted finish times and always sums to the batc
     assert.ok(counts.every((c) => Number.isInteger(c) && c >= 1), `counts ${counts}`);
   }
   assert.throws(() => balancedSplit(2, [1, 1, 1], [0, 0, 0]), /cannot give each of 3 ranks/);
+  assert.equal(predictedStepMs([9, 3], [1, 3], [0, 0]), 9);
 });
 
 test("evenSplit, splitOffset and the balancer's lag", () => {
@@ -48,6 +49,12 @@ test("evenSplit, splitOffset and the balancer's lag", () => {
   b.observe(3, [{ rank: 0, sequences: 8, compute_ms: 80, fixed_ms: 0 }, { rank: 1, sequences: 4, compute_ms: 400, fixed_ms: 0 }]);
   assert.deepEqual(b.countsFor(6), [8, 4], "a decided split is never changed");
   assert.notDeepEqual(b.countsFor(7), [8, 4]);
+  // Noise-sized differences (a few percent) do not move sequences: the predicted gain must exceed 5 %.
+  const calm = new BatchBalancer(32, 2, 4, true, 0);
+  calm.observe(2, [{ rank: 0, sequences: 16, compute_ms: 480, fixed_ms: 20 }, { rank: 1, sequences: 16, compute_ms: 500, fixed_ms: 20 }]);
+  assert.deepEqual(calm.countsFor(8), [16, 16]);
+  calm.observe(3, [{ rank: 0, sequences: 16, compute_ms: 400, fixed_ms: 20 }, { rank: 1, sequences: 16, compute_ms: 700, fixed_ms: 20 }]);
+  assert.ok(calm.countsFor(9)[0] > 16, "a persistent imbalance does move them");
   const off = new BatchBalancer(12, 2, 4, false, 0);
   off.observe(2, [{ rank: 0, sequences: 6, compute_ms: 60, fixed_ms: 0 }, { rank: 1, sequences: 6, compute_ms: 600, fixed_ms: 0 }]);
   assert.deepEqual(off.countsFor(9), [6, 6]);
