@@ -186,3 +186,20 @@ export class H2FrameParser {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * The header block fragment of a HEADERS frame: the payload less its padding (PADDED) and its priority fields
+ * (PRIORITY), copied out of the receive buffer. Throws H2FrameError on a frame too short for what its flags say.
+ */
+export function headersFragment(flags: number, payload: Buffer): Buffer {
+  let start = 0;
+  let end = payload.length;
+  if ((flags & Flag.PADDED) !== 0) {
+    if (payload.length < 1) throw new H2FrameError("padded HEADERS without pad length", H2Error.FRAME_SIZE_ERROR);
+    end -= payload[0];
+    start = 1;
+  }
+  if ((flags & Flag.PRIORITY) !== 0) start += 5;
+  if (end < start) throw new H2FrameError("HEADERS padding or priority longer than the frame", H2Error.PROTOCOL_ERROR);
+  return Buffer.from(payload.subarray(start, end));
+}

@@ -245,12 +245,20 @@ export class Http2PeerTransport implements PeerTransport {
       }
     }
     this.leftSession = session;
+    await this.bothStreamsOpen((settled) => this.openPull(session, settled), deadline, timeoutMs);
+  }
+
+  /**
+   * Waits until our inbound Pull is accepted by the left neighbour (`openLeft`, which calls `settled` once it is)
+   * and the right neighbour has opened its Pull on us; a timeout names the side that did not.
+   */
+  private async bothStreamsOpen(openLeft: (settled: () => void) => Promise<void>, deadline: number, timeoutMs: number): Promise<void> {
     const rightReady = new Promise<void>((resolve) => {
       if (this.outOpened) resolve();
       else this.outReady = resolve;
     });
     let leftSettled = false;
-    const leftReady = this.openPull(session, () => (leftSettled = true));
+    const leftReady = openLeft(() => (leftSettled = true));
     let timer: NodeJS.Timeout | null = null;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(leftSettled
@@ -272,25 +280,7 @@ export class Http2PeerTransport implements PeerTransport {
       maxFrameBytes: this.maxFrameBytes, events: () => this.ev(), live: () => this.rawIn === inbound && !this.down,
     });
     this.rawIn = inbound;
-    const rightReady = new Promise<void>((resolve) => {
-      if (this.outOpened) resolve();
-      else this.outReady = resolve;
-    });
-    let leftSettled = false;
-    const leftReady = inbound.open(deadline, timeoutMs).then(() => {
-      leftSettled = true;
-    });
-    let timer: NodeJS.Timeout | null = null;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(leftSettled
-        ? fault("right", "timeout", `did not open its Pull stream within ${timeoutMs} ms`)
-        : fault("left", "timeout", `did not accept our Pull stream within ${timeoutMs} ms`)), Math.max(1, deadline - Date.now()));
-    });
-    try {
-      await Promise.race([Promise.all([leftReady, rightReady]), timeout]);
-    } finally {
-      if (timer !== null) clearTimeout(timer);
-    }
+    await this.bothStreamsOpen((settled) => inbound.open(deadline, timeoutMs).then(settled), deadline, timeoutMs);
   }
 
   send(header: ChunkHeader, payload: Float32Array | null, onWritten: () => void): number {

@@ -17,7 +17,7 @@
  */
 import * as net from "node:net";
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import { H2FrameError, H2FrameParser, type H2FrameSink } from "./h2-frame-parser";
+import { H2FrameError, H2FrameParser, headersFragment, type H2FrameSink } from "./h2-frame-parser";
 import {
   CLIENT_PREFACE, DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, Setting, frame, goawayFrame, h2ErrorName, rstStreamFrame, settingsFrame,
   windowUpdateFrame,
@@ -293,16 +293,7 @@ export class RawPullClient implements H2FrameSink {
   }
 
   private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
-    let start = 0;
-    let end = payload.length;
-    if ((flags & Flag.PADDED) !== 0) {
-      if (payload.length < 1) throw new H2FrameError("padded HEADERS without pad length", H2Error.FRAME_SIZE_ERROR);
-      end -= payload[0];
-      start = 1;
-    }
-    if ((flags & Flag.PRIORITY) !== 0) start += 5;
-    if (end < start) throw new H2FrameError("HEADERS padding or priority longer than the frame", H2Error.PROTOCOL_ERROR);
-    this.block = [Buffer.from(payload.subarray(start, end))];
+    this.block = [headersFragment(flags, payload)];
     this.blockStream = streamId;
     this.blockFlags = flags;
     if ((flags & Flag.END_HEADERS) !== 0) this.endHeaderBlock();
