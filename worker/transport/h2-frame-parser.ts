@@ -187,11 +187,49 @@ export class H2FrameParser {
 
 const EMPTY = Buffer.alloc(0);
 
+/** A complete header block: the HEADERS frame's stream and flags, and the block (fragments concatenated). */
+export interface HeaderBlock {
+  streamId: number;
+  flags: number;
+  block: Buffer;
+}
+
 /**
- * The header block fragment of a HEADERS frame: the payload less its padding (PADDED) and its priority fields
- * (PRIORITY), copied out of the receive buffer. Throws H2FrameError on a frame too short for what its flags say.
+ * Collects one header block across a HEADERS frame and its CONTINUATION frames (RFC 9113 section 4.3), which no
+ * other frame may interleave. Padding and priority fields are stripped; fragments are copied out of the receive buffer.
  */
-export function headersFragment(flags: number, payload: Buffer): Buffer {
+export class HeaderBlockCollector {
+  private parts: Buffer[] | null = null;
+  private streamId = 0;
+  private flags = 0;
+
+  /** Throws unless a frame of `type` may arrive now (only CONTINUATION may while a block is open). */
+  checkOrder(type: number): void {
+    if (this.parts !== null && type !== FrameType.CONTINUATION) throw new H2FrameError(`frame of type ${type} inside a header block`, H2Error.PROTOCOL_ERROR);
+  }
+
+  /** Feeds a HEADERS or CONTINUATION frame: returns the block once END_HEADERS completes it, else undefined. */
+  onFrame(type: FrameType.HEADERS | FrameType.CONTINUATION, flags: number, streamId: number, payload: Buffer): HeaderBlock | undefined {
+    this.checkOrder(type);
+    let parts: Buffer[];
+    if (type === FrameType.HEADERS) {
+      parts = [headersFragment(flags, payload)];
+      this.streamId = streamId;
+      this.flags = flags;
+    } else {
+      if (this.parts === null || streamId !== this.streamId) throw new H2FrameError("CONTINUATION without a header block", H2Error.PROTOCOL_ERROR);
+      parts = this.parts;
+      parts.push(Buffer.from(payload));
+    }
+    this.parts = parts;
+    if ((flags & Flag.END_HEADERS) === 0) return undefined;
+    this.parts = null;
+    return { streamId: this.streamId, flags: this.flags, block: parts.length === 1 ? parts[0] : Buffer.concat(parts) };
+  }
+}
+
+/** The header block fragment of a HEADERS frame: the payload less its padding and priority fields, copied. */
+function headersFragment(flags: number, payload: Buffer): Buffer {
   let start = 0;
   let end = payload.length;
   if ((flags & Flag.PADDED) !== 0) {

@@ -14,7 +14,7 @@
  * headers and trailers as HPACK literals (hpack-encode.ts), RST_STREAM both ways, GOAWAY both ways.
  */
 import type * as net from "node:net";
-import { H2FrameError, H2FrameParser, headersFragment, type H2FrameSink } from "./h2-frame-parser";
+import { H2FrameError, H2FrameParser, HeaderBlockCollector, type H2FrameSink, type HeaderBlock } from "./h2-frame-parser";
 import {
   CLIENT_PREFACE, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, Setting, frame, goawayFrame, h2ErrorName,
   rstStreamFrame, settingsFrame, windowUpdateFrame,
@@ -163,9 +163,8 @@ export class H2ServerConnection implements H2FrameSink {
   private peerInitialWindow = DEFAULT_WINDOW;
   private peerMaxFrame = DEFAULT_MAX_FRAME;
   private lastStreamId = 0;
-  private block: Buffer[] | null = null;
-  private blockStream = 0;
-  private blockFlags = 0;
+  /** The header block being collected across HEADERS and CONTINUATION frames. */
+  private readonly headerBlock = new HeaderBlockCollector();
   private dead = false;
   private goingAway = false;
   private peerGoaway: string | null = null;
@@ -291,15 +290,14 @@ export class H2ServerConnection implements H2FrameSink {
 
   /** @internal any other frame (frame parser callback). */
   onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
-    if (this.block !== null && type !== FrameType.CONTINUATION) throw new H2FrameError(`frame of type ${type} inside a header block`, H2Error.PROTOCOL_ERROR);
+    this.headerBlock.checkOrder(type);
     switch (type) {
       case FrameType.HEADERS:
-        return this.onHeadersFrame(flags, streamId, payload);
-      case FrameType.CONTINUATION:
-        if (this.block === null || streamId !== this.blockStream) throw new H2FrameError("CONTINUATION without a header block", H2Error.PROTOCOL_ERROR);
-        this.block.push(Buffer.from(payload));
-        if ((flags & Flag.END_HEADERS) !== 0) this.endHeaderBlock();
+      case FrameType.CONTINUATION: {
+        const complete = this.headerBlock.onFrame(type, flags, streamId, payload);
+        if (complete !== undefined) this.endHeaderBlock(complete);
         return;
+      }
       case FrameType.SETTINGS:
         if (streamId !== 0) throw new H2FrameError("SETTINGS on a stream", H2Error.PROTOCOL_ERROR);
         if ((flags & Flag.ACK) !== 0) return;
@@ -370,19 +368,10 @@ export class H2ServerConnection implements H2FrameSink {
     if (this.blocked.has(st)) this.flush(st);
   }
 
-  private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
-    this.block = [headersFragment(flags, payload)];
-    this.blockStream = streamId;
-    this.blockFlags = flags;
-    if ((flags & Flag.END_HEADERS) !== 0) this.endHeaderBlock();
-  }
-
-  private endHeaderBlock(): void {
-    const parts = this.block as Buffer[];
-    this.block = null;
-    const fields = this.hpack.decode(parts.length === 1 ? parts[0] : Buffer.concat(parts));
-    const id = this.blockStream;
-    const endStream = (this.blockFlags & Flag.END_STREAM) !== 0;
+  private endHeaderBlock({ streamId, flags, block }: HeaderBlock): void {
+    const fields = this.hpack.decode(block);
+    const id = streamId;
+    const endStream = (flags & Flag.END_STREAM) !== 0;
     const open = this.streams.get(id);
     if (open !== undefined) {
       // request trailers: only allowed to end the request

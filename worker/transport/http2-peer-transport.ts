@@ -31,7 +31,7 @@ import type { H2ServerStream } from "./h2-server-connection";
 import type { OutgoingField } from "./hpack-encode";
 import { RawPullInbound } from "./raw-pull-inbound";
 import {
-  decodeAbort, decodePull, encodeAbort, encodePull, tokenProof, tokenValueMatches, PROOF_KEY, TOKEN_KEY,
+  decodeAbort, decodePull, encodeAbort, encodePull, grpcFrame, statusName, tokenProof, tokenValueMatches, PROOF_KEY, TOKEN_KEY,
   type AbortRequest, type PullRequest,
 } from "./peer-service";
 import type { AbortNotice, InboundPlan, PeerTransport, TransportEvents, TransportFault } from "./peer-transport";
@@ -71,18 +71,6 @@ interface CallStatus {
 
 function fault(side: "left" | "right", kind: string, detail: string): TransportFault {
   return { side, kind, detail };
-}
-
-function grpcFrame(message: Buffer): Buffer {
-  const f = Buffer.allocUnsafe(5 + message.length);
-  f[0] = 0;
-  f.writeUInt32BE(message.length, 1);
-  message.copy(f, 5);
-  return f;
-}
-
-function statusName(code: number): string {
-  return (GrpcStatus as unknown as Record<number, string>)[code] ?? String(code);
 }
 
 function splitAddress(a: string): { host: string; port: number } {

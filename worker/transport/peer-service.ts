@@ -11,6 +11,20 @@ import * as protobuf from "protobufjs";
 import { protoPath } from "../../shared/paths";
 import { decodeChunk, type DecodedChunk, type MalformedChunk, type WireChunk } from "./chunk-wire";
 
+/** A protobuf message as one gRPC length-prefixed frame (flag byte 0 = uncompressed, 4-byte big-endian length). */
+export function grpcFrame(message: Buffer): Buffer {
+  const f = Buffer.allocUnsafe(5 + message.length);
+  f[0] = 0;
+  f.writeUInt32BE(message.length, 1);
+  message.copy(f, 5);
+  return f;
+}
+
+/** The name of a gRPC status code (e.g. UNAVAILABLE), or the number when unknown. */
+export function statusName(code: number): string {
+  return (grpc.status as unknown as Record<number, string>)[code] ?? String(code);
+}
+
 /** Metadata key carrying the job's shared token on every peer call. */
 export const TOKEN_KEY = "x-ringtrain-token";
 /** Response metadata key with the server's proof that it knows the token. */

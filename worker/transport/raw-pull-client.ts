@@ -17,7 +17,7 @@
  */
 import * as net from "node:net";
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import { H2FrameError, H2FrameParser, headersFragment, type H2FrameSink } from "./h2-frame-parser";
+import { H2FrameError, H2FrameParser, HeaderBlockCollector, type H2FrameSink, type HeaderBlock } from "./h2-frame-parser";
 import {
   CLIENT_PREFACE, DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, Setting, frame, goawayFrame, h2ErrorName, rstStreamFrame, settingsFrame,
   windowUpdateFrame,
@@ -87,10 +87,8 @@ export class RawPullClient implements H2FrameSink {
   private readonly hpack = new HpackDecoder(4096);
   private readonly readBuffer: Buffer;
   private readonly readBytes: number;
-  /** Header block being collected across CONTINUATION frames (stream id, flags of the HEADERS frame). */
-  private block: Buffer[] | null = null;
-  private blockStream = 0;
-  private blockFlags = 0;
+  /** The header block being collected across HEADERS and CONTINUATION frames. */
+  private readonly headerBlock = new HeaderBlockCollector();
   private gotResponse = false;
   private httpStatus = "";
   private ended = false;
@@ -246,15 +244,14 @@ export class RawPullClient implements H2FrameSink {
 
   /** @internal any other frame (frame parser callback). */
   onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
-    if (this.block !== null && type !== FrameType.CONTINUATION) throw new H2FrameError(`frame of type ${type} inside a header block`, H2Error.PROTOCOL_ERROR);
+    this.headerBlock.checkOrder(type);
     switch (type) {
       case FrameType.HEADERS:
-        return this.onHeadersFrame(flags, streamId, payload);
-      case FrameType.CONTINUATION:
-        if (this.block === null || streamId !== this.blockStream) throw new H2FrameError("CONTINUATION without a header block", H2Error.PROTOCOL_ERROR);
-        this.block.push(Buffer.from(payload));
-        if ((flags & Flag.END_HEADERS) !== 0) this.endHeaderBlock();
+      case FrameType.CONTINUATION: {
+        const complete = this.headerBlock.onFrame(type, flags, streamId, payload);
+        if (complete !== undefined) this.endHeaderBlock(complete);
         return;
+      }
       case FrameType.SETTINGS:
         if (streamId !== 0) throw new H2FrameError("SETTINGS on a stream", H2Error.PROTOCOL_ERROR);
         if ((flags & Flag.ACK) === 0) {
@@ -292,21 +289,12 @@ export class RawPullClient implements H2FrameSink {
     }
   }
 
-  private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
-    this.block = [headersFragment(flags, payload)];
-    this.blockStream = streamId;
-    this.blockFlags = flags;
-    if ((flags & Flag.END_HEADERS) !== 0) this.endHeaderBlock();
-  }
-
-  private endHeaderBlock(): void {
-    const parts = this.block as Buffer[];
-    this.block = null;
-    const fields = this.hpack.decode(parts.length === 1 ? parts[0] : Buffer.concat(parts));
-    if (this.blockStream !== STREAM_ID || this.ended) return; // decoded only to keep the HPACK state in step
+  private endHeaderBlock({ streamId, flags, block }: HeaderBlock): void {
+    const fields = this.hpack.decode(block);
+    if (streamId !== STREAM_ID || this.ended) return; // decoded only to keep the HPACK state in step
     const h: Record<string, string> = Object.create(null) as Record<string, string>;
     for (const [name, value] of fields) h[name] = name in h ? `${h[name]},${value}` : value;
-    const endStream = (this.blockFlags & Flag.END_STREAM) !== 0;
+    const endStream = (flags & Flag.END_STREAM) !== 0;
     if (!this.gotResponse) {
       this.gotResponse = true;
       this.httpStatus = h[":status"] ?? "";

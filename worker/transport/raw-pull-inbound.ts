@@ -9,7 +9,7 @@
  */
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { GrpcChunkReader } from "./grpc-frame-reader";
-import { encodePull, tokenProof, PROOF_KEY, TOKEN_KEY, type PullRequest } from "./peer-service";
+import { encodePull, grpcFrame, statusName, tokenProof, PROOF_KEY, TOKEN_KEY, type PullRequest } from "./peer-service";
 import type { InboundPlan, TransportEvents, TransportFault } from "./peer-transport";
 import { RawPullClient, type CallStatus } from "./raw-pull-client";
 
@@ -36,18 +36,6 @@ export interface RawInboundOptions {
 
 function fault(kind: string, detail: string): TransportFault {
   return { side: "left", kind, detail };
-}
-
-function statusName(code: number): string {
-  return (GrpcStatus as unknown as Record<number, string>)[code] ?? String(code);
-}
-
-function grpcFrame(message: Buffer): Buffer {
-  const f = Buffer.allocUnsafe(5 + message.length);
-  f[0] = 0;
-  f.writeUInt32BE(message.length, 1);
-  message.copy(f, 5);
-  return f;
 }
 
 /** The receiving Pull stream from the left neighbour over a raw-socket HTTP/2 connection. */
