@@ -87,3 +87,18 @@ test("when the coordinator dies, workers stop within the deadline; --resume fini
   assert.equal(steps[steps.length - 1], 30);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test("when the coordinator and a rank die together, the survivor names the lost coordinator, not only the closed ring", async () => {
+  const dir = tempDir("coord-node");
+  const run = startLaunch(tinyArgs(dir, "--workers", "2", "--max-steps", "400", ...FAST));
+  const pids = await runningWorkers(run, dir, 2, 3);
+  // The machine hosting the coordinator and rank 1 goes away: rank 0 sees its ring peer vanish mid-collective,
+  // and whichever it notices first, its log must point at the coordinator as the thing lost.
+  run.child.kill("SIGKILL");
+  process.kill(pids.get(1)!, "SIGKILL");
+  await run.done;
+  await waitFor(() => (isAlive(pids.get(0)!) ? undefined : true), 20_000, "rank 0 to exit");
+  const log = fs.readFileSync(path.join(dir, "logs", "rank-0.log"), "utf8");
+  assert.match(log, /coordinator 127\.0\.0\.1:\d+ unreachable|coordinator 127\.0\.0\.1:\d+: \w+ failed/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});

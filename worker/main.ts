@@ -39,8 +39,16 @@ async function main(): Promise<number> {
     const client = new CoordinatorClient(env.coordinatorAddress, env.token, loadMutualTls(comm.tls)?.channel());
     const phase = err instanceof CollectiveError ? String(err.phase) : workerStatus.phase;
     const step = err instanceof CollectiveError ? err.step : workerStatus.step;
-    await client.reportFailure({ job_id: env.jobId, rank: env.rank, step: Math.max(0, step), phase, message }, 2000).catch(() => undefined);
+    const reportError = await client
+      .reportFailure({ job_id: env.jobId, rank: env.rank, step: Math.max(0, step), phase, message }, 2000)
+      .then(() => undefined, (e: unknown) => e);
     client.close();
+    if (reportError instanceof CoordinatorUnreachableError) {
+      // A peer that lost the coordinator first stops and closes its ring streams: the failure above is then only
+      // the symptom, and the coordinator is the cause. Say so, and exit as a rank that lost its coordinator.
+      fail(`${reportError.message}; the coordinator is unreachable too, so the failure above is probably a consequence of losing it`);
+      return EXIT_COORDINATOR_LOST;
+    }
     return EXIT_WORKER_FAILURE;
   }
 }
