@@ -20,7 +20,7 @@ import { atomicWriteFile } from "../shared/io/atomic-write";
 import { workerMallocEnv } from "../worker/transport/malloc-env";
 import { EXIT_CONFIG, EXIT_COORDINATOR_LOST, EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKER_FAILURE } from "../shared/exit-codes";
 import { resolveWorld, type World, type WorldArgs } from "./world";
-import { installedNativeBackend } from "../shared/backend/select";
+import { gpuFallbackReason, installedNativeBackend } from "../shared/backend/select";
 import { Supervisor, type WorkerExit } from "./supervisor";
 import { ProgressReporter } from "./progress";
 import { dropSnapshots, newestResumePoint, pruneSnapshots, snapshotRoot } from "./snapshots";
@@ -56,6 +56,9 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   if (cfg.backend === "tensorflow" && installedNativeBackend() === null) {
     throw new ConfigError(`${source}: field backend: 'tensorflow' needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node (optional, not installed): npm install @tensorflow/tfjs-node-gpu, or use backend wasm`);
   }
+  // --gpus on a machine (or config) that cannot use them still trains, on the CPU: say so before anything starts.
+  const gpuFallback = world.useGpus ? gpuFallbackReason(cfg.backend, installedNativeBackend()) : null;
+  if (gpuFallback !== null) process.stderr.write(`launch: warning: --gpus ${world.workersPerNode}: the workers will run on the CPU: ${gpuFallback}\n`);
   await checkFinetuneConfig(cfg, source);
   await checkInitFrom(cfg, source);
   const jobId = args.jobId ?? process.env.RINGTRAIN_JOB_ID ?? cfg.name;

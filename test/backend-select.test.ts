@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { selectBackend } from "../shared/backend/select";
+import { gpuFallbackReason, selectBackend } from "../shared/backend/select";
 import { wasmFixesEnabled } from "../shared/backend/wasm-fixes";
 
 const nativeInstalled = (() => {
@@ -33,4 +33,13 @@ test("'tensorflow' without the native binding fails with a message naming the pa
 test("auto picks the best available backend", async () => {
   const name = await selectBackend("auto");
   assert.equal(name, nativeInstalled ? "tensorflow" : "wasm");
+});
+
+test("--gpus without a usable GPU backend is explained: wasm/cpu backend, nothing native, or only the CPU build", () => {
+  assert.match(gpuFallbackReason("wasm", "@tensorflow/tfjs-node-gpu") ?? "", /backend is 'wasm'.*CPU/);
+  assert.match(gpuFallbackReason("cpu", null) ?? "", /backend is 'cpu'/);
+  assert.match(gpuFallbackReason("auto", null) ?? "", /tfjs-node-gpu.*not installed.*wasm/);
+  assert.match(gpuFallbackReason("tensorflow", "@tensorflow/tfjs-node") ?? "", /only @tensorflow\/tfjs-node \(the CPU build/);
+  assert.equal(gpuFallbackReason("auto", "@tensorflow/tfjs-node-gpu"), null);
+  assert.equal(gpuFallbackReason("tensorflow", "@tensorflow/tfjs-node-gpu"), null);
 });

@@ -44,3 +44,14 @@ test("the example configs validate (dry run)", async () => {
     assert.equal(plan.world.worldSize, 2);
   }
 });
+
+test("--gpus with a CPU-only backend warns that the workers run on the CPU, and still plans the run", async () => {
+  // TINY_CONFIG sets backend: wasm, so this holds whether or not a native binding is installed.
+  const r = await runLaunch([TINY_CONFIG, "--dry-run", "--gpus", "2"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /warning: --gpus 2: the workers will run on the CPU: backend is 'wasm'/);
+  const plan = JSON.parse(r.stdout) as { world: { worldSize: number; useGpus: boolean } };
+  assert.deepEqual([plan.world.worldSize, plan.world.useGpus], [2, true]);
+  const workers = await runLaunch([TINY_CONFIG, "--dry-run", "--workers", "2"]);
+  assert.doesNotMatch(workers.stderr, /warning: --gpus/);
+});

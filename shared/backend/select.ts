@@ -22,6 +22,19 @@ export function installedNativeBackend(): string | null {
   return null;
 }
 
+/**
+ * Why workers asked to use GPUs (`launch --gpus N`) would run on the CPU instead, or null when they can use them:
+ * the backend set to wasm/cpu, or no CUDA build of TensorFlow installed. `native` is installedNativeBackend().
+ */
+export function gpuFallbackReason(backend: BackendName, native: string | null): string | null {
+  if (backend === "wasm" || backend === "cpu") return `backend is '${backend}', which runs on the CPU; set backend: auto (or tensorflow) to use the GPUs`;
+  if (native === null) {
+    return "@tensorflow/tfjs-node-gpu (an optional dependency) is not installed, so backend auto falls back to wasm on the CPU; `npm install @tensorflow/tfjs-node-gpu` for GPU training";
+  }
+  if (native !== "@tensorflow/tfjs-node-gpu") return `only ${native} (the CPU build of TensorFlow) is installed; \`npm install @tensorflow/tfjs-node-gpu\` for GPU training`;
+  return null;
+}
+
 /** Loads the first installed native binding (it registers the 'tensorflow' backend); returns its package name. */
 function loadNative(): string | null {
   for (const pkg of NATIVE_PACKAGES) {
