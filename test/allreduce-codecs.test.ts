@@ -4,6 +4,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { addInto } from "../shared/codecs/float32-sum";
 import { encodeHalf, decodeHalf, roundToHalf, halfToNumber, f32BitsToF16, f32BitsToBf16, HALF_UNIT_ROUNDOFF, HALF_SUBNORMAL_ABS_ERROR } from "../shared/codecs/half";
 import { encodeChunk, decodeChunk, RingPhase, WireDtype, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "../worker/transport/chunk-wire";
 import { GrpcChunkReader } from "../worker/transport/grpc-frame-reader";
@@ -251,4 +252,23 @@ test("ring geometry: segments partition any length, and each rank receives every
       if (N > 1) assert.equal(reduceScatterSegment(r, N, N - 2), (r + 1) % N, "the last reduce-scatter hop completes the segment this rank owns");
     }
   }
+});
+
+test("addInto (the unrolled ring sum) is bit-identical to the plain loop at every length and offset", () => {
+  const r = new Rng(7);
+  const rng = (): number => r.next();
+  for (const n of [0, 1, 7, 8, 9, 15, 16, 17, 63, 1000, 4099]) {
+    for (const offset of [0, 1, 3]) {
+      const dst = new Float32Array(n + offset + 2);
+      const src = new Float32Array(n + 5);
+      for (let i = 0; i < dst.length; i++) dst[i] = (rng() - 0.5) * 10 ** Math.floor(rng() * 12 - 6);
+      for (let i = 0; i < src.length; i++) src[i] = (rng() - 0.5) * 10 ** Math.floor(rng() * 12 - 6);
+      if (n > 3) [src[0], src[1], src[2], dst[offset + 3]] = [NaN, Infinity, -0, -Infinity];
+      const expected = dst.slice();
+      for (let i = 0; i < n; i++) expected[offset + i] += src[i];
+      addInto(dst.subarray(offset, offset + n), src);
+      assert.deepEqual(new Uint32Array(dst.buffer), new Uint32Array(expected.buffer), `n ${n}, offset ${offset}`);
+    }
+  }
+  assert.throws(() => addInto(new Float32Array(4), new Float32Array(3)), /source has 3 elements, destination 4/);
 });

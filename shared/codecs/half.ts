@@ -11,6 +11,7 @@
  * checkpoint I/O. float16 -> float32 is a 65536-entry table lookup; float32 -> float16 is straight-line
  * integer arithmetic for normal values with a per-element slow path only for zeros, subnormals and specials.
  */
+import { addInto } from "./float32-sum";
 
 /** The 16-bit formats supported on the wire. */
 export type HalfKind = "fp16" | "bf16";
@@ -135,7 +136,7 @@ export function decodeHalf(kind: HalfKind, src: Uint16Array, dst: Float32Array, 
     for (let base = 0; base < n; base += BLOCK) {
       const m = Math.min(BLOCK, n - base);
       for (let j = 0; j < m; j++) scratchI32[j] = src[base + j] << 16;
-      for (let j = 0; j < m; j++) dst[base + j] += scratchF32[j];
+      addInto(dst.subarray(base, base + m), scratchF32);
     }
   }
 }

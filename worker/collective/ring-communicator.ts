@@ -19,6 +19,7 @@
  * fails the collective with a CollectiveError naming the responsible rank, and this rank tells both neighbours
  * (Abort notice, then stream teardown) so the whole ring leaves quickly. A communicator that failed stays failed.
  */
+import { addInto } from "../../shared/codecs/float32-sum";
 import { type HalfKind, roundToHalf, decodeHalf } from "../../shared/codecs/half";
 import { RingPhase, WireDtype, bytesPerElement, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "../transport/chunk-wire";
 import { GrpcPeerTransport } from "../transport/grpc-peer-transport";
@@ -808,11 +809,6 @@ export class RingCommunicator {
   }
 }
 
-/** dst[i] += src[i]. */
-function addInto(dst: Float32Array, src: Float32Array): void {
-  const n = dst.length;
-  for (let i = 0; i < n; i++) dst[i] += src[i];
-}
 
 function validateOptions(o: RingOptions): void {
   const bad = (field: string, why: string): never => {

@@ -14,6 +14,7 @@
  * consumer memory before the consumer has validated the header and returned an "into" plan.
  */
 import { decodeHalf, type HalfKind } from "../../shared/codecs/half";
+import { addInto } from "../../shared/codecs/float32-sum";
 import { decodeChunk, decodeChunkHead, WireDtype, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "./chunk-wire";
 import type { InboundPlan } from "./peer-transport";
 
@@ -346,9 +347,7 @@ export class GrpcChunkReader {
   private applyElems(buffer: ArrayBufferLike, byteOffset: number, n: number): void {
     const at = this.elemIndex;
     if (this.half === null) {
-      const s = new Float32Array(buffer, byteOffset, n);
-      const t = this.target;
-      for (let i = 0; i < n; i++) t[at + i] += s[i];
+      addInto(this.target.subarray(at, at + n), new Float32Array(buffer, byteOffset, n));
     } else {
       decodeHalf(this.half, new Uint16Array(buffer, byteOffset, n), this.target.subarray(at, at + n), this.add);
     }

@@ -1,0 +1,26 @@
+/**
+ * The all-reduce's inner loop: dst[i] += src[i] over float32 arrays.
+ *
+ * Unrolled by eight because V8 does not vectorise or unroll typed-array loops itself: on this project's machine the
+ * plain loop summed 0.7–1.6 GB/s and this one 2.2–2.9 GB/s (64 MiB in 256 KiB blocks, best of 15), and every rank
+ * of a ring sums (N−1)/N of the buffer per all-reduce. Each element is still one float32 addition, in index
+ * order, so the result is bit-identical to the plain loop.
+ */
+
+/** dst[i] += src[i] for i < dst.length (src must be at least as long). */
+export function addInto(dst: Float32Array, src: Float32Array): void {
+  const n = dst.length;
+  if (src.length < n) throw new Error(`addInto: source has ${src.length} elements, destination ${n}`);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    dst[i] += src[i];
+    dst[i + 1] += src[i + 1];
+    dst[i + 2] += src[i + 2];
+    dst[i + 3] += src[i + 3];
+    dst[i + 4] += src[i + 4];
+    dst[i + 5] += src[i + 5];
+    dst[i + 6] += src[i + 6];
+    dst[i + 7] += src[i + 7];
+  }
+  for (; i < n; i++) dst[i] += src[i];
+}
