@@ -44,6 +44,7 @@ function parseTransports(value: string): RingTransportKind[] {
 
 /** Parses argv (without node and the script); exits with a message on an unknown flag or a bad value. */
 export function parseArgs(argv: string[]): AllreduceBenchArgs {
+  // boolean-negation is off: --no-gloo is a flag of its own, and an unknown --no-X is reported as no-X, not X.
   // --node-args takes node flags ("--trace-gc ..."), which yargs would read as flags of their own: pass it as --node-args=VALUE.
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) args.push(argv[i] === "--node-args" && i + 1 < argv.length ? `--node-args=${argv[++i]}` : argv[i]);
@@ -61,12 +62,12 @@ export function parseArgs(argv: string[]): AllreduceBenchArgs {
     .option("send", { type: "string", default: "zero-copy", requiresArg: true, choices: ["zero-copy", "copy"], describe: "copy payloads straight from tensor memory into frames, or copy them first" })
     .option("compression", { type: "string", default: "none", requiresArg: true, choices: ["none", "fp16", "bf16"], describe: "wire compression" })
     .option("large-frames", { type: "boolean", default: false, describe: "the gRPC transport with 16 MiB HTTP/2 DATA frames on the inbound connection" })
-    .option("gloo", { type: "boolean", default: true, describe: "also measure PyTorch Gloo (--no-gloo: skip it)" })
+    .option("no-gloo", { type: "boolean", default: false, describe: "skip PyTorch Gloo (measured by default)" })
     .option("gloo-script", { type: "string", requiresArg: true, describe: "the Gloo benchmark script to run (default: the bundled one)" })
     .option("json", { type: "boolean", default: false, describe: "print JSON lines instead of the table" })
     .option("cpu-prof", { type: "string", requiresArg: true, describe: "write a V8 CPU profile of every rank process into DIR" })
     .option("node-args", { type: "string", requiresArg: true, describe: 'extra node flags for the rank processes, e.g. "--trace-gc"' })
-    .parserConfiguration({ "duplicate-arguments-array": false })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
     .strict()
     .parseSync();
   const extra = a["node-args"]?.split(" ").filter((x) => x.length > 0) ?? [];
@@ -81,7 +82,7 @@ export function parseArgs(argv: string[]): AllreduceBenchArgs {
     send: a.send === "copy" ? "copy" : "zero-copy",
     compression: a.compression as AllreduceOptions["compression"], // one of the choices
     largeFrames: a["large-frames"],
-    gloo: a.gloo,
+    gloo: !a["no-gloo"],
     ...(a["gloo-script"] !== undefined ? { glooScript: a["gloo-script"] } : {}),
     json: a.json,
     ...(a["cpu-prof"] !== undefined ? { cpuProf: a["cpu-prof"] } : {}),

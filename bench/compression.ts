@@ -97,7 +97,7 @@ export function parseArgs(argv: string[]): { options: Options } | { report: stri
       if (args.report !== undefined && argv.some((t) => t.startsWith("--") && t !== "--report" && !t.startsWith("--report="))) throw new Error("--report DIR is used alone");
       return true;
     })
-    .parserConfiguration({ "duplicate-arguments-array": false, "parse-numbers": false })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false, "parse-numbers": false })
     .strict()
     .parseSync();
   if (a.report !== undefined) return { report: a.report };

@@ -200,7 +200,7 @@ export function parseArgs(argv: string[]): Options {
     .option("batch", { default: 16, requiresArg: true, describe: "fine-tuning global batch size", coerce: num("batch") })
     .option("lr", { default: 1e-3, requiresArg: true, describe: "fine-tuning lr of full and freeze", coerce: num("lr") })
     .option("peft-lr", { default: 5e-3, requiresArg: true, describe: "fine-tuning lr of the parameter-efficient methods", coerce: num("peft-lr") })
-    .parserConfiguration({ "duplicate-arguments-array": false, "parse-numbers": false })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false, "parse-numbers": false })
     .strict()
     .parseSync();
   const stepsList = a["finetune-steps"];

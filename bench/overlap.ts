@@ -66,7 +66,7 @@ export function parseArgs(argv: string[]): OverlapBenchArgs {
     .option("backend", { type: "string", default: "wasm", requiresArg: true, describe: "TensorFlow.js backend" })
     .option("repeats", { type: "number", default: 2, requiresArg: true, describe: "repeats of the three configurations (medians over them)" })
     .option("json", { type: "boolean", default: false, describe: "one JSON line per configuration instead of the table" })
-    .parserConfiguration({ "duplicate-arguments-array": false })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
     .strict()
     .parseSync();
   return { preset: a.preset, steps: a.steps, micro: a["micro-batch"], bucketBytes: a["bucket-bytes"], backend: a.backend, repeats: a.repeats, json: a.json };

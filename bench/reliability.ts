@@ -114,7 +114,7 @@ export function parseArgs(argv: string[]): ReliabilityBenchArgs {
     .usage("npm run bench:reliability -- [flags]\n\nInjects faults into real runs (tiny model, 3 workers on loopback) and measures, per fault, the time to detection, the time to recovery and the steps lost.")
     .option("runs", { type: "number", default: 3, requiresArg: true, describe: "repetitions per fault (medians over them)" })
     .option("json", { type: "boolean", default: false, describe: "one JSON line per run instead of the table" })
-    .parserConfiguration({ "duplicate-arguments-array": false })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
     .strict()
     .parseSync();
   return { runs: a.runs, json: a.json };

@@ -50,7 +50,7 @@ export function parseArgs(argv: string[]): ScalingBenchArgs {
     .option("independent", { type: "boolean", default: false, describe: "also run N single-worker jobs at once for each N > 1: the ceiling without communication" })
     .option("repeats", { type: "number", default: 1, requiresArg: true, describe: "run the whole set R times and print the medians", coerce: parseRepeats })
     .option("balance", { type: "string", default: "even", requiresArg: true, describe: "batch.balance of the multi-worker jobs: even, or adaptive (shares of the global batch by speed)", coerce: parseBalance })
-    .parserConfiguration({ "duplicate-arguments-array": false })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
     .strict()
     .parseSync();
   return {

@@ -72,7 +72,7 @@ export function parseArgs(argv: string[]): SimulateValidateArgs {
     .option("sizes", { type: "string", default: "262144,1048576,4194304,6291456,16777216", requiresArg: true, describe: "all-reduce message sizes in bytes for the fit, comma-separated" })
     .option("json", { type: "string", default: "", requiresArg: true, describe: "also write the results as JSON to FILE" })
     .option("measure-child", { type: "string", requiresArg: true, hidden: true, describe: "internal: measure the compute profile of this JSON workload" })
-    .parserConfiguration({ "duplicate-arguments-array": false })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
     .strict()
     .parseSync();
   return {

@@ -41,7 +41,7 @@ export function parseArgs(argv: string[]): TimelineOverheadArgs {
         parsed = { steps: a.steps, buckets: a.buckets };
       },
     )
-    .parserConfiguration({ "duplicate-arguments-array": false })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
     .strict()
     .parseSync();
   if (parsed === undefined) throw new Error("usage: node dist/bench/timeline-overhead.js [STEPS] [BUCKETS]");

@@ -42,7 +42,7 @@ export function parseArgs(argv: string[]): TokenizerBenchArgs {
         parsed = { vocabSize: a.vocabSize, threads: a.threads };
       },
     )
-    .parserConfiguration({ "duplicate-arguments-array": false })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
     .strict()
     .parseSync();
   if (parsed === undefined) throw new Error("usage: node dist/bench/tokenizer.js [vocabSize] [threads]");
