@@ -18,6 +18,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { stringify } from "yaml";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
 import { medianFinite } from "../launch/bench/common";
 
 interface Options {
@@ -56,39 +58,55 @@ interface Result {
   wallS: number;
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = {
-    out: "runs/bench-compression", steps: 200, workers: 2, preset: "bert-tiny", seq: 128, batch: 32, micro: 16, lr: 2e-3,
-    evalInterval: 50, evalSequences: 128, window: 25, seed: 42,
-    methods: ["none", "fp16", "bf16", "topk-0.01", "topk-0.1", "powersgd-1", "powersgd-4"],
+/** A finite number, or an error naming the flag (the value is the raw text: parse-numbers is off). */
+function num(flag: string): (value: string | number) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isFinite(n)) throw new Error(`--${flag}: not a number: ${value}`);
+    return n;
   };
-  for (let i = 0; i < argv.length; i += 2) {
-    const [flag, value] = [argv[i], argv[i + 1]];
-    if (value === undefined) throw new Error(`flag ${flag} needs a value`);
-    const num = (): number => {
-      const n = Number(value);
-      if (!Number.isFinite(n)) throw new Error(`${flag}: not a number: ${value}`);
-      return n;
-    };
-    switch (flag) {
-      case "--out": o.out = value; break;
-      case "--steps": o.steps = num(); break;
-      case "--workers": o.workers = num(); break;
-      case "--preset": o.preset = value; break;
-      case "--seq": o.seq = num(); break;
-      case "--batch": o.batch = num(); break;
-      case "--micro": o.micro = num(); break;
-      case "--lr": o.lr = num(); break;
-      case "--eval-interval": o.evalInterval = num(); break;
-      case "--eval-sequences": o.evalSequences = num(); break;
-      case "--window": o.window = num(); break;
-      case "--seed": o.seed = num(); break;
-      case "--methods": o.methods = value.split(",").map((s) => s.trim()).filter((s) => s !== ""); break;
-      default: throw new Error(`unknown flag ${flag}`);
-    }
-  }
-  for (const m of o.methods) communicationFor(m); // validates the names before anything runs
-  return o;
+}
+
+/** Parses argv (without node and the script): the options of a run, or `--report DIR` alone. Exits with a message on an unknown flag or a bad value. */
+export function parseArgs(argv: string[]): { options: Options } | { report: string } {
+  const a = yargs(argv)
+    .usage("npm run bench:compression -- [flags]\n\nThe effect of gradient compression on convergence and traffic: every method trains the same model from the same seed on the same data; writes results.json and results.md into --out and prints the markdown.")
+    .option("out", { type: "string", default: "runs/bench-compression", requiresArg: true, describe: "output directory" })
+    .option("steps", { default: 200, requiresArg: true, describe: "training steps per method", coerce: num("steps") })
+    .option("workers", { default: 2, requiresArg: true, describe: "workers (launch --workers)", coerce: num("workers") })
+    .option("preset", { type: "string", default: "bert-tiny", requiresArg: true, describe: "model preset" })
+    .option("seq", { default: 128, requiresArg: true, describe: "sequence length", coerce: num("seq") })
+    .option("batch", { default: 32, requiresArg: true, describe: "global batch size", coerce: num("batch") })
+    .option("micro", { default: 16, requiresArg: true, describe: "micro-batch size", coerce: num("micro") })
+    .option("lr", { default: 2e-3, requiresArg: true, describe: "AdamW peak learning rate (linear decay)", coerce: num("lr") })
+    .option("eval-interval", { default: 50, requiresArg: true, describe: "steps between validation evaluations", coerce: num("eval-interval") })
+    .option("eval-sequences", { default: 128, requiresArg: true, describe: "held-out sequences per evaluation", coerce: num("eval-sequences") })
+    .option("window", { default: 25, requiresArg: true, describe: "steps per training-loss window (the last one is the final train loss)", coerce: num("window") })
+    .option("seed", { default: 42, requiresArg: true, describe: "seed of every run", coerce: num("seed") })
+    .option("methods", {
+      type: "string", default: "none,fp16,bf16,topk-0.01,topk-0.1,powersgd-1,powersgd-4", requiresArg: true,
+      describe: "methods, comma-separated: none, fp16, bf16, topk-RATIO, powersgd-RANK",
+      coerce: (value: string): string[] => {
+        const methods = value.split(",").map((m) => m.trim()).filter((m) => m !== "");
+        for (const m of methods) communicationFor(m); // validates the names before anything runs
+        return methods;
+      },
+    })
+    .option("report", { type: "string", requiresArg: true, describe: "alone: print the tables of DIR/results.json again, training nothing" })
+    .check((args) => {
+      if (args.report !== undefined && argv.some((t) => t.startsWith("--") && t !== "--report" && !t.startsWith("--report="))) throw new Error("--report DIR is used alone");
+      return true;
+    })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false, "parse-numbers": false })
+    .strict()
+    .parseSync();
+  if (a.report !== undefined) return { report: a.report };
+  return {
+    options: {
+      out: a.out, steps: a.steps, workers: a.workers, preset: a.preset, seq: a.seq, batch: a.batch, micro: a.micro, lr: a.lr,
+      evalInterval: a["eval-interval"], evalSequences: a["eval-sequences"], window: a.window, seed: a.seed, methods: a.methods,
+    },
+  };
 }
 
 /** The communication section of a method name. */
@@ -180,13 +198,14 @@ function markdown(o: Options, results: Result[]): string {
 }
 
 function main(): void {
+  const args = parseArgs(hideBin(process.argv));
   // `--report DIR`: render DIR/results.json again (e.g. of an interrupted run) without training anything.
-  if (process.argv[2] === "--report" && process.argv[3] !== undefined) {
-    const saved = JSON.parse(fs.readFileSync(path.resolve(process.argv[3], "results.json"), "utf8")) as { options: Options; results: Result[] };
+  if ("report" in args) {
+    const saved = JSON.parse(fs.readFileSync(path.resolve(args.report, "results.json"), "utf8")) as { options: Options; results: Result[] };
     process.stdout.write(markdown(saved.options, saved.results));
     return;
   }
-  const o = parseArgs(process.argv.slice(2));
+  const o = args.options;
   const results: Result[] = [];
   for (const m of o.methods) {
     results.push(run(o, m));
@@ -196,4 +215,4 @@ function main(): void {
   process.stdout.write(markdown(o, results));
 }
 
-main();
+if (require.main === module) main();

@@ -32,6 +32,8 @@ import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { stringify } from "yaml";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
 
 interface Options {
   out: string;
@@ -111,84 +113,106 @@ const SHARED_MACHINE = { heartbeat_timeout_ms: 300_000, timeout_ms: 600_000 };
 
 const ALL_METHODS = ["full", "lora", "adapter", "bitfit", "prefix", "prompt", "freeze", "scratch"];
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = {
-    out: "runs/low-resource", preset: "bert-tiny", pretrainSteps: 300, finetuneSteps: 60, seeds: [1], methods: ALL_METHODS,
-    fractions: [0.01, 0.1, 1], workers: 1, maxSeqLen: 64, vocabSize: 8192, batch: 16, lr: 1e-3, peftLr: 5e-3,
-    pretrainLr: 2e-3, pretrainWarmup: -1, pretrainDropout: 0.1, pretrainWorkers: 0, continueTo: 0, continueDropout: 0, scratchLr: NaN, methodLr: new Map(),
-    stepsByFraction: new Map(), grid: [], jobs: 1, reportOnly: false, pooling: "cls",
-    daptSteps: 0, daptLr: 5e-4, daptWarmup: -1, loraR: 8, loraTargets: ["query", "value"], adapterSize: 16, selectLr: new Map(),
+/** A finite number, or an error naming the flag (the value is the raw text: parse-numbers is off). */
+function num(flag: string): (value: string | number) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isFinite(n)) throw new Error(`--${flag}: not a number: ${value}`);
+    return n;
   };
-  let stepsList: number[] = [];
-  for (let i = 0; i < argv.length; i += 2) {
-    const [flag, value] = [argv[i], argv[i + 1]];
-    if (value === undefined) throw new Error(`flag ${flag} needs a value`);
-    const list = (): string[] => value.split(",").map((s) => s.trim()).filter((s) => s !== "");
-    const num = (): number => {
-      const n = Number(value);
-      if (!Number.isFinite(n)) throw new Error(`${flag}: not a number: ${value}`);
-      return n;
-    };
-    switch (flag) {
-      case "--out": o.out = value; break;
-      case "--preset": o.preset = value; break;
-      case "--pretrain-steps": o.pretrainSteps = num(); break;
-      case "--finetune-steps": stepsList = list().map(Number); o.finetuneSteps = stepsList[stepsList.length - 1]; break;
-      case "--pretrain-lr": o.pretrainLr = num(); break;
-      case "--pretrain-warmup": o.pretrainWarmup = num(); break;
-      case "--pretrain-dropout": o.pretrainDropout = num(); break;
-      case "--pretrain-workers": o.pretrainWorkers = num(); break;
-      case "--continue-to": o.continueTo = num(); break;
-      case "--continue-dropout": o.continueDropout = num(); break;
-      case "--scratch-lr": o.scratchLr = num(); break;
-      case "--method-lr":
-        for (const kv of list()) {
-          const [k, v] = kv.split("=");
-          if (!ALL_METHODS.includes(k) || !Number.isFinite(Number(v))) throw new Error(`--method-lr: expected method=lr, got ${kv}`);
-          o.methodLr.set(k, Number(v));
-        }
-        break;
-      case "--grid":
-        // "0.01,0.1:full,scratch:1,2,3;1:full,lora:1" = groups of fractions:methods:seeds
-        o.grid = value.split(";").filter((g) => g.trim() !== "").map((g) => {
-          const [f, m, sd] = g.split(":");
-          if (sd === undefined) throw new Error(`--grid: expected fractions:methods:seeds, got ${g}`);
-          const l = (x: string): string[] => x.split(",").map((t) => t.trim()).filter((t) => t !== "");
-          return { fractions: l(f).map(Number), methods: l(m), seeds: l(sd).map(Number) };
-        });
-        break;
-      case "--jobs": o.jobs = num(); break;
-      case "--pooling":
-        if (value !== "cls" && value !== "mean") throw new Error(`--pooling: expected cls or mean, got ${value}`);
-        o.pooling = value;
-        break;
-      case "--dapt-steps": o.daptSteps = num(); break;
-      case "--dapt-lr": o.daptLr = num(); break;
-      case "--dapt-warmup": o.daptWarmup = num(); break;
-      case "--lora-r": o.loraR = num(); break;
-      case "--lora-targets": o.loraTargets = list(); break;
-      case "--adapter-size": o.adapterSize = num(); break;
-      case "--select-lr":
-        for (const kv of list()) {
-          const [k, v] = kv.split("=");
-          const lrs = (v ?? "").split("/").map(Number);
-          if (!ALL_METHODS.includes(k) || lrs.length === 0 || lrs.some((x) => !(x > 0))) throw new Error(`--select-lr: expected method=lr/lr/..., got ${kv}`);
-          o.selectLr.set(k, lrs);
-        }
-        break;
-      case "--report-only": o.reportOnly = value === "1" || value === "true"; break;
-      case "--seeds": o.seeds = list().map(Number); break;
-      case "--methods": o.methods = list(); break;
-      case "--fractions": o.fractions = list().map(Number); break;
-      case "--workers": o.workers = num(); break;
-      case "--max-seq-len": o.maxSeqLen = num(); break;
-      case "--vocab-size": o.vocabSize = num(); break;
-      case "--batch": o.batch = num(); break;
-      case "--lr": o.lr = num(); break;
-      case "--peft-lr": o.peftLr = num(); break;
-      default: throw new Error(`unknown flag ${flag}`);
-    }
+}
+
+/** A comma-separated list, trimmed, empty entries dropped. */
+function list(value: string): string[] {
+  return value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+/** --method-lr prefix=1e-2,prompt=1e-2 */
+function parseMethodLr(value: string): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const kv of list(value)) {
+    const [k, v] = kv.split("=");
+    if (!ALL_METHODS.includes(k) || !Number.isFinite(Number(v))) throw new Error(`--method-lr: expected method=lr, got ${kv}`);
+    m.set(k, Number(v));
   }
+  return m;
+}
+
+/** --select-lr full=1e-4/3e-4/1e-3,adapter=1e-3/5e-3 */
+function parseSelectLr(value: string): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  for (const kv of list(value)) {
+    const [k, v] = kv.split("=");
+    const lrs = (v ?? "").split("/").map(Number);
+    if (!ALL_METHODS.includes(k) || lrs.length === 0 || lrs.some((x) => !(x > 0))) throw new Error(`--select-lr: expected method=lr/lr/..., got ${kv}`);
+    m.set(k, lrs);
+  }
+  return m;
+}
+
+/** --grid "0.01,0.1:full,scratch:1,2,3;1:full,lora:1" = groups of fractions:methods:seeds */
+function parseGrid(value: string): Options["grid"] {
+  return value.split(";").filter((g) => g.trim() !== "").map((g) => {
+    const [f, m, sd] = g.split(":");
+    if (sd === undefined) throw new Error(`--grid: expected fractions:methods:seeds, got ${g}`);
+    return { fractions: list(f).map(Number), methods: list(m), seeds: list(sd).map(Number) };
+  });
+}
+
+function parsePooling(value: string): "cls" | "mean" {
+  if (value !== "cls" && value !== "mean") throw new Error(`--pooling: expected cls or mean, got ${value}`);
+  return value;
+}
+
+/** Parses argv (without node and the script); exits with a message on an unknown flag or a bad value, throws on inconsistent flags. */
+export function parseArgs(argv: string[]): Options {
+  const a = yargs(argv)
+    .usage("npm run experiment:low-resource -- [flags]\n\nPretrains a small BERT on Brown (MLM), fine-tunes it on SpamAssassin with 1%, 10% and 100% of the labels with each method (and from scratch), and writes results.json, results.md and plot.svg into --out.")
+    .option("out", { type: "string", default: "runs/low-resource", requiresArg: true, describe: "output directory" })
+    .option("preset", { type: "string", default: "bert-tiny", requiresArg: true, describe: "model preset" })
+    .option("pretrain-steps", { default: 300, requiresArg: true, describe: "MLM pretraining steps of the base model", coerce: num("pretrain-steps") })
+    .option("finetune-steps", { type: "string", default: "60", requiresArg: true, describe: "fine-tuning steps: one value, or one per fraction in ascending order (60,200,300)", coerce: (v: string) => list(v).map(Number) })
+    .option("pretrain-lr", { default: 2e-3, requiresArg: true, describe: "pretraining peak lr", coerce: num("pretrain-lr") })
+    .option("pretrain-warmup", { requiresArg: true, describe: "pretraining warmup steps (default: min(50, pretrain-steps / 10))", coerce: num("pretrain-warmup") })
+    .option("pretrain-dropout", { default: 0.1, requiresArg: true, describe: "pretraining dropout (hidden and attention)", coerce: num("pretrain-dropout") })
+    .option("pretrain-workers", { requiresArg: true, describe: "pretraining workers (default: --workers)", coerce: num("pretrain-workers") })
+    .option("continue-to", { default: 0, requiresArg: true, describe: "stage 2: resume the base run and continue it to N steps (0: no stage 2)", coerce: num("continue-to") })
+    .option("continue-dropout", { default: 0, requiresArg: true, describe: "dropout of stage 2", coerce: num("continue-dropout") })
+    .option("scratch-lr", { requiresArg: true, describe: "fine-tuning lr of the randomly initialised model (default: --lr)", coerce: num("scratch-lr") })
+    .option("method-lr", { type: "string", requiresArg: true, describe: "per-method lr overrides: prefix=1e-2,prompt=1e-2", coerce: parseMethodLr })
+    .option("grid", { type: "string", requiresArg: true, describe: 'groups fractions:methods:seeds instead of the full product of --fractions/--methods/--seeds: "0.01,0.1:full,scratch:1,2,3;1:full,lora,adapter:1"', coerce: parseGrid })
+    .option("jobs", { default: 1, requiresArg: true, describe: "fine-tuning runs in parallel", coerce: num("jobs") })
+    .option("pooling", { type: "string", default: "cls", requiresArg: true, describe: "what the classifier's pooler reads: cls ([CLS]) or mean (the mean of the text's positions)", coerce: parsePooling })
+    .option("dapt-steps", { default: 0, requiresArg: true, describe: "stage 3: domain-adaptive MLM steps on SpamAssassin's training text (0: none)", coerce: num("dapt-steps") })
+    .option("dapt-lr", { default: 5e-4, requiresArg: true, describe: "domain-adaptive pretraining peak lr", coerce: num("dapt-lr") })
+    .option("dapt-warmup", { requiresArg: true, describe: "domain-adaptive warmup steps (default: min(100, dapt-steps / 10))", coerce: num("dapt-warmup") })
+    .option("lora-r", { default: 8, requiresArg: true, describe: "LoRA rank", coerce: num("lora-r") })
+    .option("lora-targets", { type: "string", default: "query,value", requiresArg: true, describe: "LoRA target modules, comma-separated", coerce: list })
+    .option("adapter-size", { default: 16, requiresArg: true, describe: "adapter bottleneck width", coerce: num("adapter-size") })
+    .option("select-lr", { type: "string", requiresArg: true, describe: 'per method: run every lr and report the test score of the lr with the best validation macro-F1: "full=1e-4/3e-4/1e-3,adapter=1e-3/5e-3"', coerce: parseSelectLr })
+    .option("report-only", { type: "string", default: "0", requiresArg: true, describe: "1 or true: launch nothing, tabulate the finished runs", coerce: (v: string) => v === "1" || v === "true" })
+    .option("seeds", { type: "string", default: "1", requiresArg: true, describe: "seeds, comma-separated", coerce: (v: string) => list(v).map(Number) })
+    .option("methods", { type: "string", default: ALL_METHODS.join(","), requiresArg: true, describe: "methods, comma-separated", coerce: list })
+    .option("fractions", { type: "string", default: "0.01,0.1,1", requiresArg: true, describe: "label fractions, comma-separated", coerce: (v: string) => list(v).map(Number) })
+    .option("workers", { default: 1, requiresArg: true, describe: "workers per fine-tuning run", coerce: num("workers") })
+    .option("max-seq-len", { default: 64, requiresArg: true, describe: "data.max_seq_len", coerce: num("max-seq-len") })
+    .option("vocab-size", { default: 8192, requiresArg: true, describe: "tokenizer vocabulary size", coerce: num("vocab-size") })
+    .option("batch", { default: 16, requiresArg: true, describe: "fine-tuning global batch size", coerce: num("batch") })
+    .option("lr", { default: 1e-3, requiresArg: true, describe: "fine-tuning lr of full and freeze", coerce: num("lr") })
+    .option("peft-lr", { default: 5e-3, requiresArg: true, describe: "fine-tuning lr of the parameter-efficient methods", coerce: num("peft-lr") })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false, "parse-numbers": false })
+    .strict()
+    .parseSync();
+  const stepsList = a["finetune-steps"];
+  const o: Options = {
+    out: a.out, preset: a.preset, pretrainSteps: a["pretrain-steps"], finetuneSteps: stepsList[stepsList.length - 1], seeds: a.seeds, methods: a.methods,
+    fractions: a.fractions, workers: a.workers, maxSeqLen: a["max-seq-len"], vocabSize: a["vocab-size"], batch: a.batch, lr: a.lr, peftLr: a["peft-lr"],
+    pretrainLr: a["pretrain-lr"], pretrainWarmup: a["pretrain-warmup"] ?? -1, pretrainDropout: a["pretrain-dropout"], pretrainWorkers: a["pretrain-workers"] ?? 0,
+    continueTo: a["continue-to"], continueDropout: a["continue-dropout"], scratchLr: a["scratch-lr"] ?? NaN, methodLr: a["method-lr"] ?? new Map(),
+    stepsByFraction: new Map(), grid: a.grid ?? [], jobs: a.jobs, reportOnly: a["report-only"], pooling: a.pooling,
+    daptSteps: a["dapt-steps"], daptLr: a["dapt-lr"], daptWarmup: a["dapt-warmup"] ?? -1, loraR: a["lora-r"], loraTargets: a["lora-targets"], adapterSize: a["adapter-size"],
+    selectLr: a["select-lr"] ?? new Map(),
+  };
   if (Number.isNaN(o.scratchLr)) o.scratchLr = o.lr;
   if (o.pretrainWorkers === 0) o.pretrainWorkers = o.workers;
   if (o.pretrainWarmup < 0) o.pretrainWarmup = Math.min(50, Math.floor(o.pretrainSteps / 10));
@@ -456,7 +480,7 @@ function plot(o: Options, results: RunResult[]): string {
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = parseArgs(hideBin(process.argv));
   fs.mkdirSync(o.out, { recursive: true });
   const t0 = Date.now();
   const baseRun = o.reportOnly ? path.resolve(o.out, "pretrain") : pretrain(o);
@@ -507,7 +531,9 @@ async function main(): Promise<void> {
   process.stdout.write(md + `\n(results.json, results.md, plot.svg in ${path.resolve(o.out)})\n`);
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`experiment: ${(e as Error).message}\n`);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`experiment: ${(e as Error).message}\n`);
+    process.exit(1);
+  });
+}

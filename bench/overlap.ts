@@ -15,6 +15,8 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
 import { repoRoot } from "../shared/paths";
 import { medianFinite } from "../launch/bench/common";
 
@@ -38,14 +40,40 @@ interface Row {
   efficiency: number[];
 }
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+/** What one launch runs. */
+interface RunOptions {
+  preset: string;
+  steps: number;
+  micro: number;
+  bucketBytes: number;
+  backend: string;
 }
 
+/** The flags of this script, parsed and checked. */
+export interface OverlapBenchArgs extends RunOptions {
+  repeats: number;
+  json: boolean;
+}
+
+/** Parses argv (without node and the script); exits with a message on an unknown flag or a bad value. */
+export function parseArgs(argv: string[]): OverlapBenchArgs {
+  const a = yargs(argv)
+    .usage("npm run bench:overlap -- [flags]\n\nWhat overlapping the all-reduce with the backward pass buys: N = 1, N = 2 with overlap on, N = 2 with overlap off, side by side.")
+    .option("preset", { type: "string", default: "bert-mini", requiresArg: true, describe: "model preset" })
+    .option("steps", { type: "number", default: 10, requiresArg: true, describe: "steps per run (medians over the steps after the first two)" })
+    .option("micro-batch", { type: "number", default: 16, requiresArg: true, describe: "sequences per worker per step" })
+    .option("bucket-bytes", { type: "number", default: 2000000, requiresArg: true, describe: "communication.bucket_bytes" })
+    .option("backend", { type: "string", default: "wasm", requiresArg: true, describe: "TensorFlow.js backend" })
+    .option("repeats", { type: "number", default: 2, requiresArg: true, describe: "repeats of the three configurations (medians over them)" })
+    .option("json", { type: "boolean", default: false, describe: "one JSON line per configuration instead of the table" })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
+    .strict()
+    .parseSync();
+  return { preset: a.preset, steps: a.steps, micro: a["micro-batch"], bucketBytes: a["bucket-bytes"], backend: a.backend, repeats: a.repeats, json: a.json };
+}
 
 /** Runs one launch and returns the medians of its steps after warm-up. */
-function runOnce(workers: number, overlap: boolean, o: { preset: string; steps: number; micro: number; bucketBytes: number; backend: string }): { tps: number; step: number; exposed: number; wall: number; compute: number; imbalance: number } {
+function runOnce(workers: number, overlap: boolean, o: RunOptions): { tps: number; step: number; exposed: number; wall: number; compute: number; imbalance: number } {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), `ringtrain-overlap-${workers}-`));
   const args = [
     path.join(repoRoot(), "dist", "launch", "main.js"), path.join(repoRoot(), "examples", "pretrain-brown.yaml"),
@@ -70,11 +98,7 @@ function runOnce(workers: number, overlap: boolean, o: { preset: string; steps: 
 }
 
 function main(): void {
-  const o = {
-    preset: arg("preset", "bert-mini"), steps: Number(arg("steps", "10")), micro: Number(arg("micro-batch", "16")),
-    bucketBytes: Number(arg("bucket-bytes", "2000000")), backend: arg("backend", "wasm"),
-  };
-  const repeats = Number(arg("repeats", "2"));
+  const { repeats, json, ...o } = parseArgs(hideBin(process.argv));
   const rows: Row[] = [
     { label: "N=1", workers: 1, overlap: true, tokensPerS: [], imbalanceMs: [], stepMs: [], exposedMs: [], wallMs: [], computeMs: [], efficiency: [] },
     { label: "N=2 overlap on", workers: 2, overlap: true, tokensPerS: [], imbalanceMs: [], stepMs: [], exposedMs: [], wallMs: [], computeMs: [], efficiency: [] },
@@ -96,7 +120,6 @@ function main(): void {
       process.stderr.write(`  repeat ${rep + 1} ${row.label}: ${r.tps.toFixed(0)} tokens/s, step ${r.step.toFixed(0)} ms, exposed all-reduce ${r.exposed.toFixed(0)} ms of ${r.wall.toFixed(0)} ms, compute imbalance ${r.imbalance.toFixed(0)} ms\n`);
     }
   }
-  const json = process.argv.includes("--json");
   if (json) {
     for (const r of rows) process.stdout.write(JSON.stringify({ ...o, label: r.label, tokens_per_s: medianFinite(r.tokensPerS), step_ms: medianFinite(r.stepMs), exposed_ms: medianFinite(r.exposedMs), allreduce_wall_ms: medianFinite(r.wallMs), compute_ms: medianFinite(r.computeMs), compute_imbalance_ms: medianFinite(r.imbalanceMs), efficiency: medianFinite(r.efficiency) }) + "\n");
     return;
@@ -109,4 +132,4 @@ function main(): void {
   }
 }
 
-main();
+if (require.main === module) main();

@@ -8,6 +8,8 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
 import { repoRoot } from "../shared/paths";
 
 interface Measurement {
@@ -100,14 +102,31 @@ async function trial(fault: Fault): Promise<Measurement> {
   return { fault, detect_ms: detect, recover_ms: recover, steps_lost: inFlight - resumedFrom, outcome: code === 0 ? "completed" : `exit ${code}` };
 }
 
+/** The flags of this script, parsed and checked. */
+export interface ReliabilityBenchArgs {
+  runs: number;
+  json: boolean;
+}
+
+/** Parses argv (without node and the script); exits with a message on an unknown flag or a bad value. */
+export function parseArgs(argv: string[]): ReliabilityBenchArgs {
+  const a = yargs(argv)
+    .usage("npm run bench:reliability -- [flags]\n\nInjects faults into real runs (tiny model, 3 workers on loopback) and measures, per fault, the time to detection, the time to recovery and the steps lost.")
+    .option("runs", { type: "number", default: 3, requiresArg: true, describe: "repetitions per fault (medians over them)" })
+    .option("json", { type: "boolean", default: false, describe: "one JSON line per run instead of the table" })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
+    .strict()
+    .parseSync();
+  return { runs: a.runs, json: a.json };
+}
+
 async function main(): Promise<void> {
-  const runsArg = process.argv.indexOf("--runs");
-  const runs = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 3;
+  const { runs, json } = parseArgs(hideBin(process.argv));
   const rows: Measurement[] = [];
   for (const fault of ["sigkill-worker", "sigkill-worker+snapshots", "sigstop-worker", "sigkill-coordinator"] as const) {
     for (let i = 0; i < runs; i++) rows.push(await trial(fault));
   }
-  if (process.argv.includes("--json")) {
+  if (json) {
     for (const r of rows) process.stdout.write(JSON.stringify(r) + "\n");
     return;
   }
@@ -118,4 +137,4 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+if (require.main === module) void main();

@@ -9,12 +9,22 @@
  * --repeats R runs the whole set R times and prints the medians (one repeat can be off by a third on a shared host).
  * --balance adaptive runs the multi-worker jobs with batch.balance: adaptive (shares of the global batch by speed).
  */
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
 import { defaultScalingConfig, formatScalingTables, runScalingBench } from "../launch/bench/scaling";
 import { median, parseIntList } from "../launch/bench/common";
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+/** The flags of this script, parsed and checked. */
+export interface ScalingBenchArgs {
+  workers: number[];
+  steps: number;
+  preset: string;
+  microBatch: number;
+  backend: string;
+  json: boolean;
+  independent: boolean;
+  repeats: number;
+  balance: "even" | "adaptive";
 }
 
 function parseBalance(value: string): "even" | "adaptive" {
@@ -22,25 +32,49 @@ function parseBalance(value: string): "even" | "adaptive" {
   return value;
 }
 
+function parseRepeats(value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--repeats: expected an integer >= 1, got ${value}`);
+  return value;
+}
+
+/** Parses argv (without node and the script); exits with a message on an unknown flag or a bad value. */
+export function parseArgs(argv: string[]): ScalingBenchArgs {
+  const a = yargs(argv)
+    .usage("npm run bench:scaling -- [flags]\n\nWeak scaling of data-parallel pretraining on examples/pretrain-brown.yaml: tokens/s per worker count, efficiency = tokens/s(N) / (N x tokens/s(1)).")
+    .option("workers", { type: "string", default: "1,2", requiresArg: true, describe: "worker counts N, comma-separated", coerce: (v: string) => parseIntList(v, "workers", 1) })
+    .option("steps", { type: "number", default: 12, requiresArg: true, describe: "steps per run (the first two are warm-up)" })
+    .option("preset", { type: "string", default: "bert-tiny", requiresArg: true, describe: "model preset" })
+    .option("micro-batch", { type: "number", default: 16, requiresArg: true, describe: "sequences per worker per step" })
+    .option("backend", { type: "string", default: "wasm", requiresArg: true, describe: "TensorFlow.js backend" })
+    .option("json", { type: "boolean", default: false, describe: "one JSON line per N (time split: the slowest rank's median)" })
+    .option("independent", { type: "boolean", default: false, describe: "also run N single-worker jobs at once for each N > 1: the ceiling without communication" })
+    .option("repeats", { type: "number", default: 1, requiresArg: true, describe: "run the whole set R times and print the medians", coerce: parseRepeats })
+    .option("balance", { type: "string", default: "even", requiresArg: true, describe: "batch.balance of the multi-worker jobs: even, or adaptive (shares of the global batch by speed)", coerce: parseBalance })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
+    .strict()
+    .parseSync();
+  return {
+    workers: a.workers, steps: a.steps, preset: a.preset, microBatch: a["micro-batch"], backend: a.backend,
+    json: a.json, independent: a.independent, repeats: a.repeats, balance: a.balance,
+  };
+}
+
 async function main(): Promise<void> {
-  const preset = arg("preset", "bert-tiny");
-  const micro = Number(arg("micro-batch", "16"));
-  const steps = Number(arg("steps", "12"));
-  const repeats = Number(arg("repeats", "1"));
-  if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`--repeats: expected an integer >= 1, got ${arg("repeats", "1")}`);
-  const json = process.argv.includes("--json");
+  const a = parseArgs(hideBin(process.argv));
+  const { preset, steps, repeats, json } = a;
+  const micro = a.microBatch;
   const results = [];
   for (let k = 0; k < repeats; k++) {
     const res = await runScalingBench({
       config: defaultScalingConfig(),
-      workers: parseIntList(arg("workers", "1,2"), "workers", 1),
+      workers: a.workers,
       steps,
       warmupSteps: 2,
       microBatch: micro,
-      backend: arg("backend", "wasm"),
+      backend: a.backend,
       set: [`model.preset=${preset}`, "model.hidden_dropout=0", "model.attention_dropout=0"],
-      independent: process.argv.includes("--independent"),
-      balance: parseBalance(arg("balance", "even")),
+      independent: a.independent,
+      balance: a.balance,
     });
     results.push(res);
     if (!json) {
@@ -73,7 +107,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: unknown) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((e: unknown) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(1);
+  });
+}

@@ -22,6 +22,8 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
 import { repoRoot } from "../shared/paths";
 import { measureCompute } from "../launch/bench/simulate-measure";
 import {
@@ -32,9 +34,52 @@ import { median } from "../launch/bench/common";
 
 const DIST = path.join(__dirname, "..");
 
-function flag(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+/** The flags of this script, parsed and checked. */
+export interface SimulateValidateArgs {
+  workload: SimWorkload;
+  steps: number;
+  reps: number;
+  workers: number[];
+  /** tc tbf rates of the 2-namespace cases ("none" and empty entries dropped). */
+  rates: string[];
+  /** All-reduce message sizes, comma-separated (passed to bench/allreduce.js --sizes). */
+  sizes: string;
+  /** Write the results as JSON to this file ("" = don't). */
+  json: string;
+  /** Child mode (internal): measure the compute profile of this JSON workload and print it. */
+  measureChild?: string;
+}
+
+/** Parses argv (without node and the script); exits with a message on an unknown flag or a bad value. */
+export function parseArgs(argv: string[]): SimulateValidateArgs {
+  const a = yargs(argv)
+    .usage("npm run bench:simulate -- [flags]\n\nValidates the scaling simulator against real runs on this machine: fits the all-reduce cost, measures the compute profile, and compares predicted with measured step times (loopback, and 2 capped network namespaces when run as root).")
+    .option("model", { type: "string", default: "bert-tiny", requiresArg: true, describe: "model preset" })
+    .option("vocab", { type: "number", default: 8192, requiresArg: true, describe: "tokenizer vocabulary size" })
+    .option("seq", { type: "number", default: 128, requiresArg: true, describe: "sequence length" })
+    .option("micro", { type: "number", default: 16, requiresArg: true, describe: "sequences per worker per step" })
+    .option("steps", { type: "number", default: 10, requiresArg: true, describe: "steps per real run (medians of steps 3..S)" })
+    .option("reps", { type: "number", default: 3, requiresArg: true, describe: "repetitions of each compute measurement" })
+    .option("workers", { type: "string", default: "2,4", requiresArg: true, describe: "worker counts of the loopback cases, comma-separated", coerce: (v: string) => v.split(",").filter(Boolean).map(Number) })
+    .option("rates", {
+      type: "string", default: "1gbit,100mbit", requiresArg: true, describe: "tc tbf rates of the 2-namespace cases, comma-separated (none: no namespace cases)",
+      coerce: (v: string): string[] => {
+        const rates = v.split(",").map((r) => r.trim()).filter((r) => r !== "" && r !== "none");
+        for (const r of rates) rateGbit(r); // a typo fails now, not after the all-reduce measurements
+        return rates;
+      },
+    })
+    .option("sizes", { type: "string", default: "262144,1048576,4194304,6291456,16777216", requiresArg: true, describe: "all-reduce message sizes in bytes for the fit, comma-separated" })
+    .option("json", { type: "string", default: "", requiresArg: true, describe: "also write the results as JSON to FILE" })
+    .option("measure-child", { type: "string", requiresArg: true, hidden: true, describe: "internal: measure the compute profile of this JSON workload" })
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
+    .strict()
+    .parseSync();
+  return {
+    workload: { preset: a.model, vocabSize: a.vocab, seqLen: a.seq, microBatch: a.micro },
+    steps: a.steps, reps: a.reps, workers: a.workers, rates: a.rates, sizes: a.sizes, json: a.json,
+    ...(a["measure-child"] !== undefined ? { measureChild: a["measure-child"] } : {}),
+  };
 }
 
 
@@ -77,9 +122,8 @@ function rateGbit(rate: string): number {
 
 // ---- child mode: one compute measurement, printed as JSON ---------------------------------------------------
 
-async function measureChild(): Promise<void> {
-  const w = JSON.parse(process.argv[process.argv.indexOf("--measure-child") + 1]) as SimWorkload;
-  const reps = Number(flag("reps", "3"));
+async function measureChild(workload: string, reps: number): Promise<void> {
+  const w = JSON.parse(workload) as SimWorkload;
   const { profile, detail } = await measureCompute(w, { backend: "wasm", reps, dropout: 0 });
   process.stdout.write(JSON.stringify({ profile, reps: detail.layersMeasured === profile.layers.length ? detail.fwdBwdRepsMsL : [] }) + "\n");
 }
@@ -199,13 +243,9 @@ function measureAllReduce(sizes: string, ranks: number[]): AllReduceSample[] {
   return samples;
 }
 
-async function main(): Promise<void> {
-  const w: SimWorkload = { preset: flag("model", "bert-tiny"), vocabSize: Number(flag("vocab", "8192")), seqLen: Number(flag("seq", "128")), microBatch: Number(flag("micro", "16")) };
-  const steps = Number(flag("steps", "10"));
-  const reps = Number(flag("reps", "3"));
+async function main(a: SimulateValidateArgs): Promise<void> {
+  const { workload: w, steps, reps, workers, rates } = a;
   const cores = os.cpus().length;
-  const workers = flag("workers", "2,4").split(",").filter(Boolean).map(Number);
-  const rates = flag("rates", "1gbit,100mbit").split(",").map((s) => s.trim()).filter((s) => s !== "" && s !== "none");
   const why = rates.length > 0 ? netnsUnavailable() : undefined;
   if (why) process.stderr.write(`namespace cases skipped: ${why}\n`);
   const cases: Case[] = [
@@ -214,7 +254,7 @@ async function main(): Promise<void> {
   ];
 
   process.stderr.write(`measuring all-reduce times (N = ${[...new Set([2, ...workers])].join(", ")}) ...\n`);
-  const samples = measureAllReduce(flag("sizes", "262144,1048576,4194304,6291456,16777216"), [...new Set([2, ...workers.filter((n) => n >= 2)])]);
+  const samples = measureAllReduce(a.sizes, [...new Set([2, ...workers.filter((n) => n >= 2)])]);
   const fit: FitResult = fitAlphaBeta(samples, cores);
   process.stderr.write(`fit: α ${fit.alphaUs.toFixed(1)} µs, β ${fit.betaNsPerByte.toFixed(3)} ns/B (x max(1, N/${cores})), γ ${fit.bucketUs.toFixed(0)} µs; rms rel. error ${(100 * fit.rmsRelError).toFixed(1)} %\n`);
 
@@ -250,7 +290,7 @@ async function main(): Promise<void> {
   }
 
   const result = { workload: w, steps, cores, fit, allreduceSamples: samples, rows };
-  const jsonFile = flag("json", "");
+  const jsonFile = a.json;
   if (jsonFile !== "") fs.writeFileSync(jsonFile, JSON.stringify(result, null, 2) + "\n");
   const f1 = (x: number): string => x.toFixed(0);
   process.stdout.write(`\n${w.preset} (vocab ${w.vocabSize}), seq ${w.seqLen}, micro-batch ${w.microBatch} per worker, ${steps} steps (medians of steps 3..${steps}), ${cores} cores\n`);
@@ -264,14 +304,17 @@ async function main(): Promise<void> {
   process.stdout.write(`load average at the end: ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}\n`);
 }
 
-if (process.argv.includes("--measure-child")) {
-  measureChild().catch((e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  });
-} else {
-  main().catch((e: unknown) => {
-    process.stderr.write(`bench:simulate: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
-    process.exit(1);
-  });
+if (require.main === module) {
+  const args = parseArgs(hideBin(process.argv));
+  if (args.measureChild !== undefined) {
+    measureChild(args.measureChild, args.reps).catch((e: unknown) => {
+      console.error(e);
+      process.exit(1);
+    });
+  } else {
+    main(args).catch((e: unknown) => {
+      process.stderr.write(`bench:simulate: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+      process.exit(1);
+    });
+  }
 }

@@ -10,6 +10,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
 import { TimelineRecorder } from "../worker/timeline";
 import { traceNow } from "../worker/collective/collective-event";
 
@@ -18,9 +20,36 @@ function cpuMs(since: NodeJS.CpuUsage): number {
   return (u.user + u.system) / 1000;
 }
 
+/** The arguments of this script. */
+export interface TimelineOverheadArgs {
+  steps: number;
+  buckets: number;
+}
+
+/** Parses argv (without node and the script); exits with a message on an unknown flag or an extra argument. */
+export function parseArgs(argv: string[]): TimelineOverheadArgs {
+  let parsed: TimelineOverheadArgs | undefined;
+  yargs(argv)
+    .command(
+      "$0 [steps] [buckets]",
+      "CPU cost of the per-rank timeline: records the events of STEPS synthetic steps, then times the first flush of the whole file and a later one.",
+      (y) =>
+        y
+          .positional("steps", { type: "number", default: 20_000, describe: "synthetic steps recorded (after 500 warm-up steps)" })
+          .positional("buckets", { type: "number", default: 4, describe: "all-reduce buckets per step" }),
+      (a) => {
+        parsed = { steps: a.steps, buckets: a.buckets };
+      },
+    )
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
+    .strict()
+    .parseSync();
+  if (parsed === undefined) throw new Error("usage: node dist/bench/timeline-overhead.js [STEPS] [BUCKETS]");
+  return parsed;
+}
+
 function main(): void {
-  const steps = Number(process.argv[2] ?? 20_000);
-  const buckets = Number(process.argv[3] ?? 4);
+  const { steps, buckets } = parseArgs(hideBin(process.argv));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-timeline-bench-"));
   const rec = new TimelineRecorder(dir, 0, os.hostname(), { handleProcessEnd: false, flushIntervalMs: 3_600_000, maxEvents: 1e9 });
   const elements = Array.from({ length: buckets }, () => 250_000);
@@ -68,4 +97,4 @@ function main(): void {
   );
 }
 
-main();
+if (require.main === module) main();

@@ -1,9 +1,11 @@
 /**
  * Tokenizer benchmark on the Brown corpus: word counting (calling thread vs worker threads), WordPiece
  * training time, encoding speed (tokens/s, cold and warm word cache), packing and MLM masking speed.
- * Usage: node dist/bench/tokenizer.js [vocabSize=30000] [threads=2]
+ * Usage: node dist/bench/tokenizer.js [vocabSize=30000] [threads=min(4, cores)]
  */
 import * as os from "node:os";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
 import { loadBrown } from "../shared/data/brown";
 import { makeMlmBatch } from "../shared/data/masking";
 import { packDocuments } from "../shared/data/pack";
@@ -15,12 +17,40 @@ function seconds(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
+/** The arguments of this script, parsed and checked. */
+export interface TokenizerBenchArgs {
+  vocabSize: number;
+  threads: number;
+}
+
+/** Parses argv (without node and the script); exits with a message on an unknown flag or a bad value. */
+export function parseArgs(argv: string[]): TokenizerBenchArgs {
+  let parsed: TokenizerBenchArgs | undefined;
+  yargs(argv)
+    .command(
+      "$0 [vocabSize] [threads]",
+      "Tokenizer benchmark on the Brown corpus: word counting (calling thread vs worker threads), WordPiece training, encoding, packing and MLM masking speed.",
+      (y) =>
+        y
+          .positional("vocabSize", { type: "number", default: 30000, describe: "WordPiece vocabulary size" })
+          .positional("threads", { type: "number", default: Math.min(4, os.availableParallelism()), describe: "worker threads for word counting" })
+          .check((a) => {
+            if (!Number.isInteger(a.vocabSize) || !Number.isInteger(a.threads) || a.threads < 1) throw new Error("usage: node dist/bench/tokenizer.js [vocabSize] [threads]");
+            return true;
+          }),
+      (a) => {
+        parsed = { vocabSize: a.vocabSize, threads: a.threads };
+      },
+    )
+    .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
+    .strict()
+    .parseSync();
+  if (parsed === undefined) throw new Error("usage: node dist/bench/tokenizer.js [vocabSize] [threads]");
+  return parsed;
+}
+
 async function main(): Promise<void> {
-  const vocabSize = Number(process.argv[2] ?? 30000);
-  const threads = Number(process.argv[3] ?? Math.min(4, os.availableParallelism()));
-  if (!Number.isInteger(vocabSize) || !Number.isInteger(threads) || threads < 1) {
-    throw new Error("usage: node dist/bench/tokenizer.js [vocabSize] [threads]");
-  }
+  const { vocabSize, threads } = parseArgs(hideBin(process.argv));
   let t = process.hrtime.bigint();
   const docs = loadBrown();
   const texts = docs.map((d) => d.text);
@@ -63,7 +93,9 @@ async function main(): Promise<void> {
   console.log(`MLM masking: ${batches} batches of 32x128 in ${dt.toFixed(2)} s = ${((batches * 32) / dt).toFixed(0)} sequences/s`);
 }
 
-main().catch((e: unknown) => {
-  console.error(e);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  });
+}
