@@ -43,14 +43,14 @@ communication: { join_timeout_ms: 300000, timeout_ms: 300000, heartbeat_timeout_
 
 async function main(): Promise<void> {
   const a = await yargs(hideBin(process.argv))
-    .option("model", { type: "string", default: "bert-tiny", choices: ["bert-tiny", "bert-mini", "bert-small"] })
-    .option("nodes", { type: "number", default: 2 })
-    .option("rates", { type: "string", default: "none,10gbit,1gbit,100mbit", describe: "comma-separated tc tbf rates; none = uncapped" })
-    .option("steps", { type: "number", default: 8 })
-    .option("micro", { type: "number", default: 16, describe: "sequences per worker per step" })
-    .option("seq", { type: "number", default: 128 })
+    .option("model", { type: "string", requiresArg: true, default: "bert-tiny", choices: ["bert-tiny", "bert-mini", "bert-small"] })
+    .option("nodes", { type: "number", requiresArg: true, default: 2 })
+    .option("rates", { type: "string", requiresArg: true, default: "none,10gbit,1gbit,100mbit", describe: "comma-separated tc tbf rates; none = uncapped" })
+    .option("steps", { type: "number", requiresArg: true, default: 8 })
+    .option("micro", { type: "number", requiresArg: true, default: 16, describe: "sequences per worker per step" })
+    .option("seq", { type: "number", requiresArg: true, default: 128 })
     .option("json", { type: "boolean", default: false })
-    .option("cores", { type: "number", default: os.cpus().length, describe: "cores the nodes are spread over (pinned, node i on core i mod cores)" })
+    .option("cores", { type: "number", requiresArg: true, default: os.cpus().length, describe: "cores the nodes are spread over (pinned, node i on core i mod cores)" })
     .strict()
     .parseAsync();
   const why = netnsUnavailable();

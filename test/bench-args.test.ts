@@ -116,3 +116,12 @@ test("the hand parsers' value checks keep their messages", () => {
     assert.match(r.stderr, message, `${name} ${argv.join(" ")}`);
   }
 });
+
+for (const name of ["step", "cluster"]) {
+  test(`bench/${name}.js rejects --steps without a value instead of running with the default`, () => {
+    const r = spawnSync(process.execPath, [script(name), "--steps"], TIMEOUT);
+    assert.notEqual(r.status, 0);
+    assert.notEqual(r.status, null, "timed out: the missing value was not rejected while parsing");
+    assert.match(r.stderr, /Not enough arguments following: steps/);
+  });
+}
