@@ -22,6 +22,7 @@ const SCRIPTS: { name: string; known: string; valued?: string }[] = [
   { name: "simulate-validate", known: "--rates", valued: "--workers" },
   { name: "timeline-overhead", known: "buckets" },
   { name: "tokenizer", known: "vocabSize" },
+  { name: "sum", known: "--block-kib", valued: "--mib" },
 ];
 
 const TIMEOUT = { timeout: 20_000, killSignal: "SIGKILL" as const, encoding: "utf8" as const };

@@ -7,8 +7,7 @@
  *  - long arrays: 128-bit WebAssembly SIMD (`f32x4.add`), in blocks copied through a 1 MiB wasm memory — the two
  *    copies cost less than the four lanes save;
  *  - short arrays, or where wasm SIMD is missing: a JS loop unrolled by eight.
- * Measured on this project's 2-vCPU machine (64 MiB summed in 256 KiB blocks, best of 15, loaded host): plain loop
- * 41–46 ms, unrolled 14–23 ms, wasm SIMD 12–14 ms.
+ * `npm run bench:sum` times the three side by side (docs/PERFORMANCE.md has the figures).
  */
 
 /**
@@ -91,6 +90,12 @@ function addUnrolled(dst: Float32Array, src: Float32Array, from: number, to: num
     dst[i + 7] += src[i + 7];
   }
   for (; i < to; i++) dst[i] += src[i];
+}
+
+/** dst[i] += src[i] on the JS path only (what addInto does without wasm SIMD); for benchmarks and tests. */
+export function addIntoUnrolled(dst: Float32Array, src: Float32Array): void {
+  if (src.length < dst.length) throw new Error(`addInto: source has ${src.length} elements, destination ${dst.length}`);
+  addUnrolled(dst, src, 0, dst.length);
 }
 
 /** Whether addInto uses WebAssembly SIMD in this runtime (for logs and tests). */
