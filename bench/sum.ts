@@ -1,12 +1,12 @@
 /**
- * The ring's float32 sum, three ways side by side (npm run bench:sum): the plain loop `dst[i] += src[i]`, the JS
- * loop unrolled by eight, and addInto (wasm SIMD for long arrays), over a destination of --mib MiB in --block-kib KiB
- * blocks (the size of a socket read), alternating the three --rounds times. Prints GB/s of destination summed and
- * each one's median time as a ratio to the plain loop's.
+ * The ring's float32 sum side by side (npm run bench:sum): the plain loop `dst[i] += src[i]` against addInto (the
+ * loop unrolled by eight), over a destination of --mib MiB in --block-kib KiB blocks (the size of a socket read),
+ * alternating the two --rounds times. Prints GB/s of destination summed and each one's median time as a ratio to
+ * the plain loop's.
  */
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { addInto, addIntoUnrolled, simdSumAvailable } from "../shared/codecs/float32-sum";
+import { addInto } from "../shared/codecs/float32-sum";
 import { median } from "../launch/bench/common";
 
 /** The flags of this script, parsed and checked. */
@@ -24,10 +24,10 @@ export function parseArgs(argv: string[]): SumBenchArgs {
     return v;
   };
   const a = yargs(argv)
-    .usage("npm run bench:sum -- [flags]\n\nThe ring's float32 sum: plain loop vs unrolled JS vs addInto (wasm SIMD).")
+    .usage("npm run bench:sum -- [flags]\n\nThe ring's float32 sum: plain loop vs addInto (unrolled by eight).")
     .option("mib", { type: "number", default: 64, requiresArg: true, describe: "MiB of destination summed per round", coerce: positive("mib") })
     .option("block-kib", { type: "number", default: 256, requiresArg: true, describe: "KiB per call (one socket read)", coerce: positive("block-kib") })
-    .option("rounds", { type: "number", default: 15, requiresArg: true, describe: "rounds; each times the three once, alternating", coerce: positive("rounds") })
+    .option("rounds", { type: "number", default: 15, requiresArg: true, describe: "rounds; each times the two once, alternating", coerce: positive("rounds") })
     .option("json", { type: "boolean", default: false, describe: "one JSON line per implementation" })
     .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
     .strict()
@@ -49,8 +49,7 @@ function main(): void {
   for (let i = 0; i < block; i++) src[i] = (i % 13) * 0.25;
   const impls: [string, (d: Float32Array, s: Float32Array) => void][] = [
     ["plain loop", addPlain],
-    ["unrolled x8", addIntoUnrolled],
-    [simdSumAvailable() ? "addInto (wasm SIMD)" : "addInto (no SIMD here)", addInto],
+    ["addInto (unrolled x8)", addInto],
   ];
   const times = new Map<string, number[]>(impls.map(([name]) => [name, []]));
   for (let r = 0; r < o.rounds; r++) {

@@ -4,7 +4,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { addInto, simdSumAvailable } from "../shared/codecs/float32-sum";
+import { addInto } from "../shared/codecs/float32-sum";
 import { encodeHalf, decodeHalf, roundToHalf, halfToNumber, f32BitsToF16, f32BitsToBf16, HALF_UNIT_ROUNDOFF, HALF_SUBNORMAL_ABS_ERROR } from "../shared/codecs/half";
 import { encodeChunk, decodeChunk, RingPhase, WireDtype, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "../worker/transport/chunk-wire";
 import { GrpcChunkReader } from "../worker/transport/grpc-frame-reader";
@@ -254,11 +254,10 @@ test("ring geometry: segments partition any length, and each rank receives every
   }
 });
 
-test("addInto (the ring sum: wasm SIMD for long arrays, unrolled JS otherwise) equals the plain loop at every length and offset", () => {
-  assert.ok(simdSumAvailable(), "node 20 has WebAssembly SIMD: the fast path must be the one tested");
+test("addInto (the unrolled ring sum) is bit-identical to the plain loop at every length and offset", () => {
   const r = new Rng(7);
   const rng = (): number => r.next();
-  for (const n of [0, 1, 7, 8, 9, 15, 16, 17, 63, 1000, 1023, 1024, 1027, 4099, 131072, 131075, 300_001]) {
+  for (const n of [0, 1, 7, 8, 9, 15, 16, 17, 63, 1000, 4099]) {
     for (const offset of [0, 1, 3]) {
       const dst = new Float32Array(n + offset + 2);
       const src = new Float32Array(n + 5);
@@ -270,9 +269,7 @@ test("addInto (the ring sum: wasm SIMD for long arrays, unrolled JS otherwise) e
       addInto(dst.subarray(offset, offset + n), src);
       const [got, want] = [new Uint32Array(dst.buffer), new Uint32Array(expected.buffer)];
       for (let i = 0; i < dst.length; i++) {
-        // the same float32 sums bit for bit; a NaN only has to stay a NaN (wasm may pick another payload)
-        if (Number.isNaN(expected[i])) assert.ok(Number.isNaN(dst[i]), `n ${n}, offset ${offset}, element ${i}: NaN lost`);
-        else if (got[i] !== want[i]) assert.fail(`n ${n}, offset ${offset}, element ${i}: ${dst[i]} != ${expected[i]}`);
+        if (got[i] !== want[i]) assert.fail(`n ${n}, offset ${offset}, element ${i}: ${dst[i]} != ${expected[i]}`);
       }
     }
   }
