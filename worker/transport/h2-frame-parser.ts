@@ -6,7 +6,7 @@
  * are valid only during the sink call, because the caller refills the same memory on the next read.
  * Framing errors (oversized frames, bad padding) throw H2FrameError, a connection error for the caller.
  */
-import { FRAME_HEADER_BYTES, Flag, FrameType, H2Error } from "./h2-frames";
+import { FRAME_HEADER_BYTES, Flag, FrameType, H2Error, frame, h2ErrorName } from "./h2-frames";
 
 /** A framing error that must end the connection; `code` is the HTTP/2 error code to send in GOAWAY. */
 export class H2FrameError extends Error {
@@ -240,4 +240,30 @@ function headersFragment(flags: number, payload: Buffer): Buffer {
   if ((flags & Flag.PRIORITY) !== 0) start += 5;
   if (end < start) throw new H2FrameError("HEADERS padding or priority longer than the frame", H2Error.PROTOCOL_ERROR);
   return Buffer.from(payload.subarray(start, end));
+}
+
+/**
+ * The (identifier, value) pairs of a SETTINGS frame (RFC 9113 section 6.5), or null when it is an acknowledgement;
+ * throws H2FrameError on one sent on a stream or of a length that is not a multiple of 6.
+ */
+export function settingsOf(flags: number, streamId: number, payload: Buffer): [number, number][] | null {
+  if (streamId !== 0) throw new H2FrameError("SETTINGS on a stream", H2Error.PROTOCOL_ERROR);
+  if ((flags & Flag.ACK) !== 0) return null;
+  if (payload.length % 6 !== 0) throw new H2FrameError(`SETTINGS of ${payload.length} bytes`, H2Error.FRAME_SIZE_ERROR);
+  const pairs: [number, number][] = [];
+  for (let i = 0; i < payload.length; i += 6) pairs.push([payload.readUInt16BE(i), payload.readUInt32BE(i + 2)]);
+  return pairs;
+}
+
+/** The PING frame to answer with (RFC 9113 section 6.7), or null when this one is itself the answer; throws unless 8 bytes. */
+export function pingAck(flags: number, payload: Buffer): Buffer | null {
+  if (payload.length !== 8) throw new H2FrameError(`PING of ${payload.length} bytes`, H2Error.FRAME_SIZE_ERROR);
+  return (flags & Flag.ACK) === 0 ? frame(FrameType.PING, Flag.ACK, 0, payload) : null;
+}
+
+/** A GOAWAY frame's last processed stream and its error code (and debug text, if any) in words (RFC 9113 section 6.8). */
+export function goawayOf(payload: Buffer): { lastStreamId: number; reason: string } {
+  if (payload.length < 8) throw new H2FrameError("GOAWAY shorter than 8 bytes", H2Error.FRAME_SIZE_ERROR);
+  const debug = payload.length > 8 ? ` "${payload.subarray(8).toString("latin1")}"` : "";
+  return { lastStreamId: payload.readUInt32BE(0) & 0x7fffffff, reason: `${h2ErrorName(payload.readUInt32BE(4))}${debug}` };
 }

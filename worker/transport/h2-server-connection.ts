@@ -14,7 +14,7 @@
  * headers and trailers as HPACK literals (hpack-encode.ts), RST_STREAM both ways, GOAWAY both ways.
  */
 import type * as net from "node:net";
-import { H2FrameError, H2FrameParser, HeaderBlockCollector, type H2FrameSink, type HeaderBlock } from "./h2-frame-parser";
+import { H2FrameError, H2FrameParser, HeaderBlockCollector, goawayOf, pingAck, settingsOf, type H2FrameSink, type HeaderBlock } from "./h2-frame-parser";
 import {
   CLIENT_PREFACE, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, Setting, frame, goawayFrame, h2ErrorName,
   rstStreamFrame, settingsFrame, windowUpdateFrame,
@@ -298,19 +298,20 @@ export class H2ServerConnection implements H2FrameSink {
         if (complete !== undefined) this.endHeaderBlock(complete);
         return;
       }
-      case FrameType.SETTINGS:
-        if (streamId !== 0) throw new H2FrameError("SETTINGS on a stream", H2Error.PROTOCOL_ERROR);
-        if ((flags & Flag.ACK) !== 0) return;
-        if (payload.length % 6 !== 0) throw new H2FrameError(`SETTINGS of ${payload.length} bytes`, H2Error.FRAME_SIZE_ERROR);
-        for (let i = 0; i < payload.length; i += 6) this.applySetting(payload.readUInt16BE(i), payload.readUInt32BE(i + 2));
+      case FrameType.SETTINGS: {
+        const settings = settingsOf(flags, streamId, payload);
+        if (settings === null) return;
+        for (const [id, value] of settings) this.applySetting(id, value);
         this.write(frame(FrameType.SETTINGS, Flag.ACK, 0));
         this.flushBlocked();
         return;
-      case FrameType.PING:
+      }
+      case FrameType.PING: {
         if (streamId !== 0) throw new H2FrameError("PING on a stream", H2Error.PROTOCOL_ERROR);
-        if (payload.length !== 8) throw new H2FrameError(`PING of ${payload.length} bytes`, H2Error.FRAME_SIZE_ERROR);
-        if ((flags & Flag.ACK) === 0) this.write(frame(FrameType.PING, Flag.ACK, 0, payload));
+        const ack = pingAck(flags, payload);
+        if (ack !== null) this.write(ack);
         return;
+      }
       case FrameType.WINDOW_UPDATE:
         return this.onWindowUpdate(streamId, payload);
       case FrameType.RST_STREAM: {
@@ -319,13 +320,9 @@ export class H2ServerConnection implements H2FrameSink {
         if (st !== undefined) this.closeStream(st, `the client (${this.remote}) reset the stream: HTTP/2 ${h2ErrorName(payload.readUInt32BE(0))}`);
         return;
       }
-      case FrameType.GOAWAY: {
-        if (payload.length < 8) throw new H2FrameError("GOAWAY shorter than 8 bytes", H2Error.FRAME_SIZE_ERROR);
-        const code = payload.readUInt32BE(4);
-        const debug = payload.length > 8 ? ` "${payload.subarray(8).toString("latin1")}"` : "";
-        this.peerGoaway = `${h2ErrorName(code)}${debug}`;
+      case FrameType.GOAWAY:
+        this.peerGoaway = goawayOf(payload).reason;
         return; // streams already open run to completion; the client opens no new ones
-      }
       case FrameType.PUSH_PROMISE:
         throw new H2FrameError("PUSH_PROMISE from a client", H2Error.PROTOCOL_ERROR);
       default:

@@ -17,7 +17,7 @@
  */
 import * as net from "node:net";
 import { status as GrpcStatus } from "@grpc/grpc-js";
-import { H2FrameError, H2FrameParser, HeaderBlockCollector, type H2FrameSink, type HeaderBlock } from "./h2-frame-parser";
+import { H2FrameError, H2FrameParser, HeaderBlockCollector, goawayOf, pingAck, settingsOf, type H2FrameSink, type HeaderBlock } from "./h2-frame-parser";
 import {
   CLIENT_PREFACE, DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, Setting, frame, goawayFrame, h2ErrorName, rstStreamFrame, settingsFrame,
   windowUpdateFrame,
@@ -253,16 +253,14 @@ export class RawPullClient implements H2FrameSink {
         return;
       }
       case FrameType.SETTINGS:
-        if (streamId !== 0) throw new H2FrameError("SETTINGS on a stream", H2Error.PROTOCOL_ERROR);
-        if ((flags & Flag.ACK) === 0) {
-          if (payload.length % 6 !== 0) throw new H2FrameError(`SETTINGS of ${payload.length} bytes`, H2Error.FRAME_SIZE_ERROR);
-          this.write(frame(FrameType.SETTINGS, Flag.ACK, 0));
-        }
+        // the values do not matter here: this side only sends the small request, within any peer's limits
+        if (settingsOf(flags, streamId, payload) !== null) this.write(frame(FrameType.SETTINGS, Flag.ACK, 0));
         return;
-      case FrameType.PING:
-        if (payload.length !== 8) throw new H2FrameError(`PING of ${payload.length} bytes`, H2Error.FRAME_SIZE_ERROR);
-        if ((flags & Flag.ACK) === 0) this.write(frame(FrameType.PING, Flag.ACK, 0, payload));
+      case FrameType.PING: {
+        const ack = pingAck(flags, payload);
+        if (ack !== null) this.write(ack);
         return;
+      }
       case FrameType.RST_STREAM: {
         if (streamId !== STREAM_ID || payload.length !== 4) return;
         const code = payload.readUInt32BE(0);
@@ -271,12 +269,9 @@ export class RawPullClient implements H2FrameSink {
         return;
       }
       case FrameType.GOAWAY: {
-        if (payload.length < 8) throw new H2FrameError("GOAWAY shorter than 8 bytes", H2Error.FRAME_SIZE_ERROR);
-        const last = payload.readUInt32BE(0) & 0x7fffffff;
-        const code = payload.readUInt32BE(4);
-        const debug = payload.length > 8 ? ` "${payload.subarray(8).toString("latin1")}"` : "";
-        this.peerGoaway = `${h2ErrorName(code)}${debug}`;
-        if (last < STREAM_ID) {
+        const { lastStreamId, reason } = goawayOf(payload);
+        this.peerGoaway = reason;
+        if (lastStreamId < STREAM_ID) {
           this.end(null, `${this.opts.peer} refused the stream: GOAWAY ${this.peerGoaway}`);
           this.finishConnection(null, H2Error.NO_ERROR);
         }
