@@ -22,6 +22,7 @@
  *                        starts from OUT/dapt; scratch runs are unaffected)
  *        --lora-r N  --lora-targets query,value,...   (LoRA rank and target modules; default 8 and query,value)
  *        --adapter-size N   (adapter bottleneck width; default 16)
+ *        --adapter-embedding-size N   (width of one more adapter on the embedding output; default 0 = plain Houlsby)
  *        --select-lr "full=1e-4/3e-4/1e-3,adapter=1e-3/5e-3"   (per method: run every lr, evaluate on the validation
  *                        split at the end, and report the test score of the lr with the best validation macro-F1)
  * An existing OUT/pretrain with checkpoints is reused, and so is every finished fine-tuning run whose generated
@@ -81,6 +82,8 @@ interface Options {
   loraTargets: string[];
   /** Adapter bottleneck width. */
   adapterSize: number;
+  /** Bottleneck width of the embedding-output adapter (0 = none). */
+  adapterEmbeddingSize: number;
   /** Per method: candidate learning rates, chosen per cell by validation macro-F1. */
   selectLr: Map<string, number[]>;
 }
@@ -189,6 +192,7 @@ export function parseArgs(argv: string[]): Options {
     .option("lora-r", { default: 8, requiresArg: true, describe: "LoRA rank", coerce: num("lora-r") })
     .option("lora-targets", { type: "string", default: "query,value", requiresArg: true, describe: "LoRA target modules, comma-separated", coerce: list })
     .option("adapter-size", { default: 16, requiresArg: true, describe: "adapter bottleneck width", coerce: num("adapter-size") })
+    .option("adapter-embedding-size", { default: 0, requiresArg: true, describe: "width of an extra adapter on the embedding output (0 = none)", coerce: num("adapter-embedding-size") })
     .option("select-lr", { type: "string", requiresArg: true, describe: 'per method: run every lr and report the test score of the lr with the best validation macro-F1: "full=1e-4/3e-4/1e-3,adapter=1e-3/5e-3"', coerce: parseSelectLr })
     .option("report-only", { type: "string", default: "0", requiresArg: true, describe: "1 or true: launch nothing, tabulate the finished runs", coerce: (v: string) => v === "1" || v === "true" })
     .option("seeds", { type: "string", default: "1", requiresArg: true, describe: "seeds, comma-separated", coerce: (v: string) => list(v).map(Number) })
@@ -210,7 +214,7 @@ export function parseArgs(argv: string[]): Options {
     pretrainLr: a["pretrain-lr"], pretrainWarmup: a["pretrain-warmup"] ?? -1, pretrainDropout: a["pretrain-dropout"], pretrainWorkers: a["pretrain-workers"] ?? 0,
     continueTo: a["continue-to"], continueDropout: a["continue-dropout"], scratchLr: a["scratch-lr"] ?? NaN, methodLr: a["method-lr"] ?? new Map(),
     stepsByFraction: new Map(), grid: a.grid ?? [], jobs: a.jobs, reportOnly: a["report-only"], pooling: a.pooling,
-    daptSteps: a["dapt-steps"], daptLr: a["dapt-lr"], daptWarmup: a["dapt-warmup"] ?? -1, loraR: a["lora-r"], loraTargets: a["lora-targets"], adapterSize: a["adapter-size"],
+    daptSteps: a["dapt-steps"], daptLr: a["dapt-lr"], daptWarmup: a["dapt-warmup"] ?? -1, loraR: a["lora-r"], loraTargets: a["lora-targets"], adapterSize: a["adapter-size"], adapterEmbeddingSize: a["adapter-embedding-size"],
     selectLr: a["select-lr"] ?? new Map(),
   };
   if (Number.isNaN(o.scratchLr)) o.scratchLr = o.lr;
@@ -355,7 +359,8 @@ async function finetune(o: Options, base: string, method: string, fraction: numb
     finetune: {
       base_model: base, method: method === "scratch" ? "full" : method, init: method === "scratch" ? "random" : "pretrained",
       label_fraction: fraction, test_fraction: TEST_FRACTION, // split_seed: the default, SPLIT_SEED
-      ...(method === "adapter" && o.adapterSize !== 16 ? { adapter: { size: o.adapterSize } } : {}),
+      ...(method === "adapter" && (o.adapterSize !== 16 || o.adapterEmbeddingSize > 0)
+        ? { adapter: { size: o.adapterSize, ...(o.adapterEmbeddingSize > 0 ? { embedding_size: o.adapterEmbeddingSize } : {}) } } : {}),
       ...(method === "lora" && (o.loraR !== 8 || o.loraTargets.join() !== "query,value") ? { lora: { r: o.loraR, alpha: 2 * o.loraR, target_modules: o.loraTargets } } : {}),
       ...(method === "prompt" ? { prompt: { num_virtual_tokens: 10 } } : {}),
       ...(method === "prefix" ? { prefix: { num_virtual_tokens: 10, reparameterize: true } } : {}),
@@ -432,7 +437,7 @@ function table(o: Options, results: RunResult[]): string {
       (o.daptSteps > 0 ? `then ${o.daptSteps} domain-adaptive MLM steps on SpamAssassin's text without the test split (lr ${o.daptLr}, warmup ${o.daptWarmup}; scratch rows do not use it); ` : "") +
       `classifier pooling ${o.pooling === "mean" ? "mean of the text's positions" : "[CLS]"}; ` +
       (o.methods.includes("lora") ? `LoRA r ${o.loraR} on ${o.loraTargets.join(", ")}; ` : "") +
-      (o.methods.includes("adapter") ? `adapter size ${o.adapterSize}; ` : "") +
+      (o.methods.includes("adapter") ? `adapter size ${o.adapterSize}${o.adapterEmbeddingSize > 0 ? ` (and ${o.adapterEmbeddingSize} on the embedding output)` : ""}; ` : "") +
       `fine-tuning ${o.fractions.map((f) => `${o.stepsByFraction.get(f)} steps at ${f * 100}%`).join(", ")}, batch ${o.batch}, max_seq_len ${o.maxSeqLen}, ${o.workers} worker(s), ${o.jobs} run(s) in parallel.`,
   ].join("\n");
 }

@@ -72,8 +72,14 @@ test("LoRA with B = 0 and adapters at init leave the outputs unchanged (and chan
   const plain = PeftClassifier.create(BertModel.create(cfg, 3), settings("full"), 5);
   perturb(plain, /^classifier\.weight$/, 1); // a larger head makes small changes of the encoder visible in the logits
   const ref = logits(plain, b);
-  for (const [method, pattern] of [["lora", /lora_B/], ["adapter", /\.up\.weight/]] as const) {
-    const m = PeftClassifier.create(BertModel.create(cfg, 3), settings(method, method === "lora" ? { lora: { target_modules: ["query", "key", "value", "dense"] } } : {}), 5);
+  const cases: [string, RegExp, Record<string, unknown>][] = [
+    ["lora", /lora_B/, { lora: { target_modules: ["query", "key", "value", "dense"] } }],
+    ["adapter", /\.up\.weight/, {}],
+    // The embedding adapter alone (the sublayer adapters stay at zero) must reach the output too.
+    ["adapter", /^bert\.embeddings\.adapter\.up\.weight$/, { adapter: { embedding_size: 4 } }],
+  ];
+  for (const [method, pattern, extra] of cases) {
+    const m = PeftClassifier.create(BertModel.create(cfg, 3), settings(method, extra), 5);
     perturb(m, /^classifier\.weight$/, 1);
     assert.equal(maxDiff(logits(m, b), ref), 0, `${method} at init must be the identity`);
     perturb(m, pattern, 1);
@@ -117,7 +123,7 @@ class RecordingReducer implements GradientReducer {
 
 for (const method of ["lora", "adapter", "prefix", "prompt", "bitfit", "freeze"] as const) {
   test(`${method}: frozen parameters stay bit-identical, only trainable tensors are reduced`, async () => {
-    const extra: Record<string, unknown> = { freeze: { trainable_layers: 1 }, prefix: { num_virtual_tokens: 2, hidden_size: 4 }, prompt: { num_virtual_tokens: 3 } };
+    const extra: Record<string, unknown> = { freeze: { trainable_layers: 1 }, adapter: { embedding_size: 4 }, prefix: { num_virtual_tokens: 2, hidden_size: 4 }, prompt: { num_virtual_tokens: 3 } };
     const s = settings(method, method in extra ? { [method]: extra[method] } : {});
     const m = PeftClassifier.create(BertModel.create(cfg, 3), s, 5);
     const reducer = new RecordingReducer();
@@ -157,7 +163,7 @@ async function saveBase(dir: string, seed: number): Promise<void> {
 }
 
 const methods: [string, Record<string, unknown>][] = [
-  ["lora", {}], ["lora", { lora: { merge: true } }], ["adapter", {}], ["prefix", { prefix: { reparameterize: true, num_virtual_tokens: 3 } }],
+  ["lora", {}], ["lora", { lora: { merge: true } }], ["adapter", {}], ["adapter", { adapter: { embedding_size: 4 } }], ["prefix", { prefix: { reparameterize: true, num_virtual_tokens: 3 } }],
   ["prefix", { prefix: { reparameterize: false, num_virtual_tokens: 3 } }], ["prompt", { prompt: { num_virtual_tokens: 3 } }], ["bitfit", {}], ["freeze", {}], ["full", {}],
   ["lora", { pooling: "mean" }], ["prompt", { prompt: { num_virtual_tokens: 3 }, pooling: "mean" }], ["full", { pooling: "mean" }],
 ];

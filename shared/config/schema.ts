@@ -235,6 +235,11 @@ export const adapterSchema = z.object({
   size: positiveInt.default(16),
   /** Also train the LayerNorms of the encoder (Houlsby et al. do). */
   train_layer_norm: z.boolean().default(true),
+  /**
+   * Bottleneck width of one more adapter on the embedding output, before layer 0 (0 = none, plain Houlsby). It
+   * adapts token-level representations, which the sublayer adapters cannot reach (as MAD-X's invertible adapters).
+   */
+  embedding_size: z.number().int().min(0).default(0),
 }).strict();
 
 export const prefixSchema = z.object({

@@ -44,6 +44,8 @@ export interface ForwardOptions {
 export interface EncoderHooks {
   /** Output of the encoder-layer linear `prefix` (e.g. bert.encoder.layer.0.attention.self.query) for input x, given its plain output x·W + b. */
   linear?(prefix: string, x: tf.Tensor2D, out: tf.Tensor2D): tf.Tensor2D;
+  /** The embedding output (after its LayerNorm and dropout), before layer 0 (an embedding adapter). */
+  embeddings?(x: tf.Tensor2D): tf.Tensor2D;
   /** A sublayer's output after its projection and dropout, before the residual add and LayerNorm (adapters). */
   sublayer?(layer: number, which: "attention" | "ffn", x: tf.Tensor2D): tf.Tensor2D;
   /** Key and value prefixes of one layer, each [P, hidden], attended by every position (prefix tuning). */
@@ -188,6 +190,7 @@ export function encode(m: BertModel, input: EncoderInput, opts: ForwardOptions =
   const pos = tf.slice(m.use("bert.embeddings.position_embeddings.weight"), [0, 0], [TT, H]);
   const emb = tf.reshape(tf.add(wordsAndTypes, pos), [B * TT, H]) as tf.Tensor2D;
   let h = dropout(norm(m, "bert.embeddings.LayerNorm", emb), hidP, key(0), B) as tf.Tensor2D;
+  if (hooks?.embeddings) h = hooks.embeddings(h);
 
   // Additive key mask: 0 where attended, -1e9 on padding; [B, 1, 1, T], or [B, 1, T, T] for a decoder, whose
   // query i also must not see keys after i (causal attention).

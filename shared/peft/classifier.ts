@@ -11,7 +11,7 @@ import { dropout, type DropoutKey } from "../model/ops/dropout";
 import { gelu } from "../model/ops/gelu";
 import { readParam } from "../model/gradient-tap";
 import type { TrainableParam } from "../train/trainable";
-import { baseTrainable, extraParamSpecs, LAYER_LINEARS, loraTargets, type ExtraSpec } from "./specs";
+import { baseTrainable, EMBEDDING_ADAPTER, extraParamSpecs, LAYER_LINEARS, loraTargets, type ExtraSpec } from "./specs";
 import type { PeftSettings } from "./settings";
 
 /** Dropout sites of the head and the PEFT branches, apart from the encoder's (8 * layer + k). */
@@ -161,14 +161,17 @@ export class PeftClassifier {
           },
         };
       }
-      case "adapter":
-        return {
-          sublayer: (layer, which, x) => {
-            const p = `bert.encoder.layer.${layer}.adapter.${which}`;
-            const down = gelu(tf.fused.matMul({ a: x, b: this.use(`${p}.down.weight`) as tf.Tensor2D, bias: this.use(`${p}.down.bias`) })) as tf.Tensor2D;
-            return tf.add(x, tf.fused.matMul({ a: down, b: this.use(`${p}.up.weight`) as tf.Tensor2D, bias: this.use(`${p}.up.bias`) })) as tf.Tensor2D;
-          },
+      case "adapter": {
+        // x + up(gelu(down(x))): a residual bottleneck, the identity while `up` is zero.
+        const bottleneck = (p: string, x: tf.Tensor2D): tf.Tensor2D => {
+          const down = gelu(tf.fused.matMul({ a: x, b: this.use(`${p}.down.weight`) as tf.Tensor2D, bias: this.use(`${p}.down.bias`) })) as tf.Tensor2D;
+          return tf.add(x, tf.fused.matMul({ a: down, b: this.use(`${p}.up.weight`) as tf.Tensor2D, bias: this.use(`${p}.up.bias`) })) as tf.Tensor2D;
         };
+        return {
+          ...(s.adapter.embedding_size > 0 ? { embeddings: (x: tf.Tensor2D) => bottleneck(EMBEDDING_ADAPTER, x) } : {}),
+          sublayer: (layer, which, x) => bottleneck(`bert.encoder.layer.${layer}.adapter.${which}`, x),
+        };
+      }
       case "prefix": {
         let table: tf.Tensor2D | undefined;
         return {

@@ -7,6 +7,9 @@ import { bertParamSpecs, type ParamSpec } from "../model/params";
 import type { PeftSettings } from "./settings";
 
 /** The encoder-layer linear modules, as paths inside a layer (LoRA targets match their suffixes). */
+/** Name prefix of the optional adapter on the embedding output (adapter.embedding_size > 0). */
+export const EMBEDDING_ADAPTER = "bert.embeddings.adapter";
+
 export const LAYER_LINEARS = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense"] as const;
 
 /** A parameter added by fine-tuning (head or PEFT), with how it is initialised. */
@@ -56,16 +59,16 @@ export function extraParamSpecs(cfg: BertConfig, s: PeftSettings): ExtraSpec[] {
       }
     }
   } else if (s.method === "adapter") {
-    const m = s.adapter.size;
+    // Up-projection zero: each adapter starts as the identity (near-identity training start, Houlsby et al.).
+    const bottleneck = (p: string, m: number): void => {
+      out.push({ name: `${p}.down.weight`, shape: [H, m], init: "normal", std: cfg.initializerRange, linear: true, decay: true });
+      out.push({ name: `${p}.down.bias`, shape: [m], init: "zeros", linear: false, decay: false });
+      out.push({ name: `${p}.up.weight`, shape: [m, H], init: "zeros", linear: true, decay: true });
+      out.push({ name: `${p}.up.bias`, shape: [H], init: "zeros", linear: false, decay: false });
+    };
+    if (s.adapter.embedding_size > 0) bottleneck(EMBEDDING_ADAPTER, s.adapter.embedding_size);
     for (let l = 0; l < L; l++) {
-      for (const where of ["attention", "ffn"] as const) {
-        const p = `bert.encoder.layer.${l}.adapter.${where}`;
-        // Up-projection zero: each adapter starts as the identity (near-identity training start, Houlsby et al.).
-        out.push({ name: `${p}.down.weight`, shape: [H, m], init: "normal", std: cfg.initializerRange, linear: true, decay: true });
-        out.push({ name: `${p}.down.bias`, shape: [m], init: "zeros", linear: false, decay: false });
-        out.push({ name: `${p}.up.weight`, shape: [m, H], init: "zeros", linear: true, decay: true });
-        out.push({ name: `${p}.up.bias`, shape: [H], init: "zeros", linear: false, decay: false });
-      }
+      for (const where of ["attention", "ffn"] as const) bottleneck(`bert.encoder.layer.${l}.adapter.${where}`, s.adapter.size);
     }
   } else if (s.method === "prefix") {
     const n = s.prefix.num_virtual_tokens;
