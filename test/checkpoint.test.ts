@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { bertConfig } from "../shared/model/config";
 import { Rng } from "../shared/rng";
 import { loadCheckpoint, saveCheckpoint, type FloatTensor } from "../shared/checkpoint/checkpoint";
-import { checkpointDirFor, latestGoodCheckpoint, listCheckpoints, pruneCheckpoints } from "../shared/checkpoint/run-checkpoints";
+import { checkpointDirFor, latestGoodCheckpoint, listCheckpoints, pruneCheckpoints, rankStateDirFor } from "../shared/checkpoint/run-checkpoints";
 import { readSafetensors } from "../shared/checkpoint/safetensors";
 
 const config = bertConfig({ hiddenSize: 8, numHiddenLayers: 1, numAttentionHeads: 2, intermediateSize: 16 }, 12, { maxPositionEmbeddings: 32 });
@@ -210,8 +210,12 @@ test(
 
     // Keep the newest 2 complete-looking ones (3 counts: sizes match, hashes are not checked); drop 1; leave incomplete 4.
     await assert.rejects(pruneCheckpoints(run, 0), /keepLast must be an integer >= 1/);
+    // Per-rank state dirs go with their checkpoint (step 1), or as crash leftovers (step 0, no checkpoint); the
+    // kept ones (2) and the newer in-progress one (5) stay.
+    for (const step of [0, 1, 2, 5]) fs.mkdirSync(rankStateDirFor(checkpointDirFor(run, step)));
     const removed = await pruneCheckpoints(run, 2);
-    assert.deepEqual(removed, [checkpointDirFor(run, 1)]);
+    assert.deepEqual(removed.sort(), [checkpointDirFor(run, 1), rankStateDirFor(checkpointDirFor(run, 0)), rankStateDirFor(checkpointDirFor(run, 1))].sort());
     assert.deepEqual((await listCheckpoints(run)).map((c) => c.step), [2, 3, 4]);
+    assert.deepEqual(fs.readdirSync(path.join(run, "checkpoints")).filter((n) => n.endsWith(".ranks")).sort(), ["step-000002.ranks", "step-000005.ranks"]);
   }),
 );

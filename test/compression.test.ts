@@ -11,9 +11,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { RingCommunicator } from "../worker/collective/ring-communicator";
 import { CompressingReducer, DEFAULT_GRADIENT_COMPRESSION, type GradientCompressionSettings } from "../worker/compression/compressing-reducer";
+import { compressionStateFile, loadCompressionState, saveCompressionState } from "../worker/compression/compression-state";
 import { topkIndices, topkCount } from "../worker/compression/topk";
 import type { NamedGradient } from "../shared/train/reducer";
-import { runLaunch, tempDir, tinyArgs, TINY_CONFIG } from "./helpers/launch";
+import { finalParams, maxAbsDiff, runLaunch, tempDir, tinyArgs, TINY_CONFIG } from "./helpers/launch";
 
 let jobCounter = 0;
 
@@ -373,6 +374,87 @@ test("2-worker launch with none / topk / powersgd: completes, parameters identic
   const late = bytes.get("powersgd-late")!;
   assert.deepEqual(late.slice(0, 2), none.slice(0, 2), "start_step 2: steps 1-2 (0-based 0-1) are plain all-reduce");
   assert.ok(late[2] < none[2] / 2 && late[3] < none[3] / 2);
+});
+
+for (const method of ["topk", "powersgd"] as const) {
+  test(`${method}: state saved beside a checkpoint and restored continues bit-identically; another world size or method starts from zero`, async () => {
+    const N = 2;
+    const specs: Spec[] = [{ name: "w", shape: [40, 30] }, { name: "v", shape: [1500] }];
+    const s = settings({ method, topk_ratio: 0.05, powersgd_rank: 2, min_compress_elements: 1000 });
+    const dir = tempDir(`gc-state-${method}`);
+    const ckpt = path.join(dir, "checkpoints", "step-000003");
+    const first = await ring(N);
+    const second = await ring(N);
+    try {
+      const original = makeReducers(first, s, specs);
+      for (const step of [0, 1, 2]) await stepAll(original, first.map((_, r) => gradsFor(specs, r, step, "normal")), countersFor(N), step);
+      for (let r = 0; r < N; r++) await saveCompressionState(ckpt, original[r], { rank: r, worldSize: N, step: 3 });
+      assert.ok(fs.existsSync(compressionStateFile(ckpt, 1)));
+
+      const restored = makeReducers(second, s, specs);
+      const lines = await Promise.all(restored.map((red, r) => loadCompressionState(ckpt, red, { rank: r, worldSize: N })));
+      lines.forEach((l, r) => assert.match(l, new RegExp(`restored compression state of rank ${r} from step 3`)));
+      const inputs = first.map((_, r) => gradsFor(specs, r, 3, "normal"));
+      const want = await stepAll(original, inputs, countersFor(N), 3);
+      const got = await stepAll(restored, inputs, countersFor(N), 3);
+      got.forEach((gs, r) => gs.forEach((g, t) => assert.ok(Buffer.from(g.data.buffer).equals(Buffer.from(want[r][t].data.buffer)), `rank ${r} '${g.name}': restored run differs`)));
+      for (let r = 0; r < N; r++) {
+        for (const [k, v] of original[r].exportState()) assert.ok(Buffer.from(v.buffer).equals(Buffer.from(restored[r].exportState().get(k)!.buffer)), `rank ${r} ${k}`);
+      }
+
+      // Without the state the same step gives another result: the test above can fail.
+      const blank = makeReducers(first, s, specs);
+      const differs = (await stepAll(blank, inputs, countersFor(N), 4)).some((gs, r) => gs.some((g, t) => !Buffer.from(g.data.buffer).equals(Buffer.from(want[r][t].data.buffer))));
+      assert.ok(differs, "a reducer without the saved state should give a different result");
+
+      // Another world size, other settings, a missing file: one line saying why, nothing imported.
+      const other = new CompressingReducer(first[0], s);
+      assert.match(await loadCompressionState(ckpt, other, { rank: 0, worldSize: 3 }), /saved by a world of 2 ranks, this run has 3.*start from zero/);
+      const otherMethod = new CompressingReducer(first[0], settings({ method: method === "topk" ? "powersgd" : "topk" }));
+      assert.match(await loadCompressionState(ckpt, otherMethod, { rank: 0, worldSize: N }), /saved with gradient_compression .* this run uses .*start from zero/);
+      assert.match(await loadCompressionState(path.join(dir, "checkpoints", "step-000009"), other, { rank: 0, worldSize: N }), /no compression state for rank 0 .*missing/);
+      assert.equal(other.exportState().size, 0);
+      assert.equal(otherMethod.exportState().size, 0);
+      // Rank 1's file read as rank 0's is refused, naming the file.
+      fs.copyFileSync(compressionStateFile(ckpt, 1), compressionStateFile(ckpt, 0));
+      await assert.rejects(loadCompressionState(ckpt, new CompressingReducer(first[0], s), { rank: 0, worldSize: N }), /compression-rank-0\.safetensors: written by rank 1, read by rank 0/);
+    } finally {
+      await closeAll(first);
+      await closeAll(second);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+test("launch --resume of a top-k run restores every rank's residuals: the same parameters as an uninterrupted run", async () => {
+  // A constant learning rate: the first leg stops at step 4 and the second continues to 8 with the same schedule.
+  const common = ["--workers", "2", "--set", "training.checkpoint_interval_steps=4", "--set", "schedule.decay=constant", "--set", "schedule.warmup_steps=0",
+    "--set", "communication.gradient_compression.method=topk", "--set", "communication.gradient_compression.topk_ratio=0.05"];
+  const full = tempDir("gc-resume-full");
+  const rFull = await runLaunch(tinyArgs(full, "--max-steps", "8", ...common));
+  assert.equal(rFull.code, 0, rFull.stderr);
+  const legs = async (name: string, between: (runDir: string) => void): Promise<{ dir: string; log: string }> => {
+    const dir = tempDir(name);
+    const r1 = await runLaunch(tinyArgs(dir, "--max-steps", "4", ...common));
+    assert.equal(r1.code, 0, r1.stderr);
+    for (const r of [0, 1]) assert.ok(fs.existsSync(compressionStateFile(path.join(dir, "checkpoints", "step-000004"), r)), `rank ${r}'s state file`);
+    between(dir);
+    const r2 = await runLaunch(["--resume", dir, "--workers", "2", "--max-steps", "8", "--quiet"]);
+    assert.equal(r2.code, 0, r2.stderr);
+    return { dir, log: fs.readdirSync(path.join(dir, "logs")).map((f) => fs.readFileSync(path.join(dir, "logs", f), "utf8")).join("\n") };
+  };
+  const resumed = await legs("gc-resume-cut", () => undefined);
+  assert.match(resumed.log, /restored compression state of rank 0 from step 4/);
+  assert.match(resumed.log, /restored compression state of rank 1 from step 4/);
+  const diff = maxAbsDiff(await finalParams(full), await finalParams(resumed.dir));
+  assert.ok(diff < 2e-5, `resumed top-k run differs from the uninterrupted one by ${diff}`);
+  // The same resume without the state files: the residuals start from zero, which the log says, and the result
+  // moves away from the uninterrupted run's (so the comparison above can fail).
+  const lost = await legs("gc-resume-lost", (dir) => fs.rmSync(path.join(dir, "checkpoints", "step-000004.ranks"), { recursive: true }));
+  assert.match(lost.log, /no compression state for rank 1 .*start from zero/);
+  const lostDiff = maxAbsDiff(await finalParams(full), await finalParams(lost.dir));
+  assert.ok(lostDiff > 10 * Math.max(diff, 1e-7), `without the residuals the run should differ (by ${lostDiff}, with them ${diff})`);
+  for (const d of [full, resumed.dir, lost.dir]) fs.rmSync(d, { recursive: true, force: true });
 });
 
 const badCases: { name: string; yaml: string; expect: RegExp }[] = [

@@ -10,6 +10,8 @@ import { measurePeakFlops } from "../shared/backend/peak-flops";
 import type { StepPlan, StepReport } from "../proto/coordinator";
 import { RingCommunicator } from "./collective/ring-communicator";
 import { ThreadedRing, type Collective } from "./collective/ring-thread";
+import { CompressingReducer } from "./compression/compressing-reducer";
+import { loadCompressionState, saveCompressionState } from "./compression/compression-state";
 import { createReducer } from "./compression/create-reducer";
 import { CoordinatorClient } from "./coordinator-client";
 import { Heartbeat } from "./heartbeat";
@@ -65,6 +67,11 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
     const lag = balanceLag(cfg.data.prefetch_batches, accumulationSteps(cfg, env.worldSize));
     const splits = new SplitSchedule(cfg.batch.global_batch_size, env.worldSize, cfg.batch.balance === "adaptive" && env.worldSize > 1, joined.start_step + lag);
     const task = await createTask({ cfg, joined, env, reducer, log, splits });
+    // Compression's residuals are this rank's own: restored from its own file beside the checkpoint.
+    const compression = reducer instanceof CompressingReducer ? reducer : undefined;
+    if (joined.resume_checkpoint_dir !== "" && compression !== undefined) {
+      log(await loadCompressionState(joined.resume_checkpoint_dir, compression, { rank: env.rank, worldSize: env.worldSize }));
+    }
     log(`rank ${env.rank}/${env.worldSize} on ${env.hostname} (pid ${process.pid}): backend ${backend}, peak matmul ${(peakFlops / 1e9).toFixed(1)} GFLOP/s, ${task.summary}`);
 
     // 3. The loop: the first report is the start barrier carrying the initial parameter checksum.
@@ -153,6 +160,9 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
           await task.save(plan.checkpoint_dir, plan.step);
           timeline?.endSpan("checkpoint", "checkpoint", tk, { step: plan.step });
           report.checkpoint_dir = plan.checkpoint_dir;
+        }
+        if (plan.checkpoint_dir !== "" && compression !== undefined) {
+          await saveCompressionState(plan.checkpoint_dir, compression, { rank: env.rank, worldSize: env.worldSize, step: plan.step });
         }
         report.step_ms = performance.now() - t0;
         timeline?.endSpan("step", "step", t0, { step: plan.step, tokens: report.tokens });

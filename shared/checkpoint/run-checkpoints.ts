@@ -10,6 +10,8 @@ import { looksComplete, MANIFEST_FILE, verifyCheckpoint } from "./manifest";
 
 const CHECKPOINTS_DIR = "checkpoints";
 const STEP_DIR_RE = /^step-(\d+)$/;
+const RANK_STATE_SUFFIX = ".ranks";
+const RANK_STATE_DIR_RE = /^step-(\d+)\.ranks$/;
 
 /** One checkpoint directory of a run; `complete` means its manifest exists (files are not verified). */
 export interface CheckpointEntry {
@@ -28,6 +30,15 @@ export interface LatestGood {
 export function checkpointDirFor(runDir: string, step: number): string {
   if (!Number.isSafeInteger(step) || step < 0) throw new Error(`checkpoint step ${step} is not a non-negative integer`);
   return path.join(runDir, CHECKPOINTS_DIR, `step-${String(step).padStart(6, "0")}`);
+}
+
+/**
+ * Directory beside a checkpoint for state that each rank keeps for itself (gradient compression's error
+ * feedback), one file per rank written by that rank: `step-000100.ranks/` next to `step-000100/`. Pruned with
+ * its checkpoint.
+ */
+export function rankStateDirFor(checkpointDir: string): string {
+  return checkpointDir + RANK_STATE_SUFFIX;
 }
 
 /** All checkpoint directories of a run, oldest step first; [] if the run has none. */
@@ -90,6 +101,16 @@ export async function pruneCheckpoints(runDir: string, keepLast: number): Promis
     if (c.step >= oldestKept || kept.includes(c)) continue;
     await fs.rm(c.dir, { recursive: true, force: true });
     removed.push(c.dir);
+  }
+  // Per-rank state goes with its checkpoint; one whose checkpoint is gone (or never completed) and older than the
+  // oldest kept is left over from a crash.
+  const keptSteps = new Set(kept.map((c) => c.step));
+  for (const name of await fs.readdir(path.join(runDir, CHECKPOINTS_DIR))) {
+    const m = RANK_STATE_DIR_RE.exec(name);
+    if (m === null || keptSteps.has(Number(m[1])) || Number(m[1]) >= oldestKept) continue;
+    const dir = path.join(runDir, CHECKPOINTS_DIR, name);
+    await fs.rm(dir, { recursive: true, force: true });
+    removed.push(dir);
   }
   return removed;
 }

@@ -13,12 +13,16 @@
  *    not transmitted, as PyTorch's PowerSGD hook computes it with averages).
  *
  * Counters (target counts, loss sums), tensors below min_compress_elements and (for powersgd) 1-D tensors always
- * travel uncompressed, in the same collective as the first compressed payload. Residuals and Q are per-rank state
- * kept in memory: a resumed or restarted run starts them again from zero / their seeded initial value.
+ * travel uncompressed, in the same collective as the first compressed payload. Residuals and Q are per-rank state:
+ * exportState() / importState() carry them through a checkpoint (compression-state.ts writes one file per rank).
  */
 import type { GradientReducer, NamedGradient, ParameterShape } from "../../shared/train/reducer";
 import { fillNormal, hashString, lowRankEntry, matMul, matTMul, orthonormalizeColumns } from "./linalg";
 import { MAX_EXACT_FLOAT32_INDEX, topkCount, topkIndices } from "./topk";
+
+/** Key prefixes of exportState(): error-feedback residuals and PowerSGD warm starts. */
+const RESIDUAL_PREFIX = "residual/";
+const POWERSGD_Q_PREFIX = "powersgd_q/";
 
 /** Name under which the counters travel (the same as the uncompressed RingReducer's). */
 export const COMPRESSION_COUNTERS_TENSOR = "ringtrain.counters";
@@ -93,6 +97,8 @@ export class CompressingReducer implements GradientReducer {
   private readonly residuals = new Map<string, Float32Array>();
   private readonly topk = new Map<string, TopkState>();
   private readonly powersgd = new Map<string, PowerSgdState>();
+  /** Q matrices from importState(), used when their tensor's PowerSGD state is first built. */
+  private readonly importedQ = new Map<string, Float32Array>();
   private scratch = new Float32Array(0);
 
   constructor(private readonly group: AllReduceGroup, readonly settings: GradientCompressionSettings) {
@@ -114,6 +120,30 @@ export class CompressingReducer implements GradientReducer {
   /** This rank's error-feedback residual of a parameter (what it has not yet sent), if it has one. */
   residualOf(name: string): Float32Array | undefined {
     return this.residuals.get(name);
+  }
+
+  /**
+   * This rank's state, as named copies: `residual/NAME` (error feedback: what it has not yet sent) and
+   * `powersgd_q/NAME` (PowerSGD's warm start). Empty before the first compressed step.
+   */
+  exportState(): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>();
+    for (const [name, e] of this.residuals) out.set(`${RESIDUAL_PREFIX}${name}`, Float32Array.from(e));
+    for (const [name, q] of this.importedQ) out.set(`${POWERSGD_Q_PREFIX}${name}`, Float32Array.from(q));
+    for (const [name, st] of this.powersgd) out.set(`${POWERSGD_Q_PREFIX}${name}`, Float32Array.from(st.q));
+    return out;
+  }
+
+  /**
+   * Restores what exportState() returned (before the first reduce()). A residual or Q whose size no longer matches
+   * its gradient is a clear error at that tensor's next step; unknown names are refused now.
+   */
+  importState(state: ReadonlyMap<string, Float32Array>): void {
+    for (const [key, data] of state) {
+      if (key.startsWith(RESIDUAL_PREFIX)) this.residuals.set(key.slice(RESIDUAL_PREFIX.length), Float32Array.from(data));
+      else if (key.startsWith(POWERSGD_Q_PREFIX)) this.importedQ.set(key.slice(POWERSGD_Q_PREFIX.length), Float32Array.from(data));
+      else throw new Error(`compression state: unknown entry '${key}' (expected ${RESIDUAL_PREFIX}NAME or ${POWERSGD_Q_PREFIX}NAME)`);
+    }
   }
 
   /** Sums gradients (compressed where configured) and counters (exactly) across all ranks, in place. */
@@ -252,7 +282,16 @@ export class CompressingReducer implements GradientReducer {
     let st = this.powersgd.get(g.name);
     if (st !== undefined && st.rows === rows && st.cols === cols && st.rank === rank) return st;
     const q = new Float32Array(cols * rank);
-    fillNormal(q, hashString(g.name));
+    const imported = this.importedQ.get(g.name);
+    if (imported !== undefined) {
+      if (imported.length !== q.length) {
+        throw new Error(`compression state: PowerSGD Q of '${g.name}' has ${imported.length} elements, this run needs ${cols} x ${rank} = ${q.length} (was powersgd_rank changed?)`);
+      }
+      q.set(imported);
+      this.importedQ.delete(g.name);
+    } else {
+      fillNormal(q, hashString(g.name));
+    }
     st = { rows, cols, rank, p: new Float32Array(rows * rank), q };
     this.powersgd.set(g.name, st);
     return st;
