@@ -11,6 +11,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend, type BackendName } from "../../shared/backend/select";
+import { addInto } from "../../shared/codecs/float32-sum";
 import { BertModel, mlmLogits, maskedPositions } from "../../shared/model/bert";
 import { softmaxCrossEntropySum } from "../../shared/model/ops/cross-entropy";
 import { Rng } from "../../shared/rng";
@@ -105,9 +106,7 @@ export async function measureCompute(w: SimWorkload, opts: MeasureOptions): Prom
       tf.tidy(() => {
         const { grads } = tf.variableGrads(() => softmaxCrossEntropySum(mlmLogits(m0.model, hidden, positions), labels), headVars);
         headVars.forEach((v, i) => {
-          const d = grads[v.name].dataSync() as Float32Array;
-          const acc = headBufs[i];
-          for (let j = 0; j < acc.length; j++) acc[j] += d[j];
+          addInto(headBufs[i], grads[v.name].dataSync() as Float32Array);
         });
       }),
     );

@@ -102,12 +102,11 @@ export async function pruneCheckpoints(runDir: string, keepLast: number): Promis
     await fs.rm(c.dir, { recursive: true, force: true });
     removed.push(c.dir);
   }
-  // Per-rank state goes with its checkpoint; one whose checkpoint is gone (or never completed) and older than the
-  // oldest kept is left over from a crash.
-  const keptSteps = new Set(kept.map((c) => c.step));
+  // Per-rank state goes with its checkpoint; one older than the oldest kept whose checkpoint is gone (or never
+  // completed) is left over from a crash and goes too.
   for (const name of await fs.readdir(path.join(runDir, CHECKPOINTS_DIR))) {
     const m = RANK_STATE_DIR_RE.exec(name);
-    if (m === null || keptSteps.has(Number(m[1])) || Number(m[1]) >= oldestKept) continue;
+    if (m === null || Number(m[1]) >= oldestKept) continue;
     const dir = path.join(runDir, CHECKPOINTS_DIR, name);
     await fs.rm(dir, { recursive: true, force: true });
     removed.push(dir);

@@ -1,5 +1,5 @@
 /**
- * The all-reduce's inner loop: dst[i] += src[i] over float32 arrays.
+ * dst[i] += src[i] over float32 arrays: the all-reduce's inner loop, also gradient accumulation and error feedback.
  *
  * V8 neither vectorises nor unrolls typed-array loops, and every rank of a ring sums (N−1)/N of the buffer per
  * all-reduce, so the loop is unrolled by eight by hand: still one float32 addition per element in index order, so

@@ -6,10 +6,10 @@ import type { BertConfig } from "../model/config";
 import { bertParamSpecs, type ParamSpec } from "../model/params";
 import type { PeftSettings } from "./settings";
 
-/** The encoder-layer linear modules, as paths inside a layer (LoRA targets match their suffixes). */
 /** Name prefix of the optional adapter on the embedding output (adapter.embedding_size > 0). */
 export const EMBEDDING_ADAPTER = "bert.embeddings.adapter";
 
+/** The encoder-layer linear modules, as paths inside a layer (LoRA targets match their suffixes). */
 export const LAYER_LINEARS = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense"] as const;
 
 /** A parameter added by fine-tuning (head or PEFT), with how it is initialised. */

@@ -14,6 +14,7 @@ import { allParams, type TrainableParam } from "./trainable";
 import { IdentityReducer, canOverlap, type GradientReducer, type NamedGradient, type PendingReduction } from "./reducer";
 import { withGradientTap, type GradientTap } from "../model/gradient-tap";
 import { lrAt, type LrSchedule } from "./schedule";
+import { addInto } from "../codecs/float32-sum";
 
 /**
  * What a micro-batch is trained on: the number of targets it holds (0: skipped, no backward pass) and the loss
@@ -261,11 +262,6 @@ export class Trainer<B extends EncoderInput = Batch> {
     this.optimizer.setState(state);
     this.step = state.step;
   }
-}
-
-/** acc[j] += d[j]. */
-function addInto(acc: Float32Array, d: Float32Array): void {
-  for (let j = 0; j < acc.length; j++) acc[j] += d[j];
 }
 
 /**

@@ -809,7 +809,6 @@ export class RingCommunicator {
   }
 }
 
-
 function validateOptions(o: RingOptions): void {
   const bad = (field: string, why: string): never => {
     throw new Error(`RingOptions.${field} ${why}`);

@@ -16,6 +16,7 @@
  * travel uncompressed, in the same collective as the first compressed payload. Residuals and Q are per-rank state:
  * exportState() / importState() carry them through a checkpoint (compression-state.ts writes one file per rank).
  */
+import { addInto } from "../../shared/codecs/float32-sum";
 import type { GradientReducer, NamedGradient, ParameterShape } from "../../shared/train/reducer";
 import { fillNormal, hashString, lowRankEntry, matMul, matTMul, orthonormalizeColumns } from "./linalg";
 import { MAX_EXACT_FLOAT32_INDEX, topkCount, topkIndices } from "./topk";
@@ -204,8 +205,7 @@ export class CompressingReducer implements GradientReducer {
     } else if (e.length !== g.data.length) {
       throw new Error(`gradient '${g.name}' changed size from ${e.length} to ${g.data.length}`);
     }
-    const x = g.data;
-    for (let i = 0; i < x.length; i++) x[i] += e[i];
+    addInto(g.data, e);
     return e;
   }
 

@@ -8,7 +8,7 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { rankStateDirFor } from "../../shared/checkpoint/run-checkpoints";
-import { readSafetensors, tensorToFloat32, writeSafetensors, type SafetensorsTensor } from "../../shared/checkpoint/safetensors";
+import { readSafetensors, tensorToFloat32, writeSafetensors, type SafetensorsFile, type SafetensorsTensor } from "../../shared/checkpoint/safetensors";
 import type { CompressingReducer, GradientCompressionSettings } from "./compressing-reducer";
 
 const FORMAT = "ringtrain-compression-state";
@@ -43,12 +43,13 @@ export async function saveCompressionState(checkpointDir: string, reducer: Compr
 export async function loadCompressionState(checkpointDir: string, reducer: CompressingReducer, where: { rank: number; worldSize: number }): Promise<string> {
   const file = compressionStateFile(checkpointDir, where.rank);
   const fresh = "error feedback and PowerSGD state start from zero";
+  let saved: SafetensorsFile;
   try {
-    await fs.access(file);
-  } catch {
+    saved = await readSafetensors(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
     return `no compression state for rank ${where.rank} beside ${checkpointDir} (${file} is missing; saved by an older version, or the save was cut short): ${fresh}`;
   }
-  const saved = await readSafetensors(file);
   const meta = saved.metadata;
   if (meta.format !== FORMAT) throw new Error(`${file}: not a compression state file (metadata format '${meta.format ?? ""}', expected '${FORMAT}')`);
   if (meta.rank !== String(where.rank)) throw new Error(`${file}: written by rank ${meta.rank}, read by rank ${where.rank}`);
