@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { addInto } from "../shared/codecs/float32-sum";
 import { encodeHalf, decodeHalf, roundToHalf, halfToNumber, f32BitsToF16, f32BitsToBf16, HALF_UNIT_ROUNDOFF, HALF_SUBNORMAL_ABS_ERROR } from "../shared/codecs/half";
 import { encodeChunk, decodeChunk, RingPhase, WireDtype, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "../worker/transport/chunk-wire";
-import { GrpcChunkReader } from "../worker/transport/grpc-frame-reader";
+import { GrpcChunkReader, MAX_HEAD_BYTES } from "../worker/transport/grpc-frame-reader";
 import { chunkProtoType } from "../worker/transport/peer-service";
 import { planBuckets } from "../worker/collective/bucket-plan";
 import { segmentStart, segmentLength, chunkCount, reduceScatterSegment, allGatherSegment } from "../worker/collective/ring-geometry";
@@ -205,6 +205,54 @@ test("GrpcChunkReader streams payloads into place across arbitrary piece boundar
     assert.deepEqual(new Float32Array(new Uint8Array(w[2].payload).buffer), b);
     assert.deepEqual(new Float32Array(new Uint8Array(w[3].payload).buffer), a);
   }
+});
+
+test("GrpcChunkReader offers the target for direct reads only inside a plain copy, and bytes read there land once", async () => {
+  const n = 50_000;
+  const rng = new Rng(5);
+  const src = new Float32Array(n).map(() => rng.normal());
+  const base = (over: Partial<ChunkHeader>): ChunkHeader => header({ elementOffset: 0, elementCount: n, chunkBytes: 4 * n, ...over });
+  const copyMsg = grpcFrameOf(base({ phase: RingPhase.ALL_GATHER, chunkIndex: 1 }), src, null);
+  const addMsg = grpcFrameOf(base({ phase: RingPhase.REDUCE_SCATTER, chunkIndex: 0 }), src, null);
+  const payloadStart = copyMsg.length - 4 * n; // the payload is the message's last field
+  const target = new Float32Array(n).fill(-1);
+  const acc = new Float32Array(n).fill(1);
+  const done: number[] = [];
+  const reader = new GrpcChunkReader(1 << 20, {
+    onChunk: () => assert.fail("no message is collected whole"),
+    onChunkHeader: (h) => ({ kind: "into", target: h.chunkIndex === 1 ? target : acc, add: h.phase === RingPhase.REDUCE_SCATTER, done: () => done.push(h.chunkIndex) }),
+  });
+  assert.equal(reader.directTarget(1 << 20), null, "not inside a payload");
+  // the head (the reader collects MAX_HEAD_BYTES of a large message first) and a split element arrive normally
+  let pre = 5 + MAX_HEAD_BYTES + 1;
+  while ((pre - payloadStart) % 4 === 0) pre++;
+  reader.push(Buffer.from(copyMsg.subarray(0, pre)));
+  let at = pre - payloadStart;
+  assert.ok(at % 4 !== 0);
+  while (at < 4 * n) {
+    const view = reader.directTarget(7777);
+    assert.ok(view !== null, `direct view at byte ${at}`);
+    assert.equal(view.buffer, target.buffer);
+    assert.equal(view.byteOffset, at, "the view starts where the next payload byte belongs");
+    assert.equal(view.length, Math.min(7777, 4 * n - at), "at most maxBytes, never past the payload");
+    // what a socket read into the view does: the bytes appear there, then the same memory is pushed
+    view.set(copyMsg.subarray(payloadStart + at, payloadStart + at + view.length));
+    reader.pushTransient(Buffer.from(view.buffer, view.byteOffset, view.length));
+    at += view.length;
+  }
+  assert.deepEqual(done, [1]);
+  assert.deepEqual(target, src);
+  assert.equal(reader.directTarget(1 << 20), null, "after the payload");
+  // a summed payload is never offered: its bytes must be added, not stored
+  reader.push(Buffer.from(addMsg.subarray(0, payloadStart + 8)));
+  assert.equal(reader.directTarget(1 << 20), null, "inside a summed payload");
+  reader.pause();
+  assert.equal(reader.directTarget(1 << 20), null, "paused");
+  reader.resume();
+  reader.push(Buffer.from(addMsg.subarray(payloadStart + 8)));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(done, [1, 0]);
+  assert.deepEqual(acc, src.map((x) => Math.fround(1 + x)));
 });
 
 test("GrpcChunkReader rejects oversized and compressed messages before storing them", () => {

@@ -27,6 +27,8 @@ export interface RankTiming {
   bad: number;
   /** CPU seconds (user + system) per timed iteration. */
   cpuSec: number;
+  /** The user-space part of cpuSec (the rest is the kernel's: socket copies and TCP). */
+  userSec: number;
 }
 
 /** Runs one rank with the positional arguments described in the file header; exits the process at the end. */
@@ -69,8 +71,8 @@ export async function rankMain(args: string[]): Promise<void> {
       times.push(Number(process.hrtime.bigint() - t0) / 1e9);
     }
     const cpu = process.cpuUsage(cpu0);
-    const cpuSec = (cpu.user + cpu.system) / 1e6 / Math.max(1, cmd.iters ?? 5);
-    const answer: RankTiming = { times, bad, cpuSec };
+    const timed = Math.max(1, cmd.iters ?? 5);
+    const answer: RankTiming = { times, bad, cpuSec: (cpu.user + cpu.system) / 1e6 / timed, userSec: cpu.user / 1e6 / timed };
     process.stdout.write(JSON.stringify(answer) + "\n");
   }
   await comm.close();

@@ -32,6 +32,8 @@ export interface AllreduceRow {
   iters: number;
   /** CPU seconds per iteration, averaged over ranks (user + system of the rank processes). */
   cpuSec?: number;
+  /** The user-space part of cpuSec (ringtrain only; the Gloo script reports totals). */
+  userCpuSec?: number;
   /** A remark (e.g. Gloo's result error when it was not exact). */
   note?: string;
 }
@@ -251,7 +253,7 @@ export async function runAllreduceBench(o: AllreduceOptions): Promise<AllreduceR
           const sec = median(perIter);
           const alg = bytes / sec / 1e9;
           const row: AllreduceRow = { N, bytes, seconds: sec, algbwGBps: alg, busbwGBps: (alg * 2 * (N - 1)) / N, impl: impls[k], iters,
-            cpuSec: res.reduce((a, r) => a + r.cpuSec, 0) / res.length };
+            cpuSec: res.reduce((a, r) => a + r.cpuSec, 0) / res.length, userCpuSec: res.reduce((a, r) => a + r.userSec, 0) / res.length };
           ours.push(row);
           emit(row);
         }
@@ -304,7 +306,8 @@ export function allreduceHeader(tcp: TcpLimit, o: Pick<AllreduceOptions, "chunkB
 
 /** One table line of the all-reduce benchmark. */
 export function allreduceLine(row: AllreduceRow, extra = ""): string {
-  const cpu = row.cpuSec === undefined ? "" : `cpu ${(row.cpuSec * 1e3).toFixed(2)} ms/rank `;
+  const user = row.userCpuSec === undefined ? "" : ` (user ${(row.userCpuSec * 1e3).toFixed(2)})`;
+  const cpu = row.cpuSec === undefined ? "" : `cpu ${(row.cpuSec * 1e3).toFixed(2)} ms/rank${user} `;
   return `${fmtBytes(row.bytes).padStart(10)} ${String(row.N).padStart(3)}  ${row.impl.padEnd(14)} ${(row.seconds * 1e3).toFixed(3).padStart(10)} ms ${row.algbwGBps.toFixed(3).padStart(8)} ${row.busbwGBps.toFixed(3).padStart(8)}  ${cpu}${extra}`.trimEnd() + "\n";
 }
 

@@ -118,6 +118,19 @@ export class GrpcChunkReader {
     return this.carryLen;
   }
 
+  /**
+   * Where the next payload bytes belong, when they may be written there directly: inside a plain float32 copy
+   * into an accepted target, with nothing queued and the reader not paused. Returns a
+   * view of the target from the current position, at most `maxBytes` long (null otherwise). A transport may
+   * read the socket straight into it; bytes pushed from exactly that memory are recognised and not copied again.
+   */
+  directTarget(maxBytes: number): Uint8Array | null {
+    if (this.state !== State.Payload || this.add || this.half !== null || this.queue.length > 0 || this.paused) return null;
+    const at = this.elemIndex * 4 + this.carryLen; // a plain copy keeps no carry: carryLen bytes are already in place
+    const n = Math.min(maxBytes, this.payloadLeft, this.targetBytes.length - at);
+    return n > 0 ? this.targetBytes.subarray(at, at + n) : null;
+  }
+
   /** True between pause() and resume(). */
   get isPaused(): boolean {
     return this.paused;
@@ -308,7 +321,8 @@ export class GrpcChunkReader {
     if (!this.add && this.half === null) {
       // plain float32 copy: bytes go straight to their place, alignment does not matter
       const at = this.elemIndex * 4 + this.carryLen;
-      this.targetBytes.set(src.subarray(start, end), at);
+      const inPlace = src.buffer === this.targetBytes.buffer && src.byteOffset + start === this.targetBytes.byteOffset + at;
+      if (!inPlace) this.targetBytes.set(src.subarray(start, end), at); // in place: read there by directTarget()
       const total = this.carryLen + (end - start);
       this.elemIndex += Math.floor(total / 4);
       this.carryLen = total % 4;

@@ -12,7 +12,8 @@
  *   quarter of the window was consumed and the consumer is not paused, honours RST_STREAM and GOAWAY;
  * - decodes response headers and trailers with HpackDecoder (static + dynamic table, Huffman) and reports the
  *   gRPC status of the call (trailers, or a trailers-only response).
- * DATA is handed over as views of the reused buffer (valid only during the onData call). One stream (id 1) per
+ * DATA is handed over as views of the reused buffer (valid only during the onData call), or of the consumer's
+ * own memory when it asked for the bytes there (bodyTarget). One stream (id 1) per
  * connection; the connection closes when the call ends.
  */
 import * as net from "node:net";
@@ -72,6 +73,12 @@ export interface RawPullEvents {
    * consumer can read float32 / 16-bit elements through aligned views.
    */
   bodyAlignment?(): number;
+  /**
+   * Optional: memory where the next body bytes (at most `maxBytes`) belong, if the consumer wants them read
+   * there directly (e.g. a plain copy into an accepted tensor), or null. Inside a large DATA frame the next
+   * socket read then goes straight into it, saving one copy; onData still reports the bytes, as a view of it.
+   */
+  bodyTarget?(maxBytes: number): Uint8Array | null;
 }
 
 const STREAM_ID = 1;
@@ -79,6 +86,10 @@ const MAX_CONTROL_BYTES = 256 * 1024;
 const DEFAULT_READ_BUFFER = 256 * 1024;
 /** Smallest rest of a DATA frame worth a read of its own (to align the next frame). */
 const ALIGNED_READ_MIN = 64 * 1024;
+/** Smallest read placed straight into the consumer's memory (see bodyTarget). */
+const DIRECT_READ_MIN = 64 * 1024;
+/** DATA frames from this size on are worth an extra small read per frame to keep their data out of the reused buffer. */
+const LARGE_FRAME = 2 * DIRECT_READ_MIN;
 
 /** One gRPC server-streaming call on its own raw-socket HTTP/2 connection. */
 export class RawPullClient implements H2FrameSink {
@@ -96,6 +107,8 @@ export class RawPullClient implements H2FrameSink {
   private unacked = 0;
   private lastError = "";
   private peerGoaway: string | null = null;
+  /** Length of the last DATA frame (whether the sender uses frames large enough for direct reads). */
+  private lastDataFrameBytes = 0;
 
   private constructor(private readonly opts: RawPullOptions, private readonly events: RawPullEvents, private readonly socket: net.Socket, readBuffer: Buffer) {
     this.readBuffer = readBuffer;
@@ -197,17 +210,39 @@ export class RawPullClient implements H2FrameSink {
    * small rest of the frame is left, the read is placed to align the next frame's data instead. Small frames
    * (node:http2 sends 16 KiB ones) cannot all be aligned and are simply read in bulk.
    */
-  private nextReadBuffer(): Buffer {
+  private nextReadBuffer(): Uint8Array {
+    const direct = this.directReadBuffer();
+    if (direct !== null) return direct;
+    const left = this.parser.dataLeftInFrame;
     const want = this.events.bodyAlignment?.() ?? -1;
     const before = want < 0 ? -1 : this.parser.bytesBeforeData;
     if (before < 0) return this.readBuffer.subarray(0, this.readBytes);
-    const left = this.parser.dataLeftInFrame;
     let len = this.readBytes;
     let gap = before;
     if (left >= ALIGNED_READ_MIN && left < len) len = left;
     else if (left >= 0 && left < ALIGNED_READ_MIN) gap = FRAME_HEADER_BYTES; // body byte `left` on wants want + left, sits at left + 9
     const shift = (((want - gap) % 4) + 4) % 4;
     return this.readBuffer.subarray(shift, shift + len);
+  }
+
+  /**
+   * A read that serves bodyTarget, or null: straight into the consumer's memory inside a DATA frame; and, while
+   * the sender uses large frames, reads that stop at the next frame's data (the small rest of a frame plus the
+   * next header, or a header alone), so that no large frame's data lands in the reused buffer first.
+   */
+  private directReadBuffer(): Uint8Array | null {
+    if (this.events.bodyTarget === undefined) return null;
+    const before = this.parser.bytesBeforeData;
+    const left = this.parser.dataLeftInFrame;
+    const largeFrames = this.lastDataFrameBytes >= LARGE_FRAME;
+    if (before === 0 && left > 0) {
+      const target = this.events.bodyTarget(left);
+      if (target === null) return null;
+      if (target.length >= DIRECT_READ_MIN) return target;
+      return target.length === left && largeFrames ? this.readBuffer.subarray(0, left + FRAME_HEADER_BYTES) : null;
+    }
+    if (before > 0 && largeFrames && this.events.bodyTarget(1) !== null) return this.readBuffer.subarray(0, before);
+    return null;
   }
 
   /** onread callback: parses `n` fresh bytes at the start of `buf` (a view of the reused buffer); false pauses the socket. */
@@ -239,6 +274,7 @@ export class RawPullClient implements H2FrameSink {
   /** @internal end of a DATA frame (frame parser callback). */
   onDataEnd(_streamId: number, flowBytes: number, flags: number): void {
     this.unacked += flowBytes;
+    this.lastDataFrameBytes = flowBytes;
     if ((flags & Flag.END_STREAM) !== 0 && !this.ended) this.end(null, `${this.opts.peer} ended the stream without trailers (no gRPC status)`);
   }
 

@@ -101,6 +101,7 @@ export class RawPullInbound {
       },
       onEnd: (status: CallStatus | null, detail: string): void => this.onEnd(status, detail),
       bodyAlignment: (): number => this.reader.wantedAlignment,
+      bodyTarget: (maxBytes: number): Uint8Array | null => (this.active() ? this.reader.directTarget(maxBytes) : null),
     };
     let lastErr = "";
     while (this.client === null) {
