@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { stringify } from "yaml";
 import { Coordinator, type JobOutcome } from "../coordinator/coordinator";
 import type { StepMetrics } from "../coordinator/metrics";
-import { ConfigError, loadRunConfig, validateForWorld, type ConfigOverrides } from "../shared/config/load";
+import { ConfigError, loadRunConfig, validateForWorld, configWarnings, type ConfigOverrides } from "../shared/config/load";
 import type { RunConfig } from "../shared/config/schema";
 import { scheduleOf } from "../shared/config/derived";
 import { lrAt } from "../shared/train/schedule";
@@ -53,6 +53,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     return EXIT_OK;
   }
   validateForWorld(cfg, world.worldSize, source);
+  for (const w of configWarnings(cfg, source)) process.stderr.write(`launch: warning: ${w}\n`);
   if (cfg.backend === "tensorflow" && installedNativeBackend() === null) {
     throw new ConfigError(`${source}: field backend: 'tensorflow' needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node (optional, not installed): npm install @tensorflow/tfjs-node-gpu, or use backend wasm`);
   }

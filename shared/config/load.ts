@@ -63,6 +63,20 @@ export function validateRunConfig(raw: unknown, source: string): RunConfig {
   return result.data;
 }
 
+/**
+ * Settings that are valid but probably not what was meant (launch prints them as warnings and goes on), e.g. a
+ * warmup longer than the run after `--max-steps` shortened it: as in HF, the learning rate then never reaches its peak.
+ */
+export function configWarnings(cfg: RunConfig, source: string): string[] {
+  const out: string[] = [];
+  const { warmup_steps: warmup } = cfg.schedule;
+  const steps = cfg.training.max_steps;
+  if (warmup > steps) {
+    out.push(`${source}: schedule.warmup_steps ${warmup} exceeds training.max_steps ${steps}: the learning rate rises for the whole run and ends at ${((steps / warmup) * 100).toFixed(0)}% of optimizer.lr`);
+  }
+  return out;
+}
+
 /** Checks the batch layout for a given world size (known only at launch time). */
 export function validateForWorld(cfg: RunConfig, worldSize: number, source: string): void {
   const { global_batch_size: global, micro_batch_size: micro } = cfg.batch;

@@ -335,9 +335,6 @@ export const runConfigSchema = runConfigObject.superRefine((cfg, ctx) => {
   if (cfg.data.corpus === "files" && cfg.data.paths.length === 0) {
     ctx.addIssue({ code: "custom", path: ["data", "paths"], message: "corpus 'files' needs at least one path" });
   }
-  if (cfg.schedule.warmup_steps > cfg.training.max_steps) {
-    ctx.addIssue({ code: "custom", path: ["schedule", "warmup_steps"], message: `warmup_steps ${cfg.schedule.warmup_steps} exceeds training.max_steps ${cfg.training.max_steps}` });
-  }
 });
 
 /** Fields that must agree with `task`: pretraining needs `model`, classification needs `finetune` and labels. */

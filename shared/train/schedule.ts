@@ -14,12 +14,13 @@ export interface LrSchedule {
 /**
  * Learning rate of the update with 0-based index `step` (the number of updates applied before it), as HF's
  * get_{linear,cosine}_schedule_with_warmup: step / warmup during warmup (so the first update has lr 0 when warmup > 0),
- * then decay from peak to the floor at totalSteps.
+ * then decay from peak to the floor at totalSteps. A warmup longer than the run is allowed, as in HF: the rate is
+ * then still rising when training ends (launch warns about it).
  */
 export function lrAt(s: LrSchedule, step: number): number {
   if (!(step >= 0)) throw new Error(`lrAt: step must be >= 0, got ${step}`);
-  if (s.warmupSteps < 0 || s.totalSteps < s.warmupSteps) {
-    throw new Error(`lr schedule needs 0 <= warmupSteps (${s.warmupSteps}) <= totalSteps (${s.totalSteps})`);
+  if (!(s.warmupSteps >= 0) || !(s.totalSteps >= 0)) {
+    throw new Error(`lr schedule needs warmupSteps (${s.warmupSteps}) >= 0 and totalSteps (${s.totalSteps}) >= 0`);
   }
   if (step < s.warmupSteps) return (s.peakLr * step) / s.warmupSteps;
   if (s.decay === "constant") return s.peakLr;
