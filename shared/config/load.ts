@@ -72,7 +72,7 @@ export function configWarnings(cfg: RunConfig, source: string): string[] {
   const { warmup_steps: warmup } = cfg.schedule;
   const steps = cfg.training.max_steps;
   if (warmup > steps) {
-    out.push(`${source}: schedule.warmup_steps ${warmup} exceeds training.max_steps ${steps}: the learning rate rises for the whole run and ends at ${((steps / warmup) * 100).toFixed(0)}% of optimizer.lr`);
+    out.push(`${source}: schedule.warmup_steps ${warmup} exceeds training.max_steps ${steps}: the learning rate rises for the whole run; the last update uses ${(((steps - 1) / warmup) * 100).toFixed(0)}% of optimizer.lr`);
   }
   return out;
 }
