@@ -14,7 +14,7 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_TRANSPORT, RING_TRANSPORT_KINDS, type RingTransportKind } from "../worker/collective/ring-communicator";
-import { allreduceHeader, allreduceLine, allreduceSummaryLines, runAllreduceBench, sizeSweep, type AllreduceOptions } from "../launch/bench/allreduce";
+import { allreduceHeader, allreduceLine, allreduceSummaryLines, DEFAULT_WARMUP, runAllreduceBench, sizeSweep, type AllreduceOptions } from "../launch/bench/allreduce";
 import { parseIntList, parseSizeList } from "../launch/bench/common";
 
 /** The flags of this script, parsed and checked. */
@@ -54,7 +54,7 @@ export function parseArgs(argv: string[]): AllreduceBenchArgs {
     .option("min-bytes", { type: "number", default: 1024, requiresArg: true, describe: "smallest size of the default sweep" })
     .option("max-bytes", { type: "number", default: 256 * 1024 * 1024, requiresArg: true, describe: "largest size of the default sweep" })
     .option("iters", { type: "number", requiresArg: true, describe: "timed iterations per size (default: clamp(1 GiB / size, 5, 50))" })
-    .option("warmup", { type: "number", default: 5, requiresArg: true, describe: "warm-up all-reduces per size (V8 compiles the hot path during the first few)" })
+    .option("warmup", { type: "number", default: DEFAULT_WARMUP, requiresArg: true, describe: "warm-up all-reduces per size (V8 compiles the hot path during the first few)" })
     .option("ranks", { type: "string", default: "2,4", requiresArg: true, describe: "ranks per ring, comma-separated (one process each)", coerce: (v: string) => parseIntList(v, "ranks", 2) })
     .option("transport", { type: "string", default: DEFAULT_TRANSPORT, requiresArg: true, describe: `ring transports, comma-separated, one ring each, measured side by side: ${RING_TRANSPORT_KINDS.join(",")}`, coerce: parseTransports })
     .option("chunk-bytes", { type: "number", default: DEFAULT_CHUNK_BYTES, requiresArg: true, describe: "ring chunk size in bytes" })

@@ -20,6 +20,9 @@ import type { RankCommand, RankTiming } from "./allreduce-rank";
 import { checkInt, checkWritable, fmtBytes, median, parseIntList, parseSizeList, writeJsonFile } from "./common";
 import { colour, countCharts, writeHtmlReport, type Report, type ReportChart } from "./report";
 
+/** Untimed all-reduces per size before the timed ones, as nccl-tests' default (-w 5). */
+export const DEFAULT_WARMUP = 5;
+
 /** One measured (size, N, implementation). */
 export interface AllreduceRow {
   N: number;
@@ -398,7 +401,7 @@ export function allreduceCommand(setCode: (code: number) => void): CommandModule
         .option("min-bytes", { type: "number", default: 1024 })
         .option("max-bytes", { type: "number", default: 256 * 1024 * 1024 })
         .option("iters", { type: "number", describe: "timed iterations per size (default 5..50 by size)" })
-        .option("warmup", { type: "number", default: 2 })
+        .option("warmup", { type: "number", default: DEFAULT_WARMUP, describe: "untimed all-reduces per size (V8 compiles the hot path during the first few)" })
         .option("transport", { type: "string", describe: `ring transports, comma-separated: http2,http2-raw,http2-socket,grpc (default ${DEFAULT_TRANSPORT})` })
         .option("chunk-bytes", { type: "number", default: DEFAULT_CHUNK_BYTES })
         .option("compression", { type: "string", default: "none", choices: ["none", "fp16", "bf16"] })
