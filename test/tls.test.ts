@@ -4,26 +4,12 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { loadCoordinatorProto, TOKEN_METADATA_KEY } from "../proto/coordinator";
 import { startLaunch, tempDir, tinyArgs } from "./helpers/launch";
-
-function openssl(args: string[], cwd: string): void {
-  execFileSync("openssl", args, { cwd, stdio: "pipe" });
-}
-
-/** A CA and a node certificate for 127.0.0.1/localhost signed by it, in `dir` with the given prefix. */
-function makePki(dir: string, prefix: string): { ca: string; cert: string; key: string } {
-  const f = (n: string): string => path.join(dir, `${prefix}-${n}`);
-  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "2", "-subj", `/CN=${prefix} test CA`], dir);
-  openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", f("node.key"), "-out", f("node.csr"), "-subj", "/CN=localhost"], dir);
-  fs.writeFileSync(f("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n");
-  openssl(["x509", "-req", "-in", f("node.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("node.pem"), "-days", "2", "-extfile", f("ext.cnf")], dir);
-  return { ca: f("ca.pem"), cert: f("node.pem"), key: f("node.key") };
-}
+import { makePki, opensslUnavailable } from "./helpers/pki";
 
 function heartbeat(address: string, credentials: grpc.ChannelCredentials, token: string): Promise<grpc.ServiceError | null> {
   const { Client } = loadCoordinatorProto();
@@ -40,10 +26,9 @@ function heartbeat(address: string, credentials: grpc.ChannelCredentials, token:
 }
 
 test("a job over mutual TLS completes; plaintext and foreign-CA clients are refused", { timeout: 180_000 }, async (t) => {
-  try {
-    execFileSync("openssl", ["version"], { stdio: "pipe" });
-  } catch {
-    t.skip("openssl is not installed: cannot make test certificates");
+  const noOpenssl = opensslUnavailable();
+  if (noOpenssl !== undefined) {
+    t.skip(noOpenssl);
     return;
   }
   const dir = tempDir("tls");

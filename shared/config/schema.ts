@@ -176,15 +176,15 @@ export const communicationSchema = z.object({
   tls: z.object({ ca_file: z.string(), cert_file: z.string(), key_file: z.string() }).strict().optional(),
   gradient_compression: gradientCompressionSchema.default(gradientCompressionSchema.parse({})),
   /**
-   * How ring peers move bytes; every choice speaks the same gRPC wire (proto/peer.proto). `auto`: http2-socket, or
-   * grpc with TLS. `http2-raw`: gRPC on node:http2, the receiving side reading HTTP/2 straight off the socket into
+   * How ring peers move bytes; every choice speaks the same gRPC wire (proto/peer.proto). `auto`: http2-socket
+   * (with or without TLS). `http2-raw`: gRPC on node:http2, the receiving side reading HTTP/2 straight off the socket into
    * one reused buffer; `http2-socket`: as http2-raw, and the sending side on raw sockets too (large zero-copy DATA
-   * frames); `http2`: node:http2 on both sides; `grpc`: grpc-js (supports TLS).
+   * frames; supports TLS); `http2`: node:http2 on both sides; `grpc`: grpc-js (supports TLS).
    */
   transport: z.enum(["auto", "http2-raw", "http2-socket", "http2", "grpc"]).default("auto"),
 }).strict().superRefine((c, ctx) => {
-  if (c.tls !== undefined && (c.transport === "http2" || c.transport === "http2-raw" || c.transport === "http2-socket")) {
-    ctx.addIssue({ code: "custom", path: ["transport"], message: `${c.transport} does not support tls yet; use auto or grpc` });
+  if (c.tls !== undefined && (c.transport === "http2" || c.transport === "http2-raw")) {
+    ctx.addIssue({ code: "custom", path: ["transport"], message: `${c.transport} does not support tls; use auto (http2-socket) or grpc` });
   }
   if (c.gradient_compression.method === "topk" && c.compression !== "none") {
     ctx.addIssue({ code: "custom", path: ["gradient_compression", "method"], message: `topk sends float32 indices, which ${c.compression} wire compression would corrupt; set communication.compression: none` });

@@ -8,10 +8,21 @@ export interface TlsFiles {
   key_file: string;
 }
 
-/** Loaded mutual-TLS material: server and channel credentials that require and check the peer's certificate. */
+/** PEM material as node:tls takes it (secure context options). */
+export interface TlsPem {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+/**
+ * Loaded mutual-TLS material: grpc-js server and channel credentials that require and check the peer's
+ * certificate, and the same PEM files for node:tls (the raw-socket ring transport).
+ */
 export interface MutualTls {
   server(): grpc.ServerCredentials;
   channel(): grpc.ChannelCredentials;
+  readonly pem: TlsPem;
 }
 
 /**
@@ -33,5 +44,6 @@ export function loadMutualTls(files: TlsFiles | undefined): MutualTls | undefine
   return {
     server: () => grpc.ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], true),
     channel: () => grpc.credentials.createSsl(ca, key, cert),
+    pem: { ca, cert, key },
   };
 }

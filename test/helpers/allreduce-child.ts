@@ -9,6 +9,7 @@ import { RingCommunicator, type NamedTensor } from "../../worker/collective/ring
 import { ThreadedRing, sharedFloat32, type Collective } from "../../worker/collective/ring-thread";
 import { Rng } from "../../shared/rng";
 import { CollectiveError } from "../../worker/collective/collective-error";
+import { loadMutualTls } from "../../shared/security/tls";
 import { inputTensor, type CaseSpec, type ChildSpec, type ChildResult, type ChildError } from "./allreduce-spec";
 
 async function main(): Promise<void> {
@@ -16,6 +17,7 @@ async function main(): Promise<void> {
   const opts = {
     jobId: spec.jobId, token: spec.token, rank: spec.rank, worldSize: spec.worldSize, timeoutMs: spec.timeoutMs,
     chunkBytes: spec.chunkBytes, bucketBytes: spec.bucketBytes, compression: spec.compression, transport: spec.transport,
+    tls: loadMutualTls(spec.tls),
   };
   const comm: Collective = spec.threaded === true ? await ThreadedRing.listen(opts) : await RingCommunicator.listen(opts);
   process.stdout.write(`ADDRESS ${comm.address}\n`);

@@ -39,6 +39,8 @@ export interface ChildSpec {
   transport?: "grpc" | "http2" | "http2-raw" | "http2-socket";
   /** Run the communicator in its own thread (ThreadedRing) instead of the child's main thread. */
   threaded?: boolean;
+  /** Mutual TLS PEM files (communication.tls); plaintext when absent. */
+  tls?: { ca_file: string; cert_file: string; key_file: string };
   cases: CaseSpec[];
   outFile: string;
 }

@@ -63,11 +63,10 @@ export interface RingOptions {
   /**
    * Peer transport built by listen(): "http2" (gRPC wire format on node:http2 with streaming receive),
    * "http2-raw" (as "http2", but the inbound stream is read as HTTP/2 straight off a net.Socket into one reused
-   * buffer, bypassing node:http2 on the receive path), "http2-socket" (the default without `tls`: as "http2-raw",
-   * and the peer port is served on raw sockets too: each Chunk leaves as DATA frames of up to the receiver's
-   * max frame size, header and tensor view in one writev) or "grpc" (grpc-js; the default
-   * with `tls`, which the http2 kinds do not support yet). All speak proto/peer.proto on the same wire, so they
-   * interoperate; a ring normally uses one.
+   * buffer, bypassing node:http2 on the receive path), "http2-socket" (the default: as "http2-raw", and the peer
+   * port is served on raw sockets too: each Chunk leaves as DATA frames of up to the receiver's max frame size,
+   * header and tensor view in one writev; the only http2 kind with `tls`) or "grpc" (grpc-js, with or without
+   * `tls`). All speak proto/peer.proto on the same wire, so they interoperate; a ring normally uses one.
    */
   transport?: RingTransportKind;
   /** Tracing hook (the timeline): called synchronously at collective and bucket-phase boundaries; must be cheap. */
@@ -234,10 +233,10 @@ export class RingCommunicator {
       jobId: opts.jobId, token: opts.token, rank: opts.rank, worldSize: opts.worldSize, host: opts.host, port: opts.port,
       chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES,
     };
-    const kind = opts.transport ?? (opts.tls !== undefined ? "grpc" : DEFAULT_TRANSPORT);
+    const kind = opts.transport ?? DEFAULT_TRANSPORT;
     const transport: PeerTransport = kind === "grpc"
       ? await GrpcPeerTransport.listen({ ...base, zeroCopySend: opts.zeroCopySend, tls: opts.tls })
-      : await Http2PeerTransport.listen({ ...base, rawReceive: kind === "http2-raw" || kind === "http2-socket", rawSend: kind === "http2-socket" });
+      : await Http2PeerTransport.listen({ ...base, rawReceive: kind === "http2-raw" || kind === "http2-socket", rawSend: kind === "http2-socket", tls: opts.tls });
     return new RingCommunicator(opts, transport);
   }
 
@@ -828,5 +827,5 @@ function validateOptions(o: RingOptions): void {
   if (o.compression !== undefined && !["none", "fp16", "bf16"].includes(o.compression)) bad("compression", `must be "none", "fp16" or "bf16", got ${JSON.stringify(o.compression)}`);
   if (o.maxInflightBytes !== undefined && (!Number.isInteger(o.maxInflightBytes) || o.maxInflightBytes < 1)) bad("maxInflightBytes", "must be a positive integer");
   if (o.transport !== undefined && !RING_TRANSPORT_KINDS.includes(o.transport)) bad("transport", `must be one of ${RING_TRANSPORT_KINDS.map((k) => `"${k}"`).join(", ")}, got ${JSON.stringify(o.transport)}`);
-  if ((o.transport === "http2" || o.transport === "http2-raw" || o.transport === "http2-socket") && o.tls !== undefined) bad("transport", `"${o.transport}" does not support tls yet; use "grpc" (the default when tls is set)`);
+  if ((o.transport === "http2" || o.transport === "http2-raw") && o.tls !== undefined) bad("transport", `"${o.transport}" does not support tls; use "http2-socket" (the default) or "grpc"`);
 }

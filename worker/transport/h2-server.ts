@@ -1,14 +1,19 @@
 /**
- * A cleartext HTTP/2 server on a plain net.Server whose connections are H2ServerConnection (raw-socket HTTP/2,
- * large zero-copy DATA frames): the peer port of the "http2-socket" ring transport.
+ * An HTTP/2 server on a plain net.Server (cleartext, prior knowledge) or, with `tls`, a tls.Server that requires
+ * a client certificate signed by the job's CA (ALPN "h2"), whose connections are H2ServerConnection (raw-socket
+ * HTTP/2, large zero-copy DATA frames): the peer port of the "http2-socket" ring transport.
  */
 import * as net from "node:net";
+import * as tls from "node:tls";
+import type { TlsPem } from "../../shared/security/tls";
 import { H2ServerConnection, type H2ServerConnectionOptions } from "./h2-server-connection";
 
-/** Options of an H2Server: those of every connection, plus where to bind. */
+/** Options of an H2Server: those of every connection, plus where to bind and, optionally, mutual TLS. */
 export interface H2ServerOptions extends H2ServerConnectionOptions {
   host: string;
   port: number;
+  /** Mutual TLS: serve only clients whose certificate the CA signed (plaintext when absent). */
+  tls?: TlsPem;
 }
 
 /** Listening HTTP/2 server; requests go to `opts.onRequest`. */
@@ -18,12 +23,17 @@ export class H2Server {
   /** Binds `host:port` (0 = any free port); rejects with an error naming `opts.self` and the address. */
   static async listen(opts: H2ServerOptions): Promise<H2Server> {
     const conns = new Set<H2ServerConnection>();
-    const server = net.createServer({ noDelay: true }, (sock) => {
+    const serve = (sock: net.Socket): void => {
       sock.on("error", () => undefined);
       const c = new H2ServerConnection(sock, opts);
       conns.add(c);
       sock.on("close", () => conns.delete(c));
-    });
+    };
+    const server: net.Server = opts.tls === undefined
+      ? net.createServer({ noDelay: true }, serve)
+      : tls.createServer({ ...opts.tls, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ["h2"], noDelay: true }, serve);
+    // a client that fails the handshake (no or a foreign certificate) is dropped by node:tls; its side reports it
+    server.on("tlsClientError", () => undefined);
     const port = await new Promise<number>((resolve, reject) => {
       const onErr = (e: Error): void => reject(new Error(`${opts.self}: cannot bind peer server on ${opts.host}:${opts.port}: ${e.message}`));
       server.once("error", onErr);

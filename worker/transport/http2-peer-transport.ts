@@ -22,6 +22,7 @@
  */
 import http2 = require("node:http2");
 import * as net from "node:net";
+import * as tls from "node:tls";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { encodeHalf, type HalfKind } from "../../shared/codecs/half";
 import { encodeChunkHeadInto, MAX_CHUNK_HEAD_BYTES, WireDtype, type ChunkHeader } from "./chunk-wire";
@@ -35,6 +36,7 @@ import {
   type AbortRequest, type PullRequest,
 } from "./peer-service";
 import type { AbortNotice, InboundPlan, PeerTransport, TransportEvents, TransportFault } from "./peer-transport";
+import type { MutualTls } from "../../shared/security/tls";
 
 /** Configuration of an Http2PeerTransport. */
 export interface Http2TransportOptions {
@@ -56,6 +58,11 @@ export interface Http2TransportOptions {
   rawReceive?: boolean;
   /** Serve the peer port (Pull and Abort) with H2Server on a raw socket instead of node:http2 (default false). */
   rawSend?: boolean;
+  /**
+   * Mutual TLS on every peer connection (communication.tls): only with rawReceive + rawSend ("http2-socket").
+   * Peers must present a certificate signed by the CA, and the server's must match the address dialled.
+   */
+  tls?: MutualTls;
 }
 
 const PULL_PATH = "/ringtrain.peer.Peer/Pull";
@@ -147,6 +154,9 @@ export class Http2PeerTransport implements PeerTransport {
 
   /** Binds the peer server and returns the transport (not yet connected). */
   static async listen(opts: Http2TransportOptions): Promise<Http2PeerTransport> {
+    if (opts.tls !== undefined && (opts.rawSend !== true || opts.rawReceive !== true)) {
+      throw new Error("Http2PeerTransport: tls needs rawReceive and rawSend (the http2-socket transport)");
+    }
     if (opts.rawSend === true) return Http2PeerTransport.listenRaw(opts);
     const server = http2.createServer({
       settings: { maxConcurrentStreams: 16, enablePush: false },
@@ -187,6 +197,7 @@ export class Http2PeerTransport implements PeerTransport {
     let self: Http2PeerTransport | null = null;
     const server = await H2Server.listen({
       self: `rank ${opts.rank} (${host}:${opts.port ?? 0})`, host, port: opts.port ?? 0, maxRequestBytes: MAX_REQUEST_BYTES, maxConcurrentStreams: 16,
+      ...(opts.tls !== undefined ? { tls: opts.tls.pem } : {}),
       onRequest: (st, headers, body) => {
         if (self === null) st.respondTrailersOnly(trailersOnly(GrpcStatus.UNAVAILABLE, "peer server is starting"));
         else self.onRawRequest(st, headers, body);
@@ -266,6 +277,7 @@ export class Http2PeerTransport implements PeerTransport {
     const inbound = new RawPullInbound({
       jobId, token, rank, worldSize, left: this.left, leftAddress: leftAddr, chunkBytes, windowBytes: this.windowBytes,
       maxFrameBytes: this.maxFrameBytes, events: () => this.ev(), live: () => this.rawIn === inbound && !this.down,
+      ...(this.opts.tls !== undefined ? { tls: this.opts.tls.pem } : {}),
     });
     this.rawIn = inbound;
     await this.bothStreamsOpen((settled) => inbound.open(deadline, timeoutMs).then(settled), deadline, timeoutMs);
@@ -408,10 +420,13 @@ export class Http2PeerTransport implements PeerTransport {
     const settings: http2.Settings = bulk
       ? { enablePush: false, initialWindowSize: this.windowBytes, maxFrameSize: this.maxFrameBytes }
       : { enablePush: false };
-    const s = http2.connect(`http://${host}:${port}`, {
+    const pem = this.opts.tls?.pem;
+    const s = http2.connect(`${pem === undefined ? "http" : "https"}://${host}:${port}`, {
       settings,
       maxSessionMemory: 256,
-      createConnection: () => net.connect({ host, port, noDelay: true }),
+      createConnection: () => (pem === undefined
+        ? net.connect({ host, port, noDelay: true })
+        : tls.connect({ host, port, ...pem, ALPNProtocols: ["h2"] }).setNoDelay(true)),
     });
     return new Promise((resolve, reject) => {
       const onErr = (e: Error): void => {

@@ -17,7 +17,9 @@
  * connection; the connection closes when the call ends.
  */
 import * as net from "node:net";
+import * as tls from "node:tls";
 import { status as GrpcStatus } from "@grpc/grpc-js";
+import type { TlsPem } from "../../shared/security/tls";
 import { H2FrameError, H2FrameParser, HeaderBlockCollector, goawayOf, pingAck, settingsOf, type H2FrameSink, type HeaderBlock } from "./h2-frame-parser";
 import {
   CLIENT_PREFACE, DEFAULT_WINDOW, FRAME_HEADER_BYTES, Flag, FrameType, H2Error, Setting, frame, goawayFrame, h2ErrorName, rstStreamFrame, settingsFrame,
@@ -48,6 +50,16 @@ export interface RawPullOptions {
    * slightly slower wall time at 4 MiB, N = 2).
    */
   readBufferBytes?: number;
+  /** Mutual TLS (ALPN "h2"): our certificate, and the CA the server's certificate must be signed by. */
+  tls?: TlsPem;
+}
+
+/** Why RawPullClient.connect failed; `handshake` marks a TLS handshake failure, which retrying will not cure. */
+export class RawConnectError extends Error {
+  constructor(message: string, readonly handshake: boolean) {
+    super(message);
+    this.name = "RawConnectError";
+  }
 }
 
 /** Final gRPC status of the call. */
@@ -124,27 +136,37 @@ export class RawPullClient implements H2FrameSink {
     // 3 spare bytes: each read may start at offset 0..3 (see bodyAlignment)
     const readBuffer = Buffer.allocUnsafeSlow((opts.readBufferBytes ?? DEFAULT_READ_BUFFER) + 3);
     let client: RawPullClient | null = null;
-    const socket = net.connect({
-      host: opts.host, port: opts.port, noDelay: true,
-      onread: {
-        buffer: () => (client === null ? readBuffer : client.nextReadBuffer()),
-        callback: (n: number, buf: Uint8Array) => (client === null ? false : client.onRead(buf, n)),
-      },
-    });
+    const onread = {
+      buffer: (): Uint8Array => (client === null ? readBuffer : client.nextReadBuffer()),
+      callback: (n: number, buf: Uint8Array): boolean => (client === null ? false : client.onRead(buf, n)),
+    };
+    const socket: net.Socket = opts.tls === undefined
+      ? net.connect({ host: opts.host, port: opts.port, noDelay: true, onread })
+      // node:tls honours onread (documented for tls.connect) although @types/node leaves it out of ConnectionOptions
+      : tls.connect({ host: opts.host, port: opts.port, ...opts.tls, ALPNProtocols: ["h2"], onread } as tls.ConnectionOptions);
     client = new RawPullClient(opts, events, socket, readBuffer);
     const c = client;
     return new Promise((resolve, reject) => {
-      const fail = (why: string): void => {
+      let tcpUp = false;
+      socket.once("connect", () => (tcpUp = true));
+      const fail = (why: string, handshake = false): void => {
         clearTimeout(t);
         socket.destroy();
-        reject(new Error(`cannot connect to ${opts.peer}: ${why}`));
+        reject(new RawConnectError(`cannot connect to ${opts.peer}: ${why}`, handshake));
       };
-      const t = setTimeout(() => fail("no TCP connection before the deadline"), Math.max(1, deadline - Date.now()));
-      const onErr = (e: Error): void => fail(e.message);
+      const t = setTimeout(() => fail(tcpUp ? "no TLS session before the deadline" : "no TCP connection before the deadline"), Math.max(1, deadline - Date.now()));
+      // a TLS handshake that fails once the TCP connection is up (a certificate not signed by the CA, a name
+      // that does not match) will not succeed on retry; a refused or reset connection might
+      const onErr = (e: Error): void => fail(opts.tls === undefined ? e.message : `TLS: ${e.message}`, opts.tls !== undefined && tcpUp);
       socket.once("error", onErr);
-      socket.once("connect", () => {
+      socket.once(opts.tls === undefined ? "connect" : "secureConnect", () => {
+        if (socket instanceof tls.TLSSocket && socket.alpnProtocol !== "h2") {
+          fail(`TLS: the server did not agree to HTTP/2 (ALPN ${JSON.stringify(socket.alpnProtocol)})`, true);
+          return;
+        }
         clearTimeout(t);
         socket.removeListener("error", onErr);
+        socket.setNoDelay(true);
         c.start();
         resolve(c);
       });

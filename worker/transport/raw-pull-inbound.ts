@@ -11,7 +11,8 @@ import { status as GrpcStatus } from "@grpc/grpc-js";
 import { GrpcChunkReader } from "./grpc-frame-reader";
 import { encodePull, grpcFrame, statusName, tokenProof, PROOF_KEY, TOKEN_KEY, type PullRequest } from "./peer-service";
 import type { InboundPlan, TransportEvents, TransportFault } from "./peer-transport";
-import { RawPullClient, type CallStatus } from "./raw-pull-client";
+import { RawConnectError, RawPullClient, type CallStatus } from "./raw-pull-client";
+import type { TlsPem } from "../../shared/security/tls";
 
 const PULL_PATH = "/ringtrain.peer.Peer/Pull";
 const RETRY_MS = 50;
@@ -28,6 +29,8 @@ export interface RawInboundOptions {
   chunkBytes: number;
   windowBytes: number;
   maxFrameBytes: number;
+  /** Mutual TLS for the connection (plaintext when absent). */
+  tls?: TlsPem;
   /** The collective's callbacks (looked up on every event). */
   events(): TransportEvents;
   /** False once the transport is failing or closing: events are then swallowed. */
@@ -110,8 +113,10 @@ export class RawPullInbound {
         this.client = await RawPullClient.connect({
           host, port, peer: this.peer, path: PULL_PATH, headers: [{ name: TOKEN_KEY, value: token, sensitive: true }],
           body: grpcFrame(encodePull(pull)), windowBytes: this.o.windowBytes, maxFrameBytes: this.o.maxFrameBytes,
+          ...(this.o.tls !== undefined ? { tls: this.o.tls } : {}),
         }, events, deadline);
       } catch (e) {
+        if (e instanceof RawConnectError && e.handshake) throw fault("auth", e.message);
         lastErr = e instanceof Error ? e.message : String(e);
         if (Date.now() + RETRY_MS >= deadline) throw fault("timeout", `not reachable within ${timeoutMs} ms: ${lastErr}`);
         await new Promise((r) => setTimeout(r, RETRY_MS));
