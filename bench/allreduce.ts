@@ -16,6 +16,7 @@ import { hideBin } from "yargs/helpers";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_TRANSPORT, RING_TRANSPORT_KINDS, type RingTransportKind } from "../worker/collective/ring-communicator";
 import { allreduceHeader, allreduceLine, allreduceSummaryLines, DEFAULT_WARMUP, runAllreduceBench, sizeSweep, type AllreduceOptions } from "../launch/bench/allreduce";
 import { parseIntList, parseSizeList } from "../launch/bench/common";
+import type { TlsFiles } from "../shared/security/tls";
 
 /** The flags of this script, parsed and checked. */
 export interface AllreduceBenchArgs {
@@ -34,6 +35,7 @@ export interface AllreduceBenchArgs {
   json: boolean;
   cpuProf?: string;
   nodeArgs: string[];
+  tls?: TlsFiles;
 }
 
 function parseTransports(value: string): RingTransportKind[] {
@@ -67,6 +69,7 @@ export function parseArgs(argv: string[]): AllreduceBenchArgs {
     .option("json", { type: "boolean", default: false, describe: "print JSON lines instead of the table" })
     .option("cpu-prof", { type: "string", requiresArg: true, describe: "write a V8 CPU profile of every rank process into DIR" })
     .option("node-args", { type: "string", requiresArg: true, describe: 'extra node flags for the rank processes, e.g. "--trace-gc"' })
+    .option("tls", { type: "string", requiresArg: true, describe: "mutual TLS on the ring: CA,CERT,KEY (PEM files, as communication.tls)" })
     .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
     .strict()
     .parseSync();
@@ -87,7 +90,16 @@ export function parseArgs(argv: string[]): AllreduceBenchArgs {
     json: a.json,
     ...(a["cpu-prof"] !== undefined ? { cpuProf: a["cpu-prof"] } : {}),
     nodeArgs: a["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${a["cpu-prof"]}`, ...extra] : extra,
+    ...(a.tls !== undefined ? { tls: tlsFilesOf(a.tls) } : {}),
   };
+}
+
+/** "--tls CA,CERT,KEY" as communication.tls's three files. */
+function tlsFilesOf(text: string): TlsFiles {
+  const parts = text.split(",");
+  if (parts.length !== 3 || parts.some((p) => p.length === 0)) throw new Error(`--tls: expected CA,CERT,KEY (three PEM files), got "${text}"`);
+  const [ca_file, cert_file, key_file] = parts;
+  return { ca_file, cert_file, key_file };
 }
 
 async function main(): Promise<void> {
@@ -107,6 +119,7 @@ async function main(): Promise<void> {
     gloo: a.gloo,
     ...(a.glooScript !== undefined ? { glooScript: a.glooScript } : {}),
     nodeArgs: a.nodeArgs,
+    ...(a.tls !== undefined ? { tls: a.tls } : {}),
     onStart: (tcp, skipped) => {
       if (skipped !== undefined && a.gloo) console.error(`Gloo skipped: ${skipped}`);
       if (json) console.log(JSON.stringify({ impl: "loopback-tcp", GBps: tcp.GBps, how: tcp.how }));

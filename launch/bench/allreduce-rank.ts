@@ -5,10 +5,12 @@
  *   {bytes, iters, warmup}        -> times `iters` all-reduces of bytes -> {times: [s...], bad, cpuSec}
  *   {quit: true}                  -> closes and exits
  * Arguments: RANK N CHUNK_BYTES COMPRESSION INFLIGHT_BYTES SEND(zero-copy|copy) FRAMES(large-frames|default-frames) TRANSPORT
+ *   TLS(- or the JSON of communication.tls's three PEM files)
  */
 import * as readline from "node:readline";
 import { RingCommunicator, type RingTransportKind } from "../../worker/collective/ring-communicator";
 import { GrpcPeerTransport } from "../../worker/transport/grpc-peer-transport";
+import { loadMutualTls, type TlsFiles } from "../../shared/security/tls";
 
 /** A command sent to a rank process. */
 export interface RankCommand {
@@ -38,7 +40,8 @@ export async function rankMain(args: string[]): Promise<void> {
   const inflight = Number(args[4]) || undefined;
   const zeroCopySend = args[5] !== "copy";
   const transport = args[7] as RingTransportKind;
-  const opts = { jobId: "bench", token: "bench-token", rank, worldSize: N, timeoutMs: 120_000, chunkBytes, compression, maxInflightBytes: inflight, zeroCopySend, transport };
+  const tls = args[8] === undefined || args[8] === "-" ? undefined : loadMutualTls(JSON.parse(args[8]) as TlsFiles);
+  const opts = { jobId: "bench", token: "bench-token", rank, worldSize: N, timeoutMs: 120_000, chunkBytes, compression, maxInflightBytes: inflight, zeroCopySend, transport, tls };
   // large-frames: the gRPC transport with 16 MiB HTTP/2 DATA frames on the inbound connection
   const comm = args[6] === "large-frames"
     ? RingCommunicator.withTransport(opts, await GrpcPeerTransport.listen({ ...opts, chunkBytes, largeFrames: true }))

@@ -19,6 +19,7 @@ import { workerMallocEnv } from "../../worker/transport/malloc-env";
 import type { RankCommand, RankTiming } from "./allreduce-rank";
 import { checkInt, checkWritable, fmtBytes, median, parseIntList, parseSizeList, writeJsonFile } from "./common";
 import { colour, countCharts, writeHtmlReport, type Report, type ReportChart } from "./report";
+import type { TlsFiles } from "../../shared/security/tls";
 
 /** Untimed all-reduces per size before the timed ones, as nccl-tests' default (-w 5). */
 export const DEFAULT_WARMUP = 5;
@@ -73,6 +74,8 @@ export interface AllreduceOptions {
   glooScript?: string;
   /** Extra node flags for the rank processes (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /** Mutual TLS on every ring (PEM files as communication.tls); plaintext when absent. */
+  tls?: TlsFiles;
   /** Called for every row as soon as it is measured; `extra` has the ratio to Gloo on Gloo rows. */
   onRow?: (row: AllreduceRow, extra: string) => void;
   /** Called once the loopback limit is known, before the first row. */
@@ -156,7 +159,7 @@ class Ring {
 async function startRing(N: number, o: AllreduceOptions, transport: RingTransportKind): Promise<Ring> {
   const script = path.join(__dirname, "allreduce-rank.js");
   const procs = Array.from({ length: N }, (_, r) => spawn(process.execPath, [...(o.nodeArgs ?? []), script, String(r), String(N), String(o.chunkBytes), o.compression,
-    String(o.inflightBytes), o.send, o.largeFrames ? "large-frames" : "default-frames", transport],
+    String(o.inflightBytes), o.send, o.largeFrames ? "large-frames" : "default-frames", transport, o.tls === undefined ? "-" : JSON.stringify(o.tls)],
   { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...workerMallocEnv() } }));
   const ring = new Ring(procs);
   try {
