@@ -192,9 +192,8 @@ test("RawPullClient ↔ node:http2 server: request headers and body arrive, Huff
   }
 });
 
-test("RawPullClient ↔ a server sending 1 MiB DATA frames: frames up to our max frame size, reads placed so the body is aligned", async () => {
-  const body = Buffer.alloc(8 * 1024 * 1024 + 3);
-  for (let i = 0; i < body.length; i += 997) body[i] = (i >> 3) & 0xff;
+/** A bare-socket HTTP/2 server that answers any request with `body` in 1 MiB DATA frames and an OK status. */
+async function largeFrameServer(body: Buffer): Promise<net.Server> {
   const srv = net.createServer((sock) => {
     sock.once("data", () => {
       const parts: Buffer[] = [frame(FrameType.SETTINGS, 0, 0), frame(FrameType.HEADERS, Flag.END_HEADERS, 1, encodeLiteralHeaders([{ name: ":status", value: "200" }]))];
@@ -206,6 +205,13 @@ test("RawPullClient ↔ a server sending 1 MiB DATA frames: frames up to our max
     sock.on("error", () => undefined);
   });
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  return srv;
+}
+
+test("RawPullClient ↔ a server sending 1 MiB DATA frames: frames up to our max frame size, reads placed so the body is aligned", async () => {
+  const body = Buffer.alloc(8 * 1024 * 1024 + 3);
+  for (let i = 0; i < body.length; i += 997) body[i] = (i >> 3) & 0xff;
+  const srv = await largeFrameServer(body);
   try {
     const r = await call((srv.address() as net.AddressInfo).port, { windowBytes: 64 * 1024 * 1024 });
     assert.deepEqual(r.status, { code: 0, details: "" });
@@ -220,17 +226,7 @@ test("RawPullClient ↔ a server sending 1 MiB DATA frames: frames up to our max
 test("RawPullClient: inside large DATA frames, reads go straight into the memory the consumer offers (bodyTarget)", async () => {
   const body = Buffer.alloc(8 * 1024 * 1024);
   for (let i = 0; i < body.length; i += 991) body[i] = (i >> 5) & 0xff;
-  const srv = net.createServer((sock) => {
-    sock.once("data", () => {
-      const parts: Buffer[] = [frame(FrameType.SETTINGS, 0, 0), frame(FrameType.HEADERS, Flag.END_HEADERS, 1, encodeLiteralHeaders([{ name: ":status", value: "200" }]))];
-      for (let at = 0; at < body.length; at += 1 << 20) parts.push(frame(FrameType.DATA, 0, 1, body.subarray(at, at + (1 << 20))));
-      parts.push(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, encodeLiteralHeaders([{ name: "grpc-status", value: "0" }])));
-      sock.write(Buffer.concat(parts));
-      sock.on("data", () => undefined);
-    });
-    sock.on("error", () => undefined);
-  });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const srv = await largeFrameServer(body);
   const port = (srv.address() as net.AddressInfo).port;
   try {
     const dest = new Uint8Array(body.length + 16).subarray(16); // the consumer's memory
