@@ -267,7 +267,7 @@ export class RawPullClient implements H2FrameSink {
     return null;
   }
 
-  /** onread callback: parses `n` fresh bytes at the start of `buf` (a view of the reused buffer); false pauses the socket. */
+  /** onread callback: parses `n` fresh bytes at the start of `buf` (the reused buffer, or the consumer's memory from bodyTarget); false pauses the socket. */
   private onRead(buf: Uint8Array, n: number): boolean {
     if (this.ended) return false;
     try {
