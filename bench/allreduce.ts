@@ -14,7 +14,7 @@
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_TRANSPORT, RING_TRANSPORT_KINDS, type RingTransportKind } from "../worker/collective/ring-communicator";
-import { allreduceHeader, allreduceLine, allreduceSummaryLines, DEFAULT_WARMUP, runAllreduceBench, sizeSweep, type AllreduceOptions } from "../launch/bench/allreduce";
+import { allreduceHeader, allreduceLine, allreduceSummaryLines, DEFAULT_WARMUP, runAllreduceBench, sizeSweep, tlsFilesOf, type AllreduceOptions } from "../launch/bench/allreduce";
 import { parseIntList, parseSizeList } from "../launch/bench/common";
 import type { TlsFiles } from "../shared/security/tls";
 
@@ -94,13 +94,6 @@ export function parseArgs(argv: string[]): AllreduceBenchArgs {
   };
 }
 
-/** "--tls CA,CERT,KEY" as communication.tls's three files. */
-function tlsFilesOf(text: string): TlsFiles {
-  const parts = text.split(",");
-  if (parts.length !== 3 || parts.some((p) => p.length === 0)) throw new Error(`--tls: expected CA,CERT,KEY (three PEM files), got "${text}"`);
-  const [ca_file, cert_file, key_file] = parts;
-  return { ca_file, cert_file, key_file };
-}
 
 async function main(): Promise<void> {
   const a = parseArgs(hideBin(process.argv));

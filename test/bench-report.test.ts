@@ -15,6 +15,7 @@ import type { ScalingResult } from "../launch/bench/scaling";
 import type { AllreduceResult } from "../launch/bench/allreduce";
 import type { StepResult } from "../launch/bench/step";
 import { runLaunch, tempDir, TEST_CACHE_DIR, TINY_CONFIG } from "./helpers/launch";
+import { makePki, opensslUnavailable } from "./helpers/pki";
 
 const CHROMIUM = process.env.RINGTRAIN_CHROMIUM ?? "/usr/bin/chromium";
 
@@ -176,6 +177,22 @@ test("bench allreduce: a small real sweep, JSON and a report that renders in Chr
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+test("bench allreduce --tls: the rings run over mutual TLS (a mismatched CA makes the run fail naming TLS)", async (t) => {
+  const missing = opensslUnavailable();
+  if (missing !== undefined) return t.skip(missing);
+  const dir = tempDir("bench-allreduce-tls");
+  const job = makePki(dir, "job");
+  const other = makePki(dir, "other");
+  const ok = await runLaunch(["bench", "allreduce", "--workers", "2", "--sizes", "64KiB", "--iters", "2", "--warmup", "1", "--tls", `${job.ca},${job.cert},${job.key}`]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /^\s+64 KiB\s+2\s+ringtrain-http2-socket/m);
+  // our certificate is signed by a CA we are told not to trust: every handshake fails, so TLS really is in use
+  const bad = await runLaunch(["bench", "allreduce", "--workers", "2", "--sizes", "64KiB", "--iters", "2", "--warmup", "1", "--tls", `${other.ca},${job.cert},${job.key}`]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /TLS: /);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
 test("bench step: a small real step benchmark, JSON and a report that renders in Chromium", async () => {
   const dir = tempDir("bench-step");
   const json = path.join(dir, "step.json");
@@ -214,6 +231,8 @@ test("bench: bad arguments exit with code 2 and say what is wrong", async () => 
     [["bench", "allreduce", "--workers", "1"], /--workers: '1' is not an integer >= 2/],
     [["bench", "allreduce", "--sizes", "3"], /--sizes: 3 must be a positive multiple of 4 bytes/],
     [["bench", "allreduce", "--transport", "carrier-pigeon"], /--transport: 'carrier-pigeon' is not one of grpc, http2/],
+    [["bench", "allreduce", "--tls", "ca.pem,node.pem"], /--tls: expected CA,CERT,KEY \(three PEM files\), got "ca\.pem,node\.pem"/],
+    [["bench", "allreduce", "--tls", `${path.join(dir, "no-ca.pem")},b,c`], /--tls: .*no-ca\.pem not found/],
     [["bench", "nonsense"], /Unknown argument: nonsense/],
   ];
   // each fails before starting anything, so they run side by side

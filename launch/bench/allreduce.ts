@@ -388,8 +388,21 @@ interface AllreduceArgs {
   "chunk-bytes": number;
   compression: string;
   gloo: boolean;
+  tls?: string;
   json?: string;
   html?: string;
+}
+
+/**
+ * "--tls CA,CERT,KEY" as communication.tls's three PEM files; each must be readable (a ConfigError names the one
+ * that is not).
+ */
+export function tlsFilesOf(text: string): TlsFiles {
+  const parts = text.split(",").map((p) => p.trim());
+  if (parts.length !== 3 || parts.some((p) => p.length === 0)) throw new ConfigError(`--tls: expected CA,CERT,KEY (three PEM files), got "${text}"`);
+  for (const f of parts) if (!fs.existsSync(f)) throw new ConfigError(`--tls: ${f} not found`);
+  const [ca_file, cert_file, key_file] = parts;
+  return { ca_file, cert_file, key_file };
 }
 
 /** The `launch bench allreduce` subcommand. */
@@ -409,6 +422,7 @@ export function allreduceCommand(setCode: (code: number) => void): CommandModule
         .option("chunk-bytes", { type: "number", default: DEFAULT_CHUNK_BYTES })
         .option("compression", { type: "string", default: "none", choices: ["none", "fp16", "bf16"] })
         .option("gloo", { type: "boolean", default: false, describe: "also measure PyTorch Gloo (needs /usr/bin/python3 with torch)" })
+        .option("tls", { type: "string", describe: "mutual TLS on the rings: CA,CERT,KEY (PEM files, as communication.tls)" })
         .option("json", { type: "string", describe: "write all results to FILE" })
         .option("html", { type: "string", describe: "write a self-contained HTML report with charts to FILE" }) as unknown as Argv<AllreduceArgs>,
     handler: async (a: ArgumentsCamelCase<AllreduceArgs>): Promise<void> => {
@@ -424,6 +438,7 @@ export function allreduceCommand(setCode: (code: number) => void): CommandModule
       const opts: AllreduceOptions = {
         ranks, sizes, iters: a.iters, warmup: a.warmup, transports, chunkBytes: a["chunk-bytes"], compression: a.compression as AllreduceOptions["compression"],
         inflightBytes: 0, send: "zero-copy", largeFrames: false, gloo: a.gloo,
+        ...(a.tls !== undefined ? { tls: tlsFilesOf(a.tls) } : {}),
         onStart: (tcp, skipped) => {
           if (a.gloo && skipped) process.stderr.write(`Gloo skipped: ${skipped}\n`);
           process.stdout.write(allreduceHeader(tcp, opts));
