@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { childNodeFlags } from "./child-node-flags";
 
 /** One worker process to start. */
 export interface WorkerSpec {
@@ -36,7 +37,7 @@ export class Supervisor {
   /** Spawns one worker; its stdout and stderr go to its log file (and stderr lines also to ours when `echoErrors`). */
   start(spec: WorkerSpec, echoErrors: boolean): ChildProcess {
     const log = fs.openSync(path.join(this.logDir, `rank-${spec.rank}.log`), "a");
-    const child = spawn(process.execPath, [this.script], {
+    const child = spawn(process.execPath, [...childNodeFlags(), this.script], {
       env: spec.env,
       stdio: ["ignore", log, echoErrors ? "pipe" : log],
     });

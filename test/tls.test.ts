@@ -61,5 +61,8 @@ test("a job over mutual TLS completes; plaintext and foreign-CA clients are refu
   const r = await run.done;
   assert.equal(r.code, 0, r.stderr);
   assert.equal(fs.readFileSync(path.join(dir, "run", "metrics.jsonl"), "utf8").trim().split("\n").length, 10);
+  // grpc-js's IP ServerName (DEP0123) is silenced in workers; nothing else should warn in a clean TLS job
+  const logs = [0, 1].map((rank) => fs.readFileSync(path.join(dir, "run", "logs", `rank-${rank}.log`), "utf8")).join("");
+  assert.doesNotMatch(r.stderr + logs, /DeprecationWarning|DEP0123/);
   fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -20,6 +20,7 @@ import type { RankCommand, RankTiming } from "./allreduce-rank";
 import { checkInt, checkWritable, fmtBytes, median, parseIntList, parseSizeList, writeJsonFile } from "./common";
 import { colour, countCharts, writeHtmlReport, type Report, type ReportChart } from "./report";
 import type { TlsFiles } from "../../shared/security/tls";
+import { childNodeFlags } from "../child-node-flags";
 
 /** Untimed all-reduces per size before the timed ones, as nccl-tests' default (-w 5). */
 export const DEFAULT_WARMUP = 5;
@@ -158,7 +159,7 @@ class Ring {
 
 async function startRing(N: number, o: AllreduceOptions, transport: RingTransportKind): Promise<Ring> {
   const script = path.join(__dirname, "allreduce-rank.js");
-  const procs = Array.from({ length: N }, (_, r) => spawn(process.execPath, [...(o.nodeArgs ?? []), script, String(r), String(N), String(o.chunkBytes), o.compression,
+  const procs = Array.from({ length: N }, (_, r) => spawn(process.execPath, [...childNodeFlags(), ...(o.nodeArgs ?? []), script, String(r), String(N), String(o.chunkBytes), o.compression,
     String(o.inflightBytes), o.send, o.largeFrames ? "large-frames" : "default-frames", transport, o.tls === undefined ? "-" : JSON.stringify(o.tls)],
   { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...workerMallocEnv() } }));
   const ring = new Ring(procs);
