@@ -187,7 +187,7 @@ function readMetrics(file: string): Measured {
 function runArgs(w: SimWorkload, workers: number, globalWorkers: number, steps: number, out: string): string[] {
   return [
     path.join(DIST, "launch", "main.js"), path.join(repoRoot(), "examples", "pretrain-brown.yaml"), "--workers", String(workers), "--max-steps", String(steps),
-    "--output", out, "--quiet", "--backend", "wasm",
+    "--output", out, "--overwrite", "--quiet", "--backend", "wasm",
     "--set", `model.preset=${w.preset}`, "--set", `tokenizer.vocab_size=${w.vocabSize}`, "--set", `data.max_seq_len=${w.seqLen}`,
     "--set", `batch.micro_batch_size=${w.microBatch}`, "--set", `batch.global_batch_size=${w.microBatch * globalWorkers}`,
     "--set", "training.eval_interval_steps=0", "--set", "training.checkpoint_interval_steps=0", "--set", "schedule.warmup_steps=1",

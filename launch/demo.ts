@@ -11,6 +11,7 @@ export async function runDemo(opts: { workers: number; maxSteps: number; output:
   const code = await launchTraining({
     config,
     workers: opts.workers,
+    overwrite: true, // the demo's run directory is replaced on every run
     overrides: { maxSteps: opts.maxSteps, output: opts.output, set: ["schedule.warmup_steps=10", `training.eval_interval_steps=${Math.max(1, Math.floor(opts.maxSteps / 3))}`] },
   });
   if (code !== EXIT_OK) return code;

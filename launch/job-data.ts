@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { RunConfig } from "../shared/config/schema";
 import { ConfigError } from "../shared/config/load";
+import { ADAPTER_CONFIG_FILE } from "../shared/finetune/adapter-config";
 import { pretrainingDocuments, prepareNspData, preparePretrainingData, prepareTokenizer } from "../shared/pipeline/prepare";
 import { BertTokenizer } from "../shared/tokenizer/bert-tokenizer";
 import { Vocab } from "../shared/tokenizer/vocab";
@@ -44,6 +45,10 @@ export async function checkFinetuneConfig(cfg: RunConfig, source: string): Promi
   } catch (e) {
     throw new ConfigError(`${source}: field finetune.base_model: ${(e as Error).message}`);
   }
+  if (fs.existsSync(path.join(dir, ADAPTER_CONFIG_FILE))) {
+    throw new ConfigError(`${source}: field finetune.base_model: ${wanted} is an adapter run (${ADAPTER_CONFIG_FILE}), not a model; give the model it was trained from`);
+  }
+  refuseInsideOutput(cfg, source, "finetune.base_model", dir);
   const ckpt = await loadCheckpoint(dir).catch((e: Error) => {
     throw new ConfigError(`${source}: field finetune.base_model: ${e.message}`);
   });
@@ -77,6 +82,7 @@ export async function checkInitFrom(cfg: RunConfig, source: string): Promise<voi
   } catch (e) {
     throw new ConfigError(`${field}: ${(e as Error).message}`);
   }
+  refuseInsideOutput(cfg, source, "model.init_from", dir);
   const ckpt = await loadCheckpoint(dir).catch((e: Error) => {
     throw new ConfigError(`${field}: ${e.message}`);
   });
@@ -95,8 +101,12 @@ export async function prepareJobData(cfg: RunConfig, resumeVocab: Vocab | undefi
     const tokenizer = new BertTokenizer(new Vocab(base.checkpoint.vocab), { lowerCase: cfg.tokenizer.lowercase });
     const data = prepareClassificationData(cfg, tokenizer);
     const counts = countClassifierParams(base.checkpoint.config, peftSettingsOf(cfg.finetune, data.labels.length));
+    if (cfg.finetune.label_fraction > 1 && cfg.finetune.label_fraction > data.trainAvailable) {
+      process.stderr.write(`launch: warning: finetune.label_fraction asks for ${cfg.finetune.label_fraction} labels; the training split has ${data.trainAvailable}: all are used\n`);
+    }
     log(`data: ${data.labels.length} classes; ${data.train.count} of ${data.trainAvailable} training labels kept, ${data.validation.count} validation, ${data.test.count} test examples of ${cfg.data.max_seq_len} tokens`);
-    log(`${cfg.finetune.method} fine-tuning of ${base.dir}: ${formatParamCounts(counts)}; all-reduced per step: ${4 * counts.trainable + 16} bytes`);
+    const what = cfg.finetune.init === "random" ? `${cfg.finetune.method} training from random weights, in the shape and vocabulary of ${base.dir}` : `${cfg.finetune.method} fine-tuning of ${base.dir}`;
+    log(`${what}: ${formatParamCounts(counts)}; all-reduced per step: ${4 * counts.trainable + 16} bytes`);
     return { vocab: [...base.checkpoint.vocab], numTrain: data.train.count, numValidation: data.validation.count, numTest: data.test.count, labels: data.labels };
   }
   const docs = pretrainingDocuments(cfg);
@@ -107,11 +117,25 @@ export async function prepareJobData(cfg: RunConfig, resumeVocab: Vocab | undefi
   if (cfg.objective === "mlm+nsp") {
     const nsp = prepareNspData(cfg, docs, tokenizer);
     log(`data: ${docs.length} documents -> ${nsp.train.count} train / ${nsp.validation.count} validation sentence-pair samples of ${cfg.data.max_seq_len} tokens`);
+    warnNoValidation(cfg, docs.length, nsp.validation.count);
     return { vocab: [...tokenizer.vocab.tokens], numTrain: nsp.train.count, numValidation: nsp.validation.count };
   }
   const data = preparePretrainingData(cfg, docs, tokenizer);
   log(`data: ${docs.length} documents -> ${data.train.count} train / ${data.validation.count} validation sequences of ${cfg.data.max_seq_len} tokens${data.fromCache ? " (cached)" : ""}`);
+  warnNoValidation(cfg, docs.length, data.validation.count);
   return { vocab: [...tokenizer.vocab.tokens], numTrain: data.train.count, numValidation: data.validation.count };
+}
+
+/**
+ * The split is by whole documents (a text file is one document, a JSONL/CSV row one), so a corpus of one or two
+ * documents gets no validation split although validation_fraction asks for one: say so rather than never evaluate.
+ */
+function warnNoValidation(cfg: RunConfig, documents: number, validation: number): void {
+  if (validation > 0 || cfg.data.validation_fraction === 0 || cfg.training.eval_interval_steps === 0) return;
+  process.stderr.write(
+    `launch: warning: data: no validation split from ${documents} document(s) (the split keeps documents whole; a text file is one document, a JSONL or CSV row one): ` +
+      `training.eval_interval_steps will evaluate nothing; give several files, or one document per JSONL line\n`,
+  );
 }
 
 /** The test (and last validation) report of a finished classification run, from its run directory. */
@@ -123,4 +147,16 @@ export function classificationReport(runDir: string): string | undefined {
   if (m.validation) parts.push(formatClassificationReport(m.validation, `validation (step ${m.validation.step})`));
   if (m.test) parts.push(formatClassificationReport(m.test, `test (step ${m.test.step})`));
   return parts.length > 0 ? parts.join("\n") + `\n(metrics in ${file})\n` : undefined;
+}
+
+/**
+ * A run's output_dir must not hold the checkpoint it starts from: its own checkpoints, config.yaml and metrics would
+ * be written over the model it reads (and --overwrite would delete it).
+ */
+function refuseInsideOutput(cfg: RunConfig, source: string, field: string, checkpointDir: string): void {
+  const out = path.resolve(cfg.output_dir);
+  const rel = path.relative(out, path.resolve(checkpointDir));
+  if (rel === "" || (!rel.startsWith("..") && !path.isAbsolute(rel))) {
+    throw new ConfigError(`${source}: field output_dir: ${out} holds ${field} (${checkpointDir}); writing this run there would overwrite the model it starts from: choose another output_dir (--output)`);
+  }
 }

@@ -13,6 +13,7 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { ConfigError } from "../shared/config/load";
 import { EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK } from "../shared/exit-codes";
+import { asInputError } from "./input-error";
 import { type TrainArgs } from "./train";
 import { launchWithRestarts } from "./restart";
 import { fillMask } from "./fill-mask";
@@ -20,6 +21,8 @@ import { runDemo } from "./demo";
 import { predictFile } from "./predict";
 import { runK8sCommand } from "./k8s/command";
 import { registerBenchCommand } from "./bench/command";
+
+const BACKENDS = ["auto", "wasm", "cpu", "tensorflow"];
 
 async function main(argv: string[]): Promise<number> {
   let code = EXIT_OK;
@@ -46,6 +49,7 @@ async function main(argv: string[]): Promise<number> {
           .option("seed", { type: "number", describe: "override seed" })
           .option("set", { type: "string", array: true, describe: "override any field: --set optimizer.lr=1e-3" })
           .option("dry-run", { type: "boolean", describe: "validate and print the resolved config and world, start nothing" })
+          .option("overwrite", { type: "boolean", describe: "replace the previous run in output_dir (its checkpoints, metrics and logs) instead of refusing to start" })
           .option("auto-resume", { type: "boolean", describe: "continue output_dir from its latest good checkpoint if it has one (for restarted jobs), else start fresh" })
           .option("max-restarts", { type: "number", default: 0, describe: "restart from the last checkpoint after a worker failure, up to N times (see elastic.* in the config)" })
           .option("timeline", { type: "boolean", describe: "write a per-rank Chrome trace-event timeline to RUN_DIR/timeline/ and RUN_DIR/timeline.json (training.timeline)" })
@@ -53,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
       async (a) => {
         const args: TrainArgs = {
           config: a.config, resume: a.resume, autoResume: a["auto-resume"], workers: a.workers, gpus: a.gpus, nodes: a.nodes, nodeRank: a["node-rank"],
-          coordinator: a.coordinator, advertiseHost: a["advertise-host"], jobId: a["job-id"], dryRun: a["dry-run"], quiet: a.quiet,
+          coordinator: a.coordinator, advertiseHost: a["advertise-host"], jobId: a["job-id"], dryRun: a["dry-run"], quiet: a.quiet, overwrite: a.overwrite,
           overrides: { maxSteps: a["max-steps"], output: a.output, backend: a.backend, seed: a.seed, set: a.set, timeline: a.timeline },
         };
         code = await launchWithRestarts(args, a["max-restarts"]);
@@ -66,12 +70,14 @@ async function main(argv: string[]): Promise<number> {
         y
           .positional("text", { type: "string", array: true, demandOption: true })
           .option("model", { type: "string", demandOption: true, describe: "checkpoint directory, or a run directory" })
-          .option("top-k", { type: "number", default: 5 })
+          .option("top-k", { type: "number", default: 5, coerce: wholeAtLeast("--top-k", 1) })
           .option("cased", { type: "boolean", default: false, describe: "the vocabulary is cased (no lower-casing)" })
-          .option("backend", { type: "string", default: "auto" })
+          .option("backend", { type: "string", default: "auto", choices: BACKENDS })
           .option("json", { type: "boolean", describe: "print JSON" }),
       async (a) => {
-        const results = await fillMask(a.model, a.text as string[], { topK: a["top-k"], backend: a.backend, cased: a.cased });
+        const results = await fillMask(a.model, a.text as string[], { topK: a["top-k"], backend: a.backend, cased: a.cased }).catch((e: unknown) => {
+          throw asInputError(e, "fill-mask: ");
+        });
         if (a.json) process.stdout.write(JSON.stringify(results) + "\n");
         else {
           for (const r of results) {
@@ -117,11 +123,13 @@ async function main(argv: string[]): Promise<number> {
           .option("model", { type: "string", demandOption: true, describe: "classifier checkpoint, or the base model of --adapter (checkpoint or run directory)" })
           .option("adapter", { type: "string", describe: "adapter directory of a PEFT run (adapter_model.safetensors + adapter_config.json)" })
           .option("output", { type: "string", describe: "also write the predictions as JSONL to this file" })
-          .option("batch-size", { type: "number", default: 32 })
-          .option("backend", { type: "string", default: "auto" })
+          .option("batch-size", { type: "number", default: 32, coerce: wholeAtLeast("--batch-size", 1) })
+          .option("backend", { type: "string", default: "auto", choices: BACKENDS })
           .option("json", { type: "boolean", describe: "print JSONL instead of a table" }),
       async (a) => {
-        const preds = await predictFile({ model: a.model, adapter: a.adapter, file: a.file, backend: a.backend, batchSize: a["batch-size"] });
+        const preds = await predictFile({ model: a.model, adapter: a.adapter, file: a.file, backend: a.backend, batchSize: a["batch-size"] }).catch((e: unknown) => {
+          throw asInputError(e, "predict: ");
+        });
         const lines = preds.map((p) => JSON.stringify(p));
         if (a.output !== undefined) fs.writeFileSync(a.output, lines.join("\n") + "\n");
         if (a.json) process.stdout.write(lines.join("\n") + "\n");
@@ -156,10 +164,20 @@ async function main(argv: string[]): Promise<number> {
     .version(false)
     .wrap(Math.min(110, process.stdout.columns ?? 110))
     .fail((msg, err) => {
-      throw err ?? new ConfigError(msg);
+      // yargs wraps its own validation and coerce failures in YError: bad arguments, like a message of its own
+      throw err === undefined || err === null ? new ConfigError(msg) : err.name === "YError" ? new ConfigError(err.message) : err;
     });
   await parser.parseAsync();
   return code;
+}
+
+/** A yargs coerce that accepts one whole number >= min (a flag given twice is an error, as a typo would be). */
+function wholeAtLeast(flag: string, min: number): (v: unknown) => number {
+  return (v) => {
+    const n = typeof v === "number" ? v : NaN;
+    if (!Number.isInteger(n) || n < min) throw new ConfigError(`${flag} must be an integer >= ${min} (got ${Array.isArray(v) ? `${v.length} values` : String(v)})`);
+    return n;
+  };
 }
 
 main(hideBin(process.argv)).then(

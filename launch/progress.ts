@@ -3,7 +3,8 @@ import type { StepMetrics } from "../coordinator/metrics";
 
 /**
  * One progress line for the run: step/total, loss, tokens/s, MFU, ETA. A live bar (cli-progress) on a
- * terminal; on a pipe or log file, one plain line per step (and per evaluation).
+ * terminal; on a pipe or log file, one plain line every `logEvery` steps (training.log_interval_steps, like HF's
+ * logging_steps), on every evaluation and on the last step. metrics.jsonl records every step regardless.
  */
 export class ProgressReporter {
   private readonly bar: SingleBar | undefined;
@@ -13,7 +14,7 @@ export class ProgressReporter {
   private readonly throughput: number[] = [];
   private readonly mfus: number[] = [];
 
-  constructor(private readonly total: number, private readonly startStep: number, private readonly enabled: boolean) {
+  constructor(private readonly total: number, private readonly startStep: number, private readonly enabled: boolean, private readonly logEvery = 1) {
     if (enabled && process.stderr.isTTY) {
       this.bar = new SingleBar({
         format: "step {value}/{total} |{bar}| loss {loss} | {tps} tok/s | MFU {mfu} | ETA {eta_formatted}{evaltext}",
@@ -34,7 +35,7 @@ export class ProgressReporter {
     const evalText = this.lastEval ? ` | val loss ${this.lastEval.loss.toFixed(3)} acc ${(this.lastEval.accuracy * 100).toFixed(1)}%` : "";
     if (this.bar) {
       this.bar.update(m.step, { loss: m.loss.toFixed(3), tps: Math.round(m.tokens_per_s), mfu: pct(m.mfu), evaltext: evalText });
-    } else if (this.enabled) {
+    } else if (this.enabled && (m.step % this.logEvery === 0 || m.eval || m.step === this.total)) {
       const done = m.step - this.startStep;
       const elapsed = (Date.now() - this.startedMs) / 1000;
       const eta = done > 0 ? (elapsed / done) * (this.total - m.step) : NaN;

@@ -37,7 +37,7 @@ export async function launchWithRestarts(args: TrainArgs, maxRestarts: number): 
     const world = args.gpus !== undefined ? { gpus: workers, workers: undefined } : { workers, gpus: undefined };
     current = entry !== undefined
       ? { ...args, ...world, config: undefined, resume: runDir, overrides: { ...args.overrides, output: undefined } }
-      : { ...args, ...world };
+      : { ...args, ...world, overwrite: true, restarting: true }; // from the start: the failed attempt's metrics and logs are replaced
   }
 }
 

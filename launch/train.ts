@@ -26,6 +26,7 @@ import { ProgressReporter } from "./progress";
 import { dropSnapshots, newestResumePoint, pruneSnapshots, snapshotRoot } from "./snapshots";
 import { checkFinetuneConfig, checkInitFrom, classificationReport, prepareJobData } from "./job-data";
 import { waitForCoordinator } from "./coordinator-wait";
+import { asInputError } from "./input-error";
 import { mergeTimelines, timelineFileName } from "../worker/timeline";
 
 /** Arguments of a training launch. */
@@ -39,6 +40,10 @@ export interface TrainArgs extends WorldArgs {
   advertiseHost?: string;
   dryRun?: boolean;
   quiet?: boolean;
+  /** Replace a previous run in output_dir (its checkpoints, metrics, logs) instead of refusing to start. */
+  overwrite?: boolean;
+  /** Set by --max-restarts when an attempt starts over: the failed attempt's logs stay (appended to). */
+  restarting?: boolean;
 }
 
 /** Where the resolved config of a run is saved; `--resume RUN_DIR` reads it back. */
@@ -53,6 +58,12 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     return EXIT_OK;
   }
   validateForWorld(cfg, world.worldSize, source);
+  if (resume !== undefined && world.nodeRank === 0) {
+    const before = lastWorldSize(path.resolve(cfg.output_dir));
+    if (before !== undefined && before !== world.worldSize) {
+      process.stderr.write(`launch: note: resuming with ${world.worldSize} worker(s); the run last trained with ${before} (the global batch stays the same; pass --workers ${before} to train as before)\n`);
+    }
+  }
   for (const w of configWarnings(cfg, source)) process.stderr.write(`launch: warning: ${w}\n`);
   if (cfg.backend === "tensorflow" && installedNativeBackend() === null) {
     throw new ConfigError(`${source}: field backend: 'tensorflow' needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node (optional, not installed): npm install @tensorflow/tfjs-node-gpu, or use backend wasm`);
@@ -62,6 +73,15 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   if (gpuFallback !== null) process.stderr.write(`launch: warning: --gpus ${world.workersPerNode}: the workers will run on the CPU: ${gpuFallback}\n`);
   await checkFinetuneConfig(cfg, source);
   await checkInitFrom(cfg, source);
+  if (world.useGpus) for (let local = 0; local < world.workersPerNode; local++) gpuOf(local, world.workersPerNode);
+  // Node 0 owns the run directory; other nodes only add their ranks' logs to it.
+  const previousRun = resume === undefined && world.nodeRank === 0 ? previousRunIn(path.resolve(cfg.output_dir)) : undefined;
+  if (previousRun !== undefined && !(args.overwrite === true || args.autoResume === true)) {
+    throw new ConfigError(
+      `${source}: field output_dir: ${path.resolve(cfg.output_dir)} already holds a run (${previousRun}); continue it with launch --resume ${cfg.output_dir}, ` +
+        `replace it with --overwrite, or choose another --output`,
+    );
+  }
   const jobId = args.jobId ?? process.env.RINGTRAIN_JOB_ID ?? cfg.name;
   const token = jobToken(world);
   const multiNode = world.nodes > 1;
@@ -78,18 +98,29 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   };
   const runDir = path.resolve(cfg.output_dir);
   const snapshots = snapshotRoot(cfg);
-  fs.mkdirSync(runDir, { recursive: true });
+  if (previousRun !== undefined) {
+    log(`replacing the previous run in ${runDir} (${previousRun})`);
+    clearRun(runDir, args.restarting === true);
+  }
+  try {
+    fs.mkdirSync(runDir, { recursive: true });
+  } catch (e) {
+    throw new ConfigError(`${source}: field output_dir: cannot create ${runDir}: ${(e as Error).message}`);
+  }
   const timelineDir = cfg.training.timeline ? prepareTimelineDir(runDir, world, resume !== undefined) : undefined;
 
   let coordinator: Coordinator | undefined;
   let coordinatorAddress = world.coordinatorAddress;
   if (world.nodeRank === 0) {
+    const job = await prepareJobData(cfg, resume?.vocab, log).catch((e: unknown) => {
+      throw asInputError(e, `${source}: data: `);
+    });
+    // written once the data is known to be usable, so a run that cannot start leaves its directory as it was
     await atomicWriteFile(path.join(runDir, RUN_CONFIG_FILE), stringify(cfg));
-    const job = await prepareJobData(cfg, resume?.vocab, log);
     await atomicWriteFile(path.join(runDir, "vocab.txt"), job.vocab.join("\n") + "\n");
     const schedule = scheduleOf(cfg);
     const port = coordinatorAddress ? Number(coordinatorAddress.slice(coordinatorAddress.lastIndexOf(":") + 1)) : 0;
-    coordinator = new Coordinator({
+    coordinator = constructOrInputError(source, () => new Coordinator({
       jobId, token, config: cfg, runDir,
       worldSize: world.worldSize, workersPerNode: world.workersPerNode,
       vocab: job.vocab,
@@ -101,7 +132,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
       startStep: resume?.step ?? 0,
       resumeCheckpointDir: resume?.dir,
       bindAddress: `${multiNode ? "0.0.0.0" : "127.0.0.1"}:${port}`,
-    });
+    }));
     const bound = await coordinator.start();
     coordinatorAddress = multiNode ? coordinatorAddress : bound;
     log(`coordinator listening on ${bound}; job '${jobId}', ${world.worldSize} worker(s) on ${world.nodes} node(s)${resume ? `, resuming at step ${resume.step}` : ""}`);
@@ -139,7 +170,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   process.on("SIGINT", stopSignals);
   process.on("SIGTERM", stopSignals);
 
-  const progress = new ProgressReporter(cfg.training.max_steps, resume?.step ?? 0, !args.quiet);
+  const progress = new ProgressReporter(cfg.training.max_steps, resume?.step ?? 0, !args.quiet, cfg.training.log_interval_steps);
   coordinator?.on("step", (m: StepMetrics) => {
     progress.update(m);
     if (m.checkpoint_dir?.startsWith(snapshots)) void pruneSnapshots(snapshots).catch(() => undefined);
@@ -169,7 +200,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   process.off("SIGTERM", stopSignals);
 
   if (interrupted) {
-    alert(`interrupted; the last complete checkpoint in ${path.join(runDir, "checkpoints")} is intact (resume with: launch --resume ${runDir})`);
+    alert(`interrupted; ${await resumeHint(cfg, runDir, world)}`);
     return EXIT_INTERRUPTED;
   }
   if (outcome?.status === "failed") {
@@ -195,6 +226,9 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
   if (args.resume === undefined) {
     if (args.config === undefined) throw new ConfigError("give a CONFIG.yaml to train, or --resume RUN_DIR");
     const cfg = loadRunConfig(args.config, args.overrides);
+    if (args.autoResume && cfg.task === "classification" && previousRunIn(path.resolve(cfg.output_dir)) !== undefined) {
+      process.stderr.write(`launch: --auto-resume: fine-tuning runs are not resumed (their checkpoints hold no optimizer state); starting ${cfg.output_dir} over\n`);
+    }
     if (args.autoResume && cfg.task !== "classification") {
       // A restarted job (e.g. a Kubernetes pod) continues its run directory when it holds a complete checkpoint.
       const runDir = path.resolve(cfg.output_dir);
@@ -207,6 +241,10 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
   const source = path.join(args.resume, RUN_CONFIG_FILE);
   if (!fs.existsSync(source)) throw new ConfigError(`--resume ${args.resume}: not a run directory (no ${RUN_CONFIG_FILE})`);
   const cfg = loadRunConfig(args.config ?? source, { ...args.overrides, output: args.resume });
+  if (cfg.task === "classification") {
+    throw new ConfigError(`--resume ${args.resume}: fine-tuning runs cannot be resumed (their checkpoints hold no optimizer state); start the run again`);
+  }
+  checkResumeKeepsModel(loadRunConfig(source, { output: args.resume }), cfg, args.resume);
   const { entry: checkpoint, warnings, snapshot } = await newestResumePoint(args.resume, snapshotRoot(cfg));
   for (const w of warnings) process.stderr.write(`launch: warning: ${w}\n`);
   if (snapshot && checkpoint) process.stderr.write(`launch: resuming from the in-memory snapshot of step ${checkpoint.step} (${checkpoint.dir})\n`);
@@ -245,8 +283,83 @@ function workerEnv(world: World, local: number, rank: number, jobId: string, tok
   delete env.RINGTRAIN_TOKEN_FILE;
   // A single node binds loopback and all its peers are local: an advertised host would not match.
   if (advertiseHost && world.nodes > 1) env.RINGTRAIN_ADVERTISE_HOST = advertiseHost;
-  if (world.useGpus) env.CUDA_VISIBLE_DEVICES = String(local);
+  if (world.useGpus) env.CUDA_VISIBLE_DEVICES = gpuOf(local, world.workersPerNode);
   return env;
+}
+
+/**
+ * The GPU of local rank `local`: the local-th entry of an inherited CUDA_VISIBLE_DEVICES (as torchrun keeps the
+ * scheduler's mask), else `local` itself.
+ */
+export function gpuOf(local: number, perNode: number, visible = process.env.CUDA_VISIBLE_DEVICES): string {
+  if (visible === undefined || visible.trim() === "") return String(local);
+  const ids = visible.split(",").map((x) => x.trim()).filter((x) => x !== "");
+  if (ids.length < perNode) {
+    throw new ConfigError(`--gpus ${perNode}: CUDA_VISIBLE_DEVICES=${visible} makes only ${ids.length} GPU(s) visible`);
+  }
+  return ids[local];
+}
+
+/** Files and folders a run writes into its output_dir (what --overwrite removes; anything else there is left alone). */
+const RUN_ENTRIES = ["checkpoints", "metrics.jsonl", "logs", "failure.json", "classification_metrics.json", "timeline", "timeline.json", "vocab.txt", RUN_CONFIG_FILE];
+
+/** What shows that runDir holds a run that trained (checkpoints or metrics), or undefined. */
+export function previousRunIn(runDir: string): string | undefined {
+  const ckpts = path.join(runDir, "checkpoints");
+  const steps = fs.existsSync(ckpts) ? fs.readdirSync(ckpts).filter((n) => n.startsWith("step-")) : [];
+  if (steps.length > 0) return `${steps.length} checkpoint(s), newest ${steps.sort().at(-1)}`;
+  const metrics = path.join(runDir, "metrics.jsonl");
+  if (fs.existsSync(metrics) && fs.statSync(metrics).size > 0) return "metrics.jsonl from an earlier run";
+  return undefined;
+}
+
+function clearRun(runDir: string, keepLogs: boolean): void {
+  for (const name of RUN_ENTRIES) if (!(keepLogs && name === "logs")) fs.rmSync(path.join(runDir, name), { recursive: true, force: true });
+}
+
+/** A resumed run must train the model its checkpoint holds: overrides may change the schedule, not the model. */
+function checkResumeKeepsModel(saved: RunConfig, wanted: RunConfig, runDir: string): void {
+  // dropout rates are training settings (a second stage may change them); everything else fixes the model
+  const shape = (c: RunConfig): Record<string, unknown> => {
+    const { hidden_dropout: _h, attention_dropout: _a, ...rest } = c.model ?? {};
+    return { task: c.task, objective: c.objective, model: rest, tokenizer: c.tokenizer };
+  };
+  const before = shape(saved);
+  const after = shape(wanted);
+  for (const key of Object.keys(before)) {
+    if (JSON.stringify(before[key]) !== JSON.stringify(after[key])) {
+      throw new ConfigError(`--resume ${runDir}: field ${key} differs from the run's ${RUN_CONFIG_FILE} (${JSON.stringify(before[key])} -> ${JSON.stringify(after[key])}); a resumed run keeps its model: start a new run (model.init_from: ${runDir}) instead`);
+    }
+  }
+}
+
+/** How many ranks the last step in RUN_DIR/metrics.jsonl had, if known. */
+function lastWorldSize(runDir: string): number | undefined {
+  try {
+    const last = fs.readFileSync(path.join(runDir, "metrics.jsonl"), "utf8").trim().split("\n").at(-1);
+    const perRank = last ? (JSON.parse(last) as { per_rank?: unknown[] }).per_rank : undefined;
+    return Array.isArray(perRank) && perRank.length > 0 ? perRank.length : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The coordinator's checks of the prepared data (e.g. an empty training split) are bad input too. */
+function constructOrInputError<T>(source: string, make: () => T): T {
+  try {
+    return make();
+  } catch (e) {
+    throw asInputError(e, `${source}: data: `);
+  }
+}
+
+/** After Ctrl-C: how to continue, or that nothing can be resumed. */
+async function resumeHint(cfg: RunConfig, runDir: string, world: World): Promise<string> {
+  if (cfg.task === "classification") return "fine-tuning runs cannot be resumed; start it again to finish it";
+  const { entry } = await newestResumePoint(runDir, snapshotRoot(cfg)).catch(() => ({ entry: undefined }));
+  if (entry === undefined) return `no checkpoint was written yet (training.checkpoint_interval_steps ${cfg.training.checkpoint_interval_steps}): nothing to resume`;
+  const flag = world.useGpus ? `--gpus ${world.workersPerNode}` : `--workers ${world.workersPerNode}`;
+  return `the last complete checkpoint (step ${entry.step}, ${entry.dir}) is intact; resume with: launch --resume ${runDir} ${flag}`;
 }
 
 /** Where the ranks write their timelines (training.timeline); a fresh run first drops this node's stale rank files. */

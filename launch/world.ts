@@ -39,7 +39,12 @@ export function resolveWorld(args: WorldArgs, env: NodeJS.ProcessEnv = process.e
   const nodeRank = args.nodeRank ?? envInt("NODE_RANK") ?? 0;
   let coordinator = args.coordinator ?? env.COORDINATOR_ADDR;
   if (coordinator === undefined && env.MASTER_ADDR) coordinator = `${env.MASTER_ADDR}:${env.MASTER_PORT ?? "29400"}`;
-  if (workersPerNode < 1) throw new ConfigError(`--workers/--gpus must be at least 1 (got ${workersPerNode})`);
+  const whole = (flag: string, v: number, min: number): void => {
+    if (!Number.isInteger(v) || v < min) throw new ConfigError(`${flag} must be an integer >= ${min} (got ${Array.isArray(v) ? `${flag} given ${(v as unknown[]).length} times` : String(v)})`);
+  };
+  whole(useGpus ? "--gpus" : "--workers", workersPerNode, 1);
+  whole("--nodes", nodes, 1);
+  whole("--node-rank", nodeRank, 0);
   if (nodes < 1) throw new ConfigError(`--nodes must be at least 1 (got ${nodes})`);
   if (nodeRank >= nodes) throw new ConfigError(`--node-rank ${nodeRank} is out of range for --nodes ${nodes} (0..${nodes - 1})`);
   if (nodes > 1 && coordinator === undefined) {
@@ -48,6 +53,8 @@ export function resolveWorld(args: WorldArgs, env: NodeJS.ProcessEnv = process.e
   if (coordinator !== undefined && !/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/.test(coordinator)) {
     throw new ConfigError(`--coordinator '${coordinator}' is not HOST:PORT`);
   }
+  const coordinatorPort = coordinator === undefined ? 1 : Number(coordinator.slice(coordinator.lastIndexOf(":") + 1));
+  if (coordinatorPort < 1 || coordinatorPort > 65535) throw new ConfigError(`--coordinator '${coordinator}': port must be 1..65535`);
   const worldSize = nodes * workersPerNode;
   const envWorld = envInt("WORLD_SIZE");
   if (envWorld !== undefined && args.nodes === undefined && envWorld !== worldSize) {

@@ -19,6 +19,7 @@ import { Service } from "kubernetes-models/v1/Service";
 import { Job } from "kubernetes-models/batch/v1/Job";
 import { JobTemplateSpec } from "kubernetes-models/batch/v1/JobTemplateSpec";
 import { buildManifests, renderManifests } from "../launch/k8s/manifests";
+import { podPathProblems } from "../launch/k8s/command";
 import { resolveK8sOptions, type K8sOptions } from "../launch/k8s/options";
 import { topologyOf } from "../launch/k8s/topology";
 import type { JobSet } from "../launch/k8s/jobset";
@@ -231,6 +232,28 @@ test("bad k8s flags and configs are refused with EXIT_CONFIG before anything rea
   const out = path.join(path.dirname(cfg), "out.yaml");
   await run(process.execPath, [LAUNCH, "k8s", cfg, "--nodes", "2", "--gpus-per-node", "1", "--image", "registry.example/ringtrain:gpu", "--output", out]);
   assert.equal(fs.readFileSync(out, "utf8"), renderManifests(options({ nodes: 2, gpusPerNode: 1, config: cfg })));
+  await assert.rejects(run(process.execPath, [LAUNCH, "k8s", path.dirname(cfg), "--nodes", "2", "--gpus-per-node", "1", "--image", "x"]), (e: { code?: number; stderr?: string }) => {
+    assert.equal(e.code, EXIT_CONFIG);
+    assert.match(e.stderr ?? "", /is a directory/);
+    return true;
+  });
+});
+
+test("launch k8s refuses data paths relative to the config (in the pods that is the ConfigMap) and warns about other local files", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rt-k8s-paths-"));
+  fs.mkdirSync(path.join(dir, "txt"));
+  fs.writeFileSync(path.join(dir, "txt", "a.txt"), "some text for the corpus\n");
+  const withPaths = (paths: string): string => CONFIG.replace("data: { max_seq_len: 32 }", `data: { max_seq_len: 32, corpus: files, paths: [${paths}] }`);
+  const rel = path.join(dir, "rel.yaml");
+  fs.writeFileSync(rel, withPaths("txt"));
+  assert.throws(() => podPathProblems(rel, fs.readFileSync(rel, "utf8")), /field data\.paths\[0\]: 'txt' is relative to the config's folder, which in the pods is the ConfigMap mount \/config/);
+  const abs = path.join(dir, "abs.yaml");
+  fs.writeFileSync(abs, withPaths(path.join(dir, "txt")));
+  const warnings = podPathProblems(abs, fs.readFileSync(abs, "utf8"));
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /field data\.paths\[0\]: the pods read '.*txt' inside the container/);
+  assert.deepEqual(podPathProblems(configFile(), CONFIG), []);
+  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 /** Runs what pod `index` would run (see helpers/netns-pod.ts) with --dry-run appended. */

@@ -187,6 +187,13 @@ test("save -> load -> predict gives the same logits, for every method", async ()
     assert.equal(fs.existsSync(path.join(dir, "adapter_model.safetensors")), !complete, `${method}: adapter file`);
     const recorded = JSON.parse(fs.readFileSync(path.join(dir, complete ? "task.json" : "adapter_config.json"), "utf8")) as { pooling?: string };
     assert.equal(recorded.pooling, (extra.pooling as string | undefined) ?? "cls", `${method}: pooling recorded`);
+    if (complete) {
+      // HF's BertForSequenceClassification reads the labels and, with CLS pooling (its head), the architecture
+      const hf = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8")) as { architectures?: string[]; id2label?: Record<string, string>; label2id?: Record<string, number> };
+      assert.deepEqual(hf.id2label, { 0: "a", 1: "b", 2: "c" });
+      assert.deepEqual(hf.label2id, { a: 0, b: 1, c: 2 });
+      assert.deepEqual(hf.architectures, recorded.pooling === "cls" ? ["BertForSequenceClassification"] : ["BertForMaskedLM"]);
+    }
     const loaded = complete ? await loadClassifier(dir) : await loadClassifier(baseDir, dir);
     assert.deepEqual(loaded.labels, ["a", "b", "c"]);
     assert.equal(loaded.model.settings.pooling, recorded.pooling);

@@ -44,6 +44,8 @@ export interface CheckpointData {
   padTokenId?: number;
   step?: number;
   trainingState?: TrainingState;
+  /** More HF config.json fields (e.g. a classifier's architectures, id2label, label2id), written as given. */
+  hfConfigExtra?: Readonly<Record<string, unknown>>;
 }
 
 /** A loaded checkpoint; `trainingState` is present only when asked for. */
@@ -64,7 +66,7 @@ export async function saveCheckpoint(dir: string, data: CheckpointData): Promise
   if (data.step !== undefined && (!Number.isSafeInteger(data.step) || data.step < 0)) {
     throw new Error(`saveCheckpoint ${dir}: step ${data.step} is not a non-negative integer`);
   }
-  const hfConfig = hfConfigFromBert(data.config, data.padTokenId ?? 0);
+  const hfConfig = { ...hfConfigFromBert(data.config, data.padTokenId ?? 0), ...data.hfConfigExtra };
   const vocabText = vocabToText(data.vocab, data.config.vocabSize, path.join(dir, VOCAB_FILE));
   // Encode (and so validate) everything before touching the directory.
   const modelChunks = encodeSafetensors(asF32Map(data.tensors), { format: "pt" }, path.join(dir, MODEL_FILE));

@@ -113,6 +113,7 @@ export const trainingSchema = z.object({
   eval_sequences: nonNegativeInt.default(256),
   checkpoint_interval_steps: nonNegativeInt.default(0),
   keep_checkpoints: positiveInt.default(3),
+  /** Progress lines on a pipe or log file every N steps (and at evaluations and the end); metrics.jsonl keeps every step. */
   log_interval_steps: positiveInt.default(1),
   /** Per-rank Chrome trace-event timeline in RUN_DIR/timeline/ and RUN_DIR/timeline.json (also `launch --timeline`). */
   timeline: z.boolean().default(false),

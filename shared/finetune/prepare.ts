@@ -45,7 +45,7 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
   const train = toExamples(inner.train);
   const validation = shuffled(toExamples(inner.validation), 0x7a1);
   const test = shuffled(toExamples(outer.validation), 0x7e57);
-  const labels = [...new Set([...train, ...validation, ...test].map((d) => d.label as string))].sort();
+  const labels = orderLabels(new Set([...train, ...validation, ...test].map((d) => d.label as string)));
   if (labels.length < 2) throw new Error(`data: classification needs at least 2 distinct labels, found ${labels.length} (${labels.join(", ")})`);
   const index = new Map(labels.map((l, i) => [l, i]));
   const kept = labelSubset(train, f.label_fraction, cfg.seed);
@@ -57,4 +57,14 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
     test: encodeLabelled(test, tokenizer, seqLen, index),
     trainAvailable: train.length,
   };
+}
+
+/**
+ * Class ids follow the labels' order: numeric labels (0, 1, …, 10, 11) by value, so that class i is label i as a
+ * Hugging Face user expects; any others as sorted strings.
+ */
+export function orderLabels(labels: Iterable<string>): string[] {
+  const all = [...labels];
+  const numeric = all.length > 0 && all.every((l) => /^-?\d+(\.\d+)?$/.test(l));
+  return numeric ? all.sort((a, b) => Number(a) - Number(b) || (a < b ? -1 : a > b ? 1 : 0)) : all.sort();
 }

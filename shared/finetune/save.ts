@@ -92,7 +92,7 @@ async function saveCompleteClassifier(dir: string, model: PeftClassifier, meta: 
     }
   }
   for (const [k, t] of adapterTensors(model, { includeBase: false })) if (k.startsWith("classifier.")) tensors.set(k, t);
-  await saveCheckpoint(dir, { config: model.base.config, tensors, vocab: meta.vocab, padTokenId: meta.padTokenId, step: meta.step });
+  await saveCheckpoint(dir, { config: model.base.config, tensors, vocab: meta.vocab, padTokenId: meta.padTokenId, step: meta.step, hfConfigExtra: hfClassifierFields(meta.labels, model.settings.pooling, model.settings.classifierDropout) });
   const task: TaskFile = {
     format: "ringtrain-classifier", version: 1, method: model.settings.method,
     labels: meta.labels, max_seq_len: meta.maxSeqLen, lowercase: meta.lowercase, classifier_dropout: model.settings.classifierDropout, pooling: model.settings.pooling,
@@ -103,4 +103,16 @@ async function saveCompleteClassifier(dir: string, model: PeftClassifier, meta: 
   written[TASK_FILE] = await atomicWriteFile(path.join(dir, TASK_FILE), JSON.stringify(task, null, 2) + "\n");
   await writeManifest(dir, written, manifest.step);
   if (!(MODEL_FILE in written)) throw new Error(`${dir}: checkpoint lacks ${MODEL_FILE}`);
+}
+
+/**
+ * config.json fields that make a complete classifier load as HF's BertForSequenceClassification (its tensor names,
+ * bert.* and classifier.*, already match): class i is labels[i]. Only with CLS pooling, which is that model's
+ * head (pooler, dropout, linear); other poolings keep the masked-LM architecture name, and task.json describes them.
+ */
+export function hfClassifierFields(labels: readonly string[], pooling: string, classifierDropout: number): Record<string, unknown> {
+  const id2label = Object.fromEntries(labels.map((l, i) => [String(i), l]));
+  const label2id = Object.fromEntries(labels.map((l, i) => [l, i]));
+  const common = { id2label, label2id, classifier_dropout: classifierDropout, problem_type: "single_label_classification" };
+  return pooling === "cls" ? { architectures: ["BertForSequenceClassification"], ...common } : common;
 }

@@ -81,8 +81,14 @@ export function preparePretrainingData(cfg: RunConfig, docs: readonly Document[]
  */
 export function prepareNspData(cfg: RunConfig, docs: readonly Document[], tokenizer: BertTokenizer): { train: NspCorpus; validation: NspCorpus } {
   const split = splitDocuments(docs, { validationFraction: cfg.data.validation_fraction, seed: cfg.seed });
-  return {
-    train: buildNspCorpus(split.train, tokenizer, cfg.data.max_seq_len),
-    validation: buildNspCorpus(split.validation, tokenizer, cfg.data.max_seq_len),
-  };
+  const train = buildNspCorpus(split.train, tokenizer, cfg.data.max_seq_len);
+  // NSP pairs need two documents; a validation split of zero or one document (validation_fraction 0, a small
+  // corpus) has no pairs to evaluate: it is empty, as an MLM validation split of no sequences is
+  const validation = split.validation.length < 2 ? emptyNspCorpus(train) : buildNspCorpus(split.validation, tokenizer, cfg.data.max_seq_len);
+  return { train, validation };
+}
+
+/** An NSP corpus with no samples, shaped like `like`. */
+function emptyNspCorpus(like: NspCorpus): NspCorpus {
+  return { ...like, count: 0, tokens: new Int32Array(0), wordStarts: new Uint8Array(0), segStart: Int32Array.of(0), segDoc: new Int32Array(0), anchors: new Int32Array(0) };
 }

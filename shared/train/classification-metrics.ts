@@ -22,7 +22,9 @@ export interface ClassificationMetrics {
 
 /**
  * Metrics of a flat row-major confusion matrix over `labels`. A class never predicted has precision 0 (sklearn's
- * zero_division=0), one without examples recall 0; F1 is 0 when precision + recall is 0.
+ * zero_division=0), one without examples recall 0; F1 is 0 when precision + recall is 0. Macro-F1 averages over
+ * the classes that occur in the split's true or predicted labels, as sklearn's f1_score(average="macro") does, so a
+ * class absent from a small validation split does not count as a 0.
  */
 export function classificationMetrics(flat: ArrayLike<number>, labels: readonly string[]): ClassificationMetrics {
   const k = labels.length;
@@ -49,11 +51,16 @@ export function classificationMetrics(flat: ArrayLike<number>, labels: readonly 
   return {
     examples: total,
     accuracy: total > 0 ? diag / total : NaN,
-    macro_f1: k > 0 ? perClass.reduce((a, m) => a + m.f1, 0) / k : NaN,
+    macro_f1: macroF1(perClass, confusion),
     per_class: perClass,
     confusion,
     labels: [...labels],
   };
+}
+
+function macroF1(perClass: readonly ClassMetrics[], confusion: readonly number[][]): number {
+  const present = perClass.filter((m, c) => m.support > 0 || confusion.some((row) => row[c] > 0));
+  return present.length > 0 ? present.reduce((a, m) => a + m.f1, 0) / present.length : NaN;
 }
 
 /** A plain-text report: accuracy, macro-F1, per-class table and the confusion matrix. */

@@ -1,0 +1,11 @@
+import { ConfigError } from "../shared/config/load";
+
+/**
+ * Errors about the user's input (a data file, a model directory, a value out of range) are thrown as plain `Error`s
+ * by the shared code; at the CLI they are bad input: a ConfigError (exit 2, one line, no stack trace), with `prefix`
+ * naming where the input came from. Subclasses (TypeError, RangeError, …) are bugs and stay as they are.
+ */
+export function asInputError(e: unknown, prefix = ""): unknown {
+  if (e instanceof ConfigError || !(e instanceof Error) || e.constructor !== Error) return e;
+  return new ConfigError(`${prefix}${e.message}`);
+}
