@@ -77,3 +77,27 @@ test("corpus specs and content hash", () => {
   assert.notEqual(corpusHash([{ ...docs[0], label: "other" }, ...docs.slice(1)]), h);
   assert.notEqual(corpusHash(docs.slice(1)), h);
 });
+
+test("a data folder follows symbolic links (cycles skipped) and reads .jsonl/.csv files by their format", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rt-folder-"));
+  try {
+    const outside = fs.mkdtempSync(path.join(os.tmpdir(), "rt-outside-"));
+    fs.writeFileSync(path.join(outside, "linked.txt"), "a linked document\n");
+    const corpus = path.join(dir, "corpus");
+    fs.mkdirSync(path.join(corpus, "sub"), { recursive: true });
+    fs.writeFileSync(path.join(corpus, "c.txt"), "a plain document\n");
+    fs.writeFileSync(path.join(corpus, "rows.jsonl"), '{"text": "first row"}\n{"text": "second row"}\n');
+    fs.writeFileSync(path.join(corpus, "sub", "table.csv"), "text\nfrom a csv\n");
+    fs.symlinkSync(path.join(outside, "linked.txt"), path.join(corpus, "b.txt"));
+    fs.symlinkSync(outside, path.join(corpus, "more"));
+    fs.symlinkSync(corpus, path.join(corpus, "sub", "loop")); // a cycle back to the root
+    const docs = loadCorpus(parseCorpusSpec(corpus));
+    assert.deepEqual(docs.map((d) => d.text.trim()), ["a linked document", "a plain document", "a linked document", "first row", "second row", "from a csv"]);
+    assert.ok(!docs.some((d) => d.text.includes('"text"')), "JSONL and CSV are parsed, not read as raw text");
+    fs.symlinkSync(path.join(dir, "gone"), path.join(corpus, "dangling.txt"));
+    assert.throws(() => loadCorpus(parseCorpusSpec(corpus)), /dangling\.txt: symbolic link to a missing file/);
+    fs.rmSync(outside, { recursive: true, force: true });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

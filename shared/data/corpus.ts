@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadBrown } from "./brown";
 import { readCsvDocuments } from "./csv-reader";
 import type { Document } from "./document";
 import { readJsonlDocuments } from "./jsonl-reader";
 import { loadSpamAssassin } from "./spam-assassin";
-import { readTextDocuments } from "./text-reader";
+import { folderFiles, readTextDocuments, readUtf8 } from "./text-reader";
 
 /** Where documents come from: a built-in corpus or files. */
 export type CorpusSpec =
@@ -38,12 +39,23 @@ export function loadCorpus(spec: CorpusSpec): Document[] {
     case "spam-assassin":
       return loadSpamAssassin();
     case "text":
-      return readTextDocuments(spec.path);
+      return fs.statSync(spec.path, { throwIfNoEntry: false })?.isDirectory() === true ? readFolder(spec.path) : readTextDocuments(spec.path);
     case "jsonl":
       return readJsonlDocuments(spec.path);
     case "csv":
       return readCsvDocuments(spec.path);
   }
+}
+
+/**
+ * A folder's files, each read by its extension as a path given directly would be (.jsonl/.ndjson, .csv, anything
+ * else plain text, one document per file), in sorted order.
+ */
+function readFolder(folder: string): Document[] {
+  return folderFiles(folder).flatMap((rel) => {
+    const spec = parseCorpusSpec(path.join(folder, rel));
+    return spec.kind === "text" ? [{ id: rel, text: readUtf8(spec.path) }] : loadCorpus(spec);
+  });
 }
 
 /** SHA-256 over every document's fields (length-prefixed, so field boundaries cannot collide). */

@@ -4,32 +4,56 @@ import type { Document } from "./document";
 
 /**
  * Reads plain-text documents: a file is one document; a folder gives one document per file found below it
- * (sorted by relative path, hidden entries skipped). Blank-line paragraphs stay in their document. Files
- * must be valid UTF-8; an error names the file and line of the first bad byte.
+ * (see folderFiles). Blank-line paragraphs stay in their document. Files must be valid UTF-8; an error names the
+ * file and line of the first bad byte.
  */
 export function readTextDocuments(target: string): Document[] {
-  let stat: fs.Stats;
+  if (statOf(target).isFile()) return [{ id: path.basename(target), text: readUtf8(target) }];
+  return folderFiles(target).map((rel) => ({ id: rel, text: readUtf8(path.join(target, rel)) }));
+}
+
+/**
+ * The files below a folder, as paths relative to it, sorted; hidden entries skipped, symbolic links followed (a
+ * link back into a folder already being read is skipped, so a cycle cannot loop). Throws naming the folder when
+ * it holds no file.
+ */
+export function folderFiles(target: string): string[] {
+  if (!statOf(target).isDirectory()) throw new Error(`${target} is neither a file nor a folder`);
+  const files: string[] = [];
+  walk(target, "", files, new Set([fs.realpathSync(target)]));
+  if (files.length === 0) throw new Error(`${target}: folder holds no text files`);
+  return files;
+}
+
+function statOf(target: string): fs.Stats {
   try {
-    stat = fs.statSync(target);
+    return fs.statSync(target);
   } catch (e) {
     throw new Error(`cannot read ${target}: ${(e as Error).message}`);
   }
-  if (stat.isFile()) return [{ id: path.basename(target), text: readUtf8(target) }];
-  if (!stat.isDirectory()) throw new Error(`${target} is neither a file nor a folder`);
-  const files: string[] = [];
-  walk(target, "", files);
-  if (files.length === 0) throw new Error(`${target}: folder holds no text files`);
-  return files.map((rel) => ({ id: rel, text: readUtf8(path.join(target, rel)) }));
 }
 
-function walk(root: string, rel: string, out: string[]): void {
+function walk(root: string, rel: string, out: string[], open: Set<string>): void {
   const entries = fs.readdirSync(path.join(root, rel), { withFileTypes: true });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const e of entries) {
     if (e.name.startsWith(".")) continue;
     const r = rel === "" ? e.name : `${rel}/${e.name}`;
-    if (e.isDirectory()) walk(root, r, out);
-    else if (e.isFile()) out.push(r);
+    let isDir = e.isDirectory();
+    let isFile = e.isFile();
+    if (e.isSymbolicLink()) {
+      const s = fs.statSync(path.join(root, r), { throwIfNoEntry: false });
+      if (s === undefined) throw new Error(`${path.join(root, r)}: symbolic link to a missing file`);
+      isDir = s.isDirectory();
+      isFile = s.isFile();
+    }
+    if (isDir) {
+      const real = fs.realpathSync(path.join(root, r));
+      if (open.has(real)) continue;
+      open.add(real);
+      walk(root, r, out, open);
+      open.delete(real);
+    } else if (isFile) out.push(r);
   }
 }
 
