@@ -239,6 +239,9 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
     return { cfg, source: args.config };
   }
   const source = path.join(args.resume, RUN_CONFIG_FILE);
+  if (args.overrides.output !== undefined && path.resolve(args.overrides.output) !== path.resolve(args.resume)) {
+    throw new ConfigError(`--resume ${args.resume} continues that run in place; --output ${args.overrides.output} cannot move it (copy the directory, then resume the copy)`);
+  }
   if (!fs.existsSync(source)) throw new ConfigError(`--resume ${args.resume}: not a run directory (no ${RUN_CONFIG_FILE})`);
   const cfg = loadRunConfig(args.config ?? source, { ...args.overrides, output: args.resume });
   if (cfg.task === "classification") {

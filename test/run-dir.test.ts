@@ -37,6 +37,10 @@ test("a second run into a run directory is refused (exit 2, nothing touched); --
   assert.match(reshape.stderr, /--resume .*field model differs/);
   assert.equal(fs.readFileSync(path.join(run, "config.yaml"), "utf8"), configBefore);
 
+  const moved = await runLaunch(["--resume", run, "--max-steps", "5", "--output", path.join(dir, "elsewhere"), "--quiet"]);
+  assert.equal(moved.code, EXIT_CONFIG, moved.stderr);
+  assert.match(moved.stderr, /--output .* cannot move it/);
+
   const replaced = await runLaunch(tinyArgs(run, "--workers", "1", "--max-steps", "2", "--seed", "7", "--overwrite"));
   assert.equal(replaced.code, EXIT_OK, replaced.stderr);
   assert.equal(lines(path.join(run, "metrics.jsonl")), 2, "the old run's metrics are gone");
