@@ -9,3 +9,14 @@ export function asInputError(e: unknown, prefix = ""): unknown {
   if (e instanceof ConfigError || !(e instanceof Error) || e.constructor !== Error) return e;
   return new ConfigError(`${prefix}${e.message}`);
 }
+
+/**
+ * A command-line value that must be one whole number >= min; yargs turns a flag given twice into an array, which is
+ * refused like any other bad value. Returns the number.
+ */
+export function wholeFlag(flag: string, v: unknown, min: number): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
+    throw new ConfigError(`${flag} must be an integer >= ${min} (got ${Array.isArray(v) ? `${flag} given ${v.length} times` : String(v)})`);
+  }
+  return v;
+}

@@ -13,7 +13,7 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { ConfigError } from "../shared/config/load";
 import { EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK } from "../shared/exit-codes";
-import { asInputError } from "./input-error";
+import { asInputError, wholeFlag } from "./input-error";
 import { type TrainArgs } from "./train";
 import { launchWithRestarts } from "./restart";
 import { fillMask } from "./fill-mask";
@@ -70,7 +70,7 @@ async function main(argv: string[]): Promise<number> {
         y
           .positional("text", { type: "string", array: true, demandOption: true })
           .option("model", { type: "string", demandOption: true, describe: "checkpoint directory, or a run directory" })
-          .option("top-k", { type: "number", default: 5, coerce: wholeAtLeast("--top-k", 1) })
+          .option("top-k", { type: "number", default: 5, coerce: (v: unknown) => wholeFlag("--top-k", v, 1) })
           .option("cased", { type: "boolean", default: false, describe: "the vocabulary is cased (no lower-casing)" })
           .option("backend", { type: "string", default: "auto", choices: BACKENDS })
           .option("json", { type: "boolean", describe: "print JSON" }),
@@ -123,7 +123,7 @@ async function main(argv: string[]): Promise<number> {
           .option("model", { type: "string", demandOption: true, describe: "classifier checkpoint, or the base model of --adapter (checkpoint or run directory)" })
           .option("adapter", { type: "string", describe: "adapter directory of a PEFT run (adapter_model.safetensors + adapter_config.json)" })
           .option("output", { type: "string", describe: "also write the predictions as JSONL to this file" })
-          .option("batch-size", { type: "number", default: 32, coerce: wholeAtLeast("--batch-size", 1) })
+          .option("batch-size", { type: "number", default: 32, coerce: (v: unknown) => wholeFlag("--batch-size", v, 1) })
           .option("backend", { type: "string", default: "auto", choices: BACKENDS })
           .option("json", { type: "boolean", describe: "print JSONL instead of a table" }),
       async (a) => {
@@ -169,15 +169,6 @@ async function main(argv: string[]): Promise<number> {
     });
   await parser.parseAsync();
   return code;
-}
-
-/** A yargs coerce that accepts one whole number >= min (a flag given twice is an error, as a typo would be). */
-function wholeAtLeast(flag: string, min: number): (v: unknown) => number {
-  return (v) => {
-    const n = typeof v === "number" ? v : NaN;
-    if (!Number.isInteger(n) || n < min) throw new ConfigError(`${flag} must be an integer >= ${min} (got ${Array.isArray(v) ? `${v.length} values` : String(v)})`);
-    return n;
-  };
 }
 
 main(hideBin(process.argv)).then(

@@ -73,7 +73,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   if (gpuFallback !== null) process.stderr.write(`launch: warning: --gpus ${world.workersPerNode}: the workers will run on the CPU: ${gpuFallback}\n`);
   await checkFinetuneConfig(cfg, source);
   await checkInitFrom(cfg, source);
-  if (world.useGpus) for (let local = 0; local < world.workersPerNode; local++) gpuOf(local, world.workersPerNode);
+  if (world.useGpus) gpuOf(0, world.workersPerNode); // checks an inherited CUDA_VISIBLE_DEVICES before anything starts
   // Node 0 owns the run directory; other nodes only add their ranks' logs to it.
   const previousRun = resume === undefined && world.nodeRank === 0 ? previousRunIn(path.resolve(cfg.output_dir)) : undefined;
   if (previousRun !== undefined && !(args.overwrite === true || args.autoResume === true)) {

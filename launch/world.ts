@@ -1,4 +1,5 @@
 import { ConfigError } from "../shared/config/load";
+import { wholeFlag } from "./input-error";
 
 /** Command-line view of where this launch sits in the job (torchrun-style). */
 export interface WorldArgs {
@@ -39,13 +40,9 @@ export function resolveWorld(args: WorldArgs, env: NodeJS.ProcessEnv = process.e
   const nodeRank = args.nodeRank ?? envInt("NODE_RANK") ?? 0;
   let coordinator = args.coordinator ?? env.COORDINATOR_ADDR;
   if (coordinator === undefined && env.MASTER_ADDR) coordinator = `${env.MASTER_ADDR}:${env.MASTER_PORT ?? "29400"}`;
-  const whole = (flag: string, v: number, min: number): void => {
-    if (!Number.isInteger(v) || v < min) throw new ConfigError(`${flag} must be an integer >= ${min} (got ${Array.isArray(v) ? `${flag} given ${(v as unknown[]).length} times` : String(v)})`);
-  };
-  whole(useGpus ? "--gpus" : "--workers", workersPerNode, 1);
-  whole("--nodes", nodes, 1);
-  whole("--node-rank", nodeRank, 0);
-  if (nodes < 1) throw new ConfigError(`--nodes must be at least 1 (got ${nodes})`);
+  wholeFlag(useGpus ? "--gpus" : "--workers", workersPerNode, 1);
+  wholeFlag("--nodes", nodes, 1);
+  wholeFlag("--node-rank", nodeRank, 0);
   if (nodeRank >= nodes) throw new ConfigError(`--node-rank ${nodeRank} is out of range for --nodes ${nodes} (0..${nodes - 1})`);
   if (nodes > 1 && coordinator === undefined) {
     throw new ConfigError("multi-node runs need --coordinator HOST:PORT (or COORDINATOR_ADDR): the address of node 0's coordinator");

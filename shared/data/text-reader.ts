@@ -4,7 +4,7 @@ import type { Document } from "./document";
 
 /**
  * Reads plain-text documents: a file is one document; a folder gives one document per file found below it
- * (see folderFiles). Blank-line paragraphs stay in their document. Files must be valid UTF-8; an error names the
+ * (see folderFiles), every file read as text (loadCorpus reads a folder's .jsonl/.csv files by their format). Blank-line paragraphs stay in their document. Files must be valid UTF-8; an error names the
  * file and line of the first bad byte.
  */
 export function readTextDocuments(target: string): Document[] {
