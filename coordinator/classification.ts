@@ -35,7 +35,10 @@ export function addClassificationMetrics(m: StepMetrics, reports: readonly StepR
   const out: { step: number; validation?: ClassificationMetrics & { loss: number }; test?: ClassificationMetrics & { loss: number } } = { step: m.step };
   if (val !== undefined && val.num_classes > 0) {
     out.validation = { ...classificationMetrics(val.confusion, labels), loss: val.loss_sum / val.target_count };
-    if (m.eval !== undefined) m.eval.macro_f1 = out.validation.macro_f1;
+    if (m.eval !== undefined) {
+      m.eval.macro_f1 = out.validation.macro_f1;
+      delete m.eval.perplexity; // exp(cross-entropy over classes) is no language-model perplexity
+    }
   }
   if (test !== undefined && test.num_classes > 0) out.test = { ...classificationMetrics(test.confusion, labels), loss: test.loss_sum / test.target_count };
   if (out.validation === undefined && out.test === undefined) return;

@@ -105,7 +105,7 @@ export class Coordinator extends EventEmitter {
     this.sharder = new DataSharder(opts.numTrainSequences, batch.global_batch_size, opts.config.seed);
     const lag = balanceLag(data.prefetch_batches, accumulationSteps(opts.config, opts.worldSize));
     this.balancer = new BatchBalancer(batch.global_batch_size, opts.worldSize, lag, batch.balance === "adaptive" && opts.worldSize > 1, opts.startStep ?? 0);
-    this.metrics = new MetricsWriter(path.join(opts.runDir, "metrics.jsonl"));
+    this.metrics = new MetricsWriter(path.join(opts.runDir, "metrics.jsonl"), opts.startStep && opts.startStep > 0 ? opts.startStep : undefined);
     this.endPromise = new Promise((resolve) => (this.resolveEnd = resolve));
     const { service } = loadCoordinatorProto();
     this.server.addService(service, {
@@ -114,6 +114,11 @@ export class Coordinator extends EventEmitter {
       Heartbeat: this.unary((req: HeartbeatRequest) => this.heartbeat(req)),
       ReportFailure: this.unary((req: FailureReport) => this.reportFailure(req)),
     });
+  }
+
+  /** metrics.jsonl records of steps after the resume step that were dropped (they are trained again). */
+  get droppedMetricRecords(): number {
+    return this.metrics.droppedRecords;
   }
 
   /** Binds the server and starts the join and heartbeat clocks. Returns the bound "host:port". */

@@ -33,7 +33,8 @@ export interface StepMetrics {
   mfu: number;
   grad_norm: number;
   per_rank: RankTimes[];
-  eval?: { loss: number; perplexity: number; accuracy: number; sequences: number; macro_f1?: number };
+  /** Validation: loss per target; perplexity for language models only; macro_f1 for classification only. */
+  eval?: { loss: number; perplexity?: number; accuracy: number; sequences: number; macro_f1?: number };
   /** Classification runs: metrics of the summed confusion matrices (validation when evaluated, test at the end). */
   classification?: { step: number; validation?: ClassificationMetrics & { loss: number }; test?: ClassificationMetrics & { loss: number } };
   /** Float32 bytes each rank all-reduced this step (trained parameters' gradients + counters). */
@@ -41,11 +42,19 @@ export interface StepMetrics {
   checkpoint_dir?: string;
 }
 
-/** Appends one JSON object per line; each line is flushed as written so a crash loses at most the last step. */
+/**
+ * Appends one JSON object per line; each line is flushed as written so a crash loses at most the last step.
+ * A resumed run passes the checkpoint's step: records of later steps (trained again from that checkpoint, as
+ * TensorBoard's purge_step does) and a line torn by a crash are dropped first, so each step appears once.
+ */
 export class MetricsWriter {
   private fd: number | undefined;
+  /** Records dropped when the file was cut back to the resume step. */
+  readonly droppedRecords: number;
 
-  constructor(private readonly file: string) {}
+  constructor(private readonly file: string, resumeStep?: number) {
+    this.droppedRecords = resumeStep === undefined ? 0 : truncateAfterStep(file, resumeStep);
+  }
 
   /** Appends one record. */
   write(record: StepMetrics): void {
@@ -61,4 +70,32 @@ export class MetricsWriter {
     if (this.fd !== undefined) fs.closeSync(this.fd);
     this.fd = undefined;
   }
+}
+
+/**
+ * Rewrites `file` keeping only the records of steps <= `step` (and dropping unparsable lines); returns how many
+ * lines were dropped. Written to a temporary file and renamed, so a crash here leaves the old file whole.
+ */
+export function truncateAfterStep(file: string, step: number): number {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return 0;
+    throw e;
+  }
+  const lines = text.split("\n").filter((l) => l.trim() !== "");
+  const kept = lines.filter((line) => {
+    try {
+      const r = JSON.parse(line) as { step?: unknown };
+      return typeof r.step === "number" && r.step <= step;
+    } catch {
+      return false;
+    }
+  });
+  if (kept.length === lines.length) return 0;
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, kept.map((l) => l + "\n").join(""));
+  fs.renameSync(tmp, file);
+  return lines.length - kept.length;
 }

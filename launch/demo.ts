@@ -16,7 +16,7 @@ export async function runDemo(opts: { workers: number; maxSteps: number; output:
   });
   if (code !== EXIT_OK) return code;
   const sentences = ["the jury said the [MASK] was well conducted .", "he went back to the [MASK] to get his coat .", "it was the [MASK] time that she had seen him ."];
-  const results = await fillMask(opts.output, sentences, { topK: 5, backend: "auto", cased: false });
+  const results = await fillMask(opts.output, sentences, { topK: 5, backend: "auto" });
   process.stdout.write("\nfill-mask with the trained model:\n");
   for (const r of results) {
     process.stdout.write(`  ${r.text}\n    -> ${r.candidates.map((c) => `${c.token} (${(c.prob * 100).toFixed(1)}%)`).join(", ")}\n`);

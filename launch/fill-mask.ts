@@ -21,11 +21,18 @@ export interface FillMaskResult {
  * `launch fill-mask --model DIR "text with [MASK]"`: top-k predictions of a checkpoint's MLM head. DIR is a
  * checkpoint directory, or a run directory (its latest good checkpoint is used).
  */
-export async function fillMask(modelDir: string, texts: string[], opts: { topK: number; backend: string; cased: boolean }): Promise<FillMaskResult[]> {
+export async function fillMask(modelDir: string, texts: string[], opts: { topK: number; backend: string; cased?: boolean }): Promise<FillMaskResult[]> {
   const dir = await resolveCheckpointDir(modelDir);
   await selectBackend(opts.backend as BackendName);
   const ckpt = await loadCheckpoint(dir);
-  const tokenizer = new BertTokenizer(new Vocab(ckpt.vocab), { lowerCase: !opts.cased });
+  if (ckpt.config.isDecoder === true) {
+    throw new ConfigError(`--model ${dir}: a causal language model (is_decoder, objective causal) predicts the next token, not a [MASK]; fill-mask needs a masked-LM checkpoint`);
+  }
+  const recorded = ckpt.lowercase;
+  if (opts.cased !== undefined && recorded !== undefined && opts.cased === recorded) {
+    process.stderr.write(`fill-mask: warning: ${opts.cased ? "--cased" : "--no-cased"}, but ${dir} was trained ${recorded ? "uncased" : "cased"} (tokenizer_config.json)\n`);
+  }
+  const tokenizer = new BertTokenizer(new Vocab(ckpt.vocab), { lowerCase: opts.cased !== undefined ? !opts.cased : recorded ?? true });
   const model = BertModel.create(ckpt.config, 0);
   importHfTensors(model, ckpt.tensors);
   const results: FillMaskResult[] = [];

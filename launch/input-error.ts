@@ -20,3 +20,8 @@ export function wholeFlag(flag: string, v: unknown, min: number): number {
   }
   return v;
 }
+
+/** Refuses a single-valued flag given more than once (yargs collects the values into an array). */
+export function onceFlag(flag: string, v: unknown): void {
+  if (Array.isArray(v)) throw new ConfigError(`--${flag} given ${v.length} times (${v.join(", ")}); give it once`);
+}

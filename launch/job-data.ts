@@ -59,7 +59,18 @@ export async function checkFinetuneConfig(cfg: RunConfig, source: string): Promi
   if (f.method === "freeze" && f.freeze.trainable_layers > ckpt.config.numHiddenLayers) {
     throw new ConfigError(`${source}: field finetune.freeze.trainable_layers: ${f.freeze.trainable_layers} exceeds the base model's ${ckpt.config.numHiddenLayers} layers`);
   }
+  followCheckpointCasing(cfg, ckpt.lowercase, dir);
   f.base_model = dir;
+}
+
+/**
+ * A checkpoint's vocabulary only fits text cased the way it was trained: tokenizer.lowercase follows the
+ * checkpoint's tokenizer_config.json (as HF's AutoTokenizer does), with a note when the config said otherwise.
+ */
+function followCheckpointCasing(cfg: RunConfig, lowercase: boolean | undefined, dir: string): void {
+  if (lowercase === undefined || lowercase === cfg.tokenizer.lowercase) return;
+  process.stderr.write(`launch: note: tokenizer.lowercase is ${lowercase}, as ${dir} was trained (its tokenizer_config.json), not ${cfg.tokenizer.lowercase}\n`);
+  cfg.tokenizer.lowercase = lowercase;
 }
 
 /** The shape fields of a BERT config that a checkpoint must share with the model it initialises. */
@@ -91,6 +102,7 @@ export async function checkInitFrom(cfg: RunConfig, source: string): Promise<voi
   const differ = SHAPE_FIELDS.filter((k) => want[k] !== have[k]).map((k) => `${k} ${have[k]} in the checkpoint, ${want[k]} in the config`);
   if ((want.isDecoder ?? false) !== (have.isDecoder ?? false)) differ.push(`is_decoder ${have.isDecoder ?? false} in the checkpoint, ${want.isDecoder ?? false} for objective ${cfg.objective}`);
   if (differ.length > 0) throw new ConfigError(`${field}: ${dir} does not fit the model section: ${differ.join("; ")}`);
+  followCheckpointCasing(cfg, ckpt.lowercase, dir);
   m.init_from = dir;
 }
 

@@ -13,7 +13,7 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { ConfigError } from "../shared/config/load";
 import { EXIT_CONFIG, EXIT_INTERNAL, EXIT_OK } from "../shared/exit-codes";
-import { asInputError, wholeFlag } from "./input-error";
+import { asInputError, onceFlag, wholeFlag } from "./input-error";
 import { type TrainArgs } from "./train";
 import { launchWithRestarts } from "./restart";
 import { fillMask } from "./fill-mask";
@@ -55,6 +55,10 @@ async function main(argv: string[]): Promise<number> {
           .option("timeline", { type: "boolean", describe: "write a per-rank Chrome trace-event timeline to RUN_DIR/timeline/ and RUN_DIR/timeline.json (training.timeline)" })
           .option("quiet", { type: "boolean", describe: "no progress output" }),
       async (a) => {
+        for (const flag of ["workers", "gpus", "nodes", "node-rank", "coordinator", "advertise-host", "job-id", "resume", "max-steps", "output", "backend", "seed", "max-restarts"]) {
+          onceFlag(flag, a[flag]);
+        }
+        wholeFlag("--max-restarts", a["max-restarts"], 0);
         const args: TrainArgs = {
           config: a.config, resume: a.resume, autoResume: a["auto-resume"], workers: a.workers, gpus: a.gpus, nodes: a.nodes, nodeRank: a["node-rank"],
           coordinator: a.coordinator, advertiseHost: a["advertise-host"], jobId: a["job-id"], dryRun: a["dry-run"], quiet: a.quiet, overwrite: a.overwrite,
@@ -71,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
           .positional("text", { type: "string", array: true, demandOption: true })
           .option("model", { type: "string", demandOption: true, describe: "checkpoint directory, or a run directory" })
           .option("top-k", { type: "number", default: 5, coerce: (v: unknown) => wholeFlag("--top-k", v, 1) })
-          .option("cased", { type: "boolean", default: false, describe: "the vocabulary is cased (no lower-casing)" })
+          .option("cased", { type: "boolean", describe: "tokenize cased (default: as the checkpoint's tokenizer_config.json says; uncased without one)" })
           .option("backend", { type: "string", default: "auto", choices: BACKENDS })
           .option("json", { type: "boolean", describe: "print JSON" }),
       async (a) => {

@@ -14,7 +14,11 @@ export class ProgressReporter {
   private readonly throughput: number[] = [];
   private readonly mfus: number[] = [];
 
-  constructor(private readonly total: number, private readonly startStep: number, private readonly enabled: boolean, private readonly logEvery = 1) {
+  /**
+   * `accuracyLabel` names what the evaluation's accuracy counts: masked-token accuracy for MLM, next-token accuracy
+   * for a causal model (classification runs say accuracy and macro-F1 themselves).
+   */
+  constructor(private readonly total: number, private readonly startStep: number, private readonly enabled: boolean, private readonly logEvery = 1, private readonly accuracyLabel = "masked-token accuracy") {
     if (enabled && process.stderr.isTTY) {
       this.bar = new SingleBar({
         format: "step {value}/{total} |{bar}| loss {loss} | {tps} tok/s | MFU {mfu} | ETA {eta_formatted}{evaltext}",
@@ -57,7 +61,7 @@ export class ProgressReporter {
     // Classification evaluations carry a macro-F1 (and perplexity means nothing there).
     const ev = e === undefined ? "" : e.macro_f1 !== undefined
       ? `, validation loss ${e.loss.toFixed(3)} (accuracy ${(e.accuracy * 100).toFixed(1)}%, macro-F1 ${(e.macro_f1 * 100).toFixed(1)}%)`
-      : `, validation loss ${e.loss.toFixed(3)} (perplexity ${e.perplexity.toFixed(1)}, masked-token accuracy ${(e.accuracy * 100).toFixed(1)}%)`;
+      : `, validation loss ${e.loss.toFixed(3)} (perplexity ${(e.perplexity ?? NaN).toFixed(1)}, ${this.accuracyLabel} ${(e.accuracy * 100).toFixed(1)}%)`;
     return `step ${this.last.step}, loss ${this.last.loss.toFixed(3)}${ev}, median ${Math.round(median(this.throughput))} tokens/s, MFU ${pct(median(this.mfus))}`;
   }
 }

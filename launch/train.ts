@@ -98,6 +98,11 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   };
   const runDir = path.resolve(cfg.output_dir);
   const snapshots = snapshotRoot(cfg);
+  // A restart or resume keeps the earlier attempt's failure record in logs/, so failure.json names only this attempt's.
+  if (world.nodeRank === 0 && (resume !== undefined || args.restarting === true)) {
+    const kept = archiveFailureRecord(runDir);
+    if (kept !== undefined) log(`the previous attempt's failure.json is kept as ${kept}`);
+  }
   if (previousRun !== undefined) {
     log(`replacing the previous run in ${runDir} (${previousRun})`);
     clearRun(runDir, args.restarting === true);
@@ -133,6 +138,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
       resumeCheckpointDir: resume?.dir,
       bindAddress: `${multiNode ? "0.0.0.0" : "127.0.0.1"}:${port}`,
     }));
+    if (coordinator.droppedMetricRecords > 0) log(`metrics.jsonl: dropped ${coordinator.droppedMetricRecords} record(s) after step ${resume?.step} (those steps are trained again from the checkpoint)`);
     const bound = await coordinator.start();
     coordinatorAddress = multiNode ? coordinatorAddress : bound;
     log(`coordinator listening on ${bound}; job '${jobId}', ${world.worldSize} worker(s) on ${world.nodes} node(s)${resume ? `, resuming at step ${resume.step}` : ""}`);
@@ -170,7 +176,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   process.on("SIGINT", stopSignals);
   process.on("SIGTERM", stopSignals);
 
-  const progress = new ProgressReporter(cfg.training.max_steps, resume?.step ?? 0, !args.quiet, cfg.training.log_interval_steps);
+  const progress = new ProgressReporter(cfg.training.max_steps, resume?.step ?? 0, !args.quiet, cfg.training.log_interval_steps, cfg.objective === "causal" ? "next-token accuracy" : "masked-token accuracy");
   coordinator?.on("step", (m: StepMetrics) => {
     progress.update(m);
     if (m.checkpoint_dir?.startsWith(snapshots)) void pruneSnapshots(snapshots).catch(() => undefined);
@@ -314,6 +320,19 @@ export function previousRunIn(runDir: string): string | undefined {
   const metrics = path.join(runDir, "metrics.jsonl");
   if (fs.existsSync(metrics) && fs.statSync(metrics).size > 0) return "metrics.jsonl from an earlier run";
   return undefined;
+}
+
+/** Moves RUN_DIR/failure.json to RUN_DIR/logs/failure-K.json (the next free K); returns the new path, if one was moved. */
+export function archiveFailureRecord(runDir: string): string | undefined {
+  const record = path.join(runDir, "failure.json");
+  if (!fs.existsSync(record)) return undefined;
+  const logs = path.join(runDir, "logs");
+  fs.mkdirSync(logs, { recursive: true });
+  let k = 1;
+  while (fs.existsSync(path.join(logs, `failure-${k}.json`))) k++;
+  const target = path.join(logs, `failure-${k}.json`);
+  fs.renameSync(record, target);
+  return target;
 }
 
 function clearRun(runDir: string, keepLogs: boolean): void {

@@ -43,6 +43,7 @@ interface Metrics {
   loss: number;
   allreduce_bytes?: number;
   classification?: { test?: { examples: number; accuracy: number; macro_f1: number; confusion: number[][]; labels: string[] } };
+  eval?: { loss: number; accuracy: number; macro_f1?: number; perplexity?: number };
 }
 
 test("a 2-worker LoRA fine-tune equals a 1-worker one with the same global batch; only trainable tensors travel", async () => {
@@ -77,6 +78,10 @@ test("a 2-worker LoRA fine-tune equals a 1-worker one with the same global batch
   const lines = fs.readFileSync(path.join(two, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Metrics);
   assert.deepEqual(lines.map((l) => l.step), [1, 2, 3]);
   for (const l of lines) assert.equal(l.allreduce_bytes, 4 * trainable + 16, "exactly the trainable gradients (+ 4 counters) are all-reduced");
+  // a classifier's evaluation reports accuracy and macro-F1, not a language model's perplexity
+  const ev = lines[2].eval;
+  assert.ok(ev !== undefined && Number.isFinite(ev.loss) && ev.macro_f1 !== undefined, JSON.stringify(lines[2]));
+  assert.equal("perplexity" in ev, false, JSON.stringify(ev));
 
   // Test metrics: sharded over the 2 ranks, summed by the coordinator, written to the run directory and printed.
   const last = lines[lines.length - 1];

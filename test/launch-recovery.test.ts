@@ -84,6 +84,13 @@ test("a worker killed at a random step is recovered; the result equals an uninte
     } else assert.equal(m[1], "checkpoint");
     const diff = maxAbsDiff(refParams, await finalParams(dir));
     assert.ok(diff < 2e-5, `${variant} run differs from the uninterrupted one by ${diff}`);
+    // the resumed run dropped the killed attempt's records after its resume step: each step once, in order
+    const steps = fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { step: number }).step);
+    assert.deepEqual(steps, Array.from({ length: STEPS }, (_, i) => i + 1), `metrics.jsonl steps after recovery: ${steps.join(",")}`);
+    // failure.json describes the latest attempt (none failed); the recovered failure is kept in logs/
+    assert.equal(fs.existsSync(path.join(dir, "failure.json")), false, "a recovered failure leaves no failure.json");
+    const kept = JSON.parse(fs.readFileSync(path.join(dir, "logs", "failure-1.json"), "utf8")) as { reason?: string };
+    assert.match(String(kept.reason), /rank \d/, JSON.stringify(kept));
     const data = globalBatches(log);
     assert.equal(data.size, STEPS);
     for (const [step, batch] of refData) assert.equal(data.get(step), batch, `step ${step} trained on different data`);

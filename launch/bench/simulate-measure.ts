@@ -11,6 +11,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend, type BackendName } from "../../shared/backend/select";
+import { asInputError } from "../input-error";
 import { addInto } from "../../shared/codecs/float32-sum";
 import { BertModel, mlmLogits, maskedPositions } from "../../shared/model/bert";
 import { softmaxCrossEntropySum } from "../../shared/model/ops/cross-entropy";
@@ -67,7 +68,9 @@ async function timeAsyncMs(fn: () => Promise<unknown>): Promise<number> {
 
 /** Times forward, forward+backward and the optimizer of the workload's model on this machine; see the file comment. */
 export async function measureCompute(w: SimWorkload, opts: MeasureOptions): Promise<{ profile: ComputeProfile; detail: MeasureDetail }> {
-  const backend = await selectBackend(opts.backend);
+  const backend = await selectBackend(opts.backend).catch((e: unknown) => {
+    throw asInputError(e, "--backend: ");
+  });
   const reps = Math.max(1, opts.reps ?? 3);
   const full = workloadConfig(w);
   const L = full.numHiddenLayers;

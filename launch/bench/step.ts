@@ -15,6 +15,7 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import type { ArgumentsCamelCase, Argv, CommandModule } from "yargs";
 import { selectBackend, type BackendName } from "../../shared/backend/select";
+import { asInputError } from "../input-error";
 import { setWasmFixes } from "../../shared/backend/wasm-fixes";
 import { BERT_PRESETS, bertConfig, type BertPresetName } from "../../shared/model/config";
 import { BertModel } from "../../shared/model/bert";
@@ -242,9 +243,12 @@ export async function runStepBench(o: StepOptions): Promise<StepResult> {
     if (typeof side === "string") torchSkipped = side;
     else torchRounds.push(side);
   };
+  // the backend first: a missing one is bad input, found before the torch side spends its minutes
+  const backend = await selectBackend(o.backend).catch((e: unknown) => {
+    throw asInputError(e, "bench step: --backend: ");
+  });
   measureTorch();
 
-  const backend = await selectBackend(o.backend);
   const peak = peakGflops();
   const dropout = o.dropout ?? 0;
   const cfg = bertConfig(

@@ -22,6 +22,8 @@ export const MODEL_FILE = "model.safetensors";
 export const CONFIG_FILE = "config.json";
 export const VOCAB_FILE = "vocab.txt";
 export const TRAINING_STATE_FILE = "training_state.safetensors";
+/** HF's tokenizer settings file: records whether the vocabulary is cased (do_lower_case). */
+export const TOKENIZER_CONFIG_FILE = "tokenizer_config.json";
 const TRAINING_META_KEY = "ringtrain.training_state";
 
 /** A float32 tensor with its shape (row-major). */
@@ -46,6 +48,8 @@ export interface CheckpointData {
   trainingState?: TrainingState;
   /** More HF config.json fields (e.g. a classifier's architectures, id2label, label2id), written as given. */
   hfConfigExtra?: Readonly<Record<string, unknown>>;
+  /** Whether the tokenizer lower-cases (and strips accents); recorded in tokenizer_config.json when given. */
+  lowercase?: boolean;
 }
 
 /** A loaded checkpoint; `trainingState` is present only when asked for. */
@@ -55,6 +59,8 @@ export interface LoadedCheckpoint {
   tensors: Map<string, FloatTensor>;
   vocab: string[];
   step: number | null;
+  /** do_lower_case of tokenizer_config.json; undefined for checkpoints saved without one (read as uncased). */
+  lowercase?: boolean;
   trainingState?: TrainingState;
 }
 
@@ -87,6 +93,9 @@ export async function saveCheckpoint(dir: string, data: CheckpointData): Promise
   written[MODEL_FILE] = await atomicWriteFile(path.join(dir, MODEL_FILE), writeChunks(modelChunks));
   written[CONFIG_FILE] = await atomicWriteFile(path.join(dir, CONFIG_FILE), JSON.stringify(hfConfig, null, 2) + "\n");
   written[VOCAB_FILE] = await atomicWriteFile(path.join(dir, VOCAB_FILE), vocabText);
+  if (data.lowercase !== undefined) {
+    written[TOKENIZER_CONFIG_FILE] = await atomicWriteFile(path.join(dir, TOKENIZER_CONFIG_FILE), JSON.stringify(tokenizerConfig(data.lowercase, data.config), null, 2) + "\n");
+  }
   if (stateChunks !== undefined) {
     written[TRAINING_STATE_FILE] = await atomicWriteFile(path.join(dir, TRAINING_STATE_FILE), writeChunks(stateChunks));
   } else {
@@ -121,6 +130,9 @@ export async function loadCheckpoint(dir: string, opts: { withTrainingState?: bo
   const tensors = toFloatMap(model.tensors, modelFile);
 
   const out: LoadedCheckpoint = { config, padTokenId, tensors, vocab, step: manifest.step };
+  if (Object.prototype.hasOwnProperty.call(manifest.files, TOKENIZER_CONFIG_FILE)) {
+    out.lowercase = parseTokenizerConfig((await readVerifiedFile(dir, manifest, TOKENIZER_CONFIG_FILE)).toString("utf8"), path.join(dir, TOKENIZER_CONFIG_FILE));
+  }
   if (opts.withTrainingState) {
     const stateFile = path.join(dir, TRAINING_STATE_FILE);
     if (!Object.prototype.hasOwnProperty.call(manifest.files, TRAINING_STATE_FILE)) {
@@ -159,6 +171,31 @@ function toFloatMap(tensors: Map<string, SafetensorsTensor>, file: string): Map<
   const out = new Map<string, FloatTensor>();
   for (const [name, t] of tensors) out.set(name, { shape: t.shape, data: tensorToFloat32(t, `${file}: tensor ${JSON.stringify(name)}`) });
   return out;
+}
+
+/**
+ * tokenizer_config.json as HF's BertTokenizer reads it: do_lower_case decides casing, and strip_accents null
+ * follows it (uncased strips accents), which is what ringtrain's tokenizer does.
+ */
+function tokenizerConfig(lowercase: boolean, config: BertConfig): Record<string, unknown> {
+  return {
+    tokenizer_class: "BertTokenizer", do_lower_case: lowercase, strip_accents: null, tokenize_chinese_chars: true,
+    model_max_length: config.maxPositionEmbeddings,
+    unk_token: "[UNK]", sep_token: "[SEP]", pad_token: "[PAD]", cls_token: "[CLS]", mask_token: "[MASK]",
+  };
+}
+
+/** do_lower_case of a tokenizer_config.json (HF's default, true, when the field is absent). */
+function parseTokenizerConfig(text: string, file: string): boolean {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new CheckpointError(file, `not valid JSON: ${(e as Error).message}`);
+  }
+  const lower = typeof json === "object" && json !== null ? (json as Record<string, unknown>).do_lower_case : undefined;
+  if (lower !== undefined && typeof lower !== "boolean") throw new CheckpointError(file, `field do_lower_case must be true or false, got ${JSON.stringify(lower)}`);
+  return lower ?? true;
 }
 
 function vocabToText(vocab: readonly string[], vocabSize: number, file: string): string {

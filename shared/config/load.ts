@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseDocument } from "yaml";
 import { z } from "zod";
-import { runConfigSchema, type RunConfig } from "./schema";
+import { adapterSchema, freezeSchema, loraSchema, prefixSchema, promptSchema, runConfigSchema, type RunConfig } from "./schema";
 
 /** A configuration problem; the message names the file and the field. Launch exits with EXIT_CONFIG for these. */
 export class ConfigError extends Error {
@@ -73,6 +73,17 @@ export function configWarnings(cfg: RunConfig, source: string): string[] {
   const steps = cfg.training.max_steps;
   if (warmup > steps) {
     out.push(`${source}: schedule.warmup_steps ${warmup} exceeds training.max_steps ${steps}: the learning rate rises for the whole run; the last update uses ${(((steps - 1) / warmup) * 100).toFixed(0)}% of optimizer.lr`);
+  }
+  // Settings of another fine-tuning method than the one chosen do nothing: most likely `method` was forgotten.
+  const f = cfg.finetune;
+  if (f !== undefined) {
+    const sections = { lora: loraSchema, adapter: adapterSchema, prefix: prefixSchema, prompt: promptSchema, freeze: freezeSchema } as const;
+    for (const [name, schema] of Object.entries(sections)) {
+      if (name === f.method) continue;
+      if (JSON.stringify(f[name as keyof typeof sections]) !== JSON.stringify(schema.parse({}))) {
+        out.push(`${source}: finetune.${name} is set but finetune.method is ${f.method}: those settings are ignored (set finetune.method: ${name} to use them)`);
+      }
+    }
   }
   return out;
 }

@@ -92,7 +92,7 @@ async function saveCompleteClassifier(dir: string, model: PeftClassifier, meta: 
     }
   }
   for (const [k, t] of adapterTensors(model, { includeBase: false })) if (k.startsWith("classifier.")) tensors.set(k, t);
-  await saveCheckpoint(dir, { config: model.base.config, tensors, vocab: meta.vocab, padTokenId: meta.padTokenId, step: meta.step, hfConfigExtra: hfClassifierFields(meta.labels, model.settings.pooling, model.settings.classifierDropout) });
+  await saveCheckpoint(dir, { config: model.base.config, tensors, vocab: meta.vocab, padTokenId: meta.padTokenId, lowercase: meta.lowercase, step: meta.step, hfConfigExtra: hfClassifierFields(meta.labels, model.settings.pooling, model.settings.classifierDropout) });
   const task: TaskFile = {
     format: "ringtrain-classifier", version: 1, method: model.settings.method,
     labels: meta.labels, max_seq_len: meta.maxSeqLen, lowercase: meta.lowercase, classifier_dropout: model.settings.classifierDropout, pooling: model.settings.pooling,

@@ -98,6 +98,7 @@ export async function createMlmTask(ctx: TaskContext): Promise<Task> {
         tensors: exportHfTensors(model),
         vocab: joined.vocab_tokens,
         padTokenId: tokenizer.specialIds.pad,
+        lowercase: cfg.tokenizer.lowercase,
         step,
         trainingState: {
           tensors: new Map([...trainer.getOptimizerState().tensors].map(([k, v]) => [k, { shape: [v.length], data: v }])),
