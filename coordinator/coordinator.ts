@@ -4,6 +4,8 @@ import { EventEmitter } from "node:events";
 import * as grpc from "@grpc/grpc-js";
 import {
   loadCoordinatorProto,
+  EXITED_PHASE,
+  MISMATCH_PHASE,
   type FailureReport,
   type HeartbeatRequest,
   type HeartbeatResponse,
@@ -58,6 +60,8 @@ export interface JobOutcome {
   rank?: number;
   /** For a rank that went silent: whether it was found dead, stalled or unreachable. */
   liveness?: Liveness;
+  /** The failure is a configuration mismatch between nodes (token, world size, settings): no retry can cure it. */
+  misconfigured?: boolean;
 }
 
 interface Member {
@@ -84,6 +88,7 @@ export class Coordinator extends EventEmitter {
   private readonly joinWaiters: Array<() => void> = [];
   private readonly startWaiters: Array<() => void> = [];
   private readonly failureReports: FailureReport[] = [];
+  private readonly refusedJoins: string[] = [];
   private diagnosing = false;
   private started = false;
   private readonly initialChecksums = new Map<number, string>();
@@ -109,10 +114,10 @@ export class Coordinator extends EventEmitter {
     this.endPromise = new Promise((resolve) => (this.resolveEnd = resolve));
     const { service } = loadCoordinatorProto();
     this.server.addService(service, {
-      Join: this.unary((req: JoinRequest) => this.join(req)),
-      NextStep: this.unary((req: StepReport) => this.nextStep(req)),
-      Heartbeat: this.unary((req: HeartbeatRequest) => this.heartbeat(req)),
-      ReportFailure: this.unary((req: FailureReport) => this.reportFailure(req)),
+      Join: this.unary("Join", (req: JoinRequest) => this.join(req)),
+      NextStep: this.unary("NextStep", (req: StepReport) => this.nextStep(req)),
+      Heartbeat: this.unary("Heartbeat", (req: HeartbeatRequest) => this.heartbeat(req)),
+      ReportFailure: this.unary("ReportFailure", (req: FailureReport) => this.reportFailure(req)),
     });
   }
 
@@ -139,8 +144,13 @@ export class Coordinator extends EventEmitter {
     return this.endPromise;
   }
 
-  /** Ends the job from outside (e.g. Ctrl-C or a worker process exit seen by launch). */
-  fail(reason: string, rank?: number): void {
+  /**
+   * Ends the job from outside (e.g. Ctrl-C or a worker process exit seen by launch). With `reported` (a worker that
+   * exited after reporting its own failure), the workers' reports decide who is to blame if any arrived: the rank
+   * that exited is often only the neighbour of the one that died, perhaps on another node.
+   */
+  fail(reason: string, rank?: number, reported = false): void {
+    if (reported && this.failureReports.length > 0) return; // decideFailure ends the job within FAILURE_GRACE_MS
     this.end({ status: "failed", reason, rank });
   }
 
@@ -173,18 +183,35 @@ export class Coordinator extends EventEmitter {
     return m ? `rank ${rank} (host ${m.request.hostname}, pid ${m.request.pid}, peer ${m.request.peer_address})` : `rank ${rank}`;
   }
 
-  private unary<Req, Res>(handler: (req: Req) => Promise<Res> | Res) {
+  private unary<Req, Res>(method: string, handler: (req: Req) => Promise<Res> | Res) {
     return (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>): void => {
+      const refuse = (err: grpc.ServiceError): void => {
+        if (method === "Join") this.refusedJoin(`${call.getPeer()}: ${err.details}`);
+        callback(err);
+      };
       const denied = checkToken(call.metadata, this.opts.token);
-      if (denied) return callback(denied);
+      if (denied) return refuse(denied);
       const jobId = (call.request as { job_id?: string }).job_id;
       if (jobId !== this.opts.jobId) {
-        return callback(rpcError(grpc.status.FAILED_PRECONDITION, `job id '${jobId}' does not match this coordinator's job '${this.opts.jobId}'`));
+        return refuse(rpcError(grpc.status.FAILED_PRECONDITION, `job id '${jobId}' does not match this coordinator's job '${this.opts.jobId}'`));
       }
       Promise.resolve()
         .then(() => handler(call.request))
-        .then((res) => callback(null, res), (err: unknown) => callback(toServiceError(err)));
+        .then((res) => callback(null, res), (err: unknown) => {
+          const e = toServiceError(err);
+          if (e.code === grpc.status.ABORTED || method !== "Join") callback(e);
+          else refuse(e);
+        });
     };
+  }
+
+  /**
+   * A join that can never succeed (wrong token or job id, rank out of range, a rank twice): said at once on node 0
+   * ("refused" event) and named when the join deadline passes, instead of only "missing rank(s)".
+   */
+  private refusedJoin(detail: string): void {
+    if (this.refusedJoins.length < 5) this.refusedJoins.push(detail);
+    this.emit("refused", `refused a join from ${detail}`);
   }
 
   private async join(req: JoinRequest): Promise<JoinResponse> {
@@ -253,7 +280,9 @@ export class Coordinator extends EventEmitter {
     this.end({
       status: "failed",
       reason: `timed out after ${this.opts.config.communication.join_timeout_ms} ms waiting for workers to join: ` +
-        `missing rank(s) ${missing.join(", ")} (node_rank ${nodes.join(", ")}); ${this.members.size}/${this.opts.worldSize} joined`,
+        `missing rank(s) ${missing.join(", ")} (node_rank ${nodes.join(", ")}); ${this.members.size}/${this.opts.worldSize} joined` +
+        (this.refusedJoins.length > 0 ? `; refused join(s): ${this.refusedJoins.join("; ")}` : ""),
+      misconfigured: this.refusedJoins.length > 0,
     });
     for (const wake of this.joinWaiters.splice(0)) wake();
   }
@@ -322,6 +351,7 @@ export class Coordinator extends EventEmitter {
     }
     this.balancer.observe(step, reports.map((r) => ({ rank: r.rank, sequences: r.sequences, compute_ms: r.compute_ms, fixed_ms: r.optimizer_ms + r.data_wait_ms })));
     const m = aggregate(step, reports, this.sharder.progress(step));
+    m.learning_rate = this.opts.learningRateAt(step);
     m.allreduce_bytes = reports[0].allreduce_bytes;
     if (this.opts.classLabels !== undefined) addClassificationMetrics(m, reports, this.opts.classLabels, this.opts.runDir);
     this.metrics.write(m);
@@ -345,14 +375,37 @@ export class Coordinator extends EventEmitter {
    * the collective, else the earliest) names the failure. All reports go into failure.json.
    */
   private reportFailure(req: FailureReport): Record<string, never> {
+    const seen = this.members.get(req.rank);
+    if (req.phase === EXITED_PHASE && req.step === 0 && seen !== undefined) req = { ...req, step: seen.step };
     this.failureReports.push(req);
     if (this.failureReports.length === 1) setTimeout(() => this.decideFailure(), FAILURE_GRACE_MS).unref();
     return {};
   }
 
   private decideFailure(): void {
-    const collectivePhases = new Set(["connect", "begin", "reduce-scatter", "all-gather", "finish"]);
+    const collectivePhases = new Set(["connect", "idle", "begin", "reduce-scatter", "all-gather", "finish"]);
     const root = this.failureReports.find((r) => !collectivePhases.has(r.phase)) ?? this.failureReports[0];
+    if (collectivePhases.has(root.phase)) {
+      // Only collective symptoms: a neighbour's stream broke. The rank they name that reported nothing itself is the
+      // likely cause (killed, or its node lost), so it is the one named, with the report that points at it.
+      const reporters = new Set(this.failureReports.map((r) => r.rank));
+      for (const r of this.failureReports) {
+        const peer = [...r.message.matchAll(/\brank (\d+)\b/g)].map((m) => Number(m[1])).find((p) => p !== r.rank);
+        if (peer !== undefined && !reporters.has(peer) && this.members.has(peer)) {
+          this.end({
+            status: "failed",
+            reason: `${this.describeRank(peer)} was lost at step ${r.step} (${r.phase}); rank ${r.rank} reported: ${r.message}`,
+            rank: peer,
+          });
+          return;
+        }
+      }
+    }
+    const misconfigured = this.failureReports.find((r) => r.phase === MISMATCH_PHASE);
+    if (misconfigured !== undefined) {
+      this.end({ status: "failed", reason: `${this.describeRank(misconfigured.rank)} does not match the job: ${misconfigured.message}`, rank: misconfigured.rank, misconfigured: true });
+      return;
+    }
     this.end({ status: "failed", reason: `${this.describeRank(root.rank)} failed at step ${root.step} (${root.phase}): ${root.message}`, rank: root.rank });
   }
 
@@ -433,7 +486,8 @@ export class Coordinator extends EventEmitter {
 export const MAX_REQUEST_BYTES = 1024 * 1024;
 
 /** How long failure reports are gathered before the root cause is chosen. */
-const FAILURE_GRACE_MS = 500;
+/** How long failure reports are gathered before one is named the cause (reports from other nodes' launchers included). */
+const FAILURE_GRACE_MS = 1000;
 
 function stopPlan(reason: string): StepPlan {
   return {

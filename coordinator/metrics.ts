@@ -32,6 +32,8 @@ export interface StepMetrics {
   /** Model-FLOPs utilisation: model FLOPs per second over the sum of the ranks' measured peak matmul FLOP/s. */
   mfu: number;
   grad_norm: number;
+  /** Learning rate of this step's update (HF Trainer's `learning_rate`). */
+  learning_rate?: number;
   per_rank: RankTimes[];
   /** Validation: loss per target; perplexity for language models only; macro_f1 for classification only. */
   eval?: { loss: number; perplexity?: number; accuracy: number; sequences: number; macro_f1?: number };

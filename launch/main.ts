@@ -35,9 +35,9 @@ async function main(argv: string[]): Promise<number> {
       (y) =>
         y
           .positional("config", { type: "string", describe: "run configuration (YAML)" })
-          .option("workers", { type: "number", describe: "worker processes on this node (CPU slots)" })
+          .option("workers", { type: "number", alias: "nproc-per-node", describe: "worker processes on this node (CPU slots; torchrun's --nproc-per-node)" })
           .option("gpus", { type: "number", describe: "worker processes on this node, one GPU each (CUDA_VISIBLE_DEVICES)" })
-          .option("nodes", { type: "number", describe: "number of machines (env NNODES)" })
+          .option("nodes", { type: "number", alias: "nnodes", describe: "number of machines (env NNODES; torchrun's --nnodes)" })
           .option("node-rank", { type: "number", describe: "this machine's index, 0-based (env NODE_RANK)" })
           .option("coordinator", { type: "string", describe: "HOST:PORT of the coordinator on node 0 (env COORDINATOR_ADDR)" })
           .option("advertise-host", { type: "string", describe: "host name or IP other nodes use to reach this node's workers" })
@@ -51,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
           .option("dry-run", { type: "boolean", describe: "validate and print the resolved config and world, start nothing" })
           .option("overwrite", { type: "boolean", describe: "replace the previous run in output_dir (its checkpoints, metrics and logs) instead of refusing to start" })
           .option("auto-resume", { type: "boolean", describe: "continue output_dir from its latest good checkpoint if it has one (for restarted jobs), else start fresh" })
-          .option("max-restarts", { type: "number", default: 0, describe: "restart from the last checkpoint after a worker failure, up to N times (see elastic.* in the config)" })
+          .option("max-restarts", { type: "number", default: 0, describe: "restart from the last checkpoint after a worker failure, up to N times (single node; see elastic.* in the config)" })
           .option("timeline", { type: "boolean", describe: "write a per-rank Chrome trace-event timeline to RUN_DIR/timeline/ and RUN_DIR/timeline.json (training.timeline)" })
           .option("quiet", { type: "boolean", describe: "no progress output" }),
       async (a) => {

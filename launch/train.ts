@@ -8,6 +8,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { stringify } from "yaml";
 import { Coordinator, type JobOutcome } from "../coordinator/coordinator";
+import { EXITED_PHASE } from "../proto/coordinator";
+import { CoordinatorClient } from "../worker/coordinator-client";
+import { loadMutualTls } from "../shared/security/tls";
 import type { StepMetrics } from "../coordinator/metrics";
 import { ConfigError, loadRunConfig, validateForWorld, configWarnings, type ConfigOverrides } from "../shared/config/load";
 import type { RunConfig } from "../shared/config/schema";
@@ -25,7 +28,7 @@ import { Supervisor, type WorkerExit } from "./supervisor";
 import { ProgressReporter } from "./progress";
 import { dropSnapshots, newestResumePoint, pruneSnapshots, snapshotRoot } from "./snapshots";
 import { checkFinetuneConfig, checkInitFrom, classificationReport, prepareJobData } from "./job-data";
-import { waitForCoordinator } from "./coordinator-wait";
+import { waitForCoordinator, watchCoordinator } from "./coordinator-wait";
 import { asInputError } from "./input-error";
 import { mergeTimelines, timelineFileName } from "../worker/timeline";
 
@@ -86,7 +89,9 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   const token = jobToken(world);
   const multiNode = world.nodes > 1;
   if (args.dryRun) {
-    process.stdout.write(JSON.stringify({ config: cfg, world, jobId, resume: resume ?? null }, null, 2) + "\n");
+    // the resume point by directory and step (its vocabulary is the checkpoint's vocab.txt, not worth printing)
+    const resumeAt = resume === undefined ? null : { dir: resume.dir, step: resume.step };
+    process.stdout.write(JSON.stringify({ config: cfg, world, jobId, resume: resumeAt }, null, 2) + "\n");
     return EXIT_OK;
   }
   const log = (line: string): void => {
@@ -151,6 +156,10 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   }
   const supervisor = new Supervisor(path.join(__dirname, "..", "worker", "main.js"), path.join(runDir, "logs"), (exit) => onWorkerExit(exit));
   let interrupted = false;
+  /** Reports of this node's dead workers to node 0's coordinator, awaited before launch exits. */
+  const exitReports: Promise<void>[] = [];
+  let resolveInterrupted!: () => void;
+  const interruption = new Promise<void>((resolve) => (resolveInterrupted = resolve));
   let workerFailure: string | undefined;
   const onWorkerExit = (exit: WorkerExit): void => {
     if (exit.code === 0) return;
@@ -158,11 +167,15 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     const seen = coordinator?.lastKnown(exit.rank);
     const where = seen ? ` at step ${seen.step} (${seen.phase})` : "";
     workerFailure ??= `worker rank ${exit.rank} (pid ${exit.pid}, host ${os.hostname()}) ${why}${where}; see ${path.join(runDir, "logs", `rank-${exit.rank}.log`)}`;
-    coordinator?.fail(workerFailure, exit.rank);
+    // exit 2, 3 or 4: the worker reported its failure (or was refused, or lost the coordinator); else it died without a word
+    const reported = exit.signal === null && (exit.code === EXIT_CONFIG || exit.code === EXIT_WORKER_FAILURE || exit.code === EXIT_COORDINATOR_LOST);
+    if (coordinator) coordinator.fail(workerFailure, exit.rank, reported);
+    else if (!reported) exitReports.push(reportExitToCoordinator(coordinatorAddress!, token, jobId, cfg, exit.rank, `worker process (pid ${exit.pid}, host ${os.hostname()}) ${why}`));
   };
   const stopSignals = (signal: NodeJS.Signals): void => {
     if (interrupted) return;
     interrupted = true;
+    resolveInterrupted(); // the main flow then stops the workers, escalating to SIGKILL for any that ignore SIGTERM
     alert(`${signal}: stopping all workers`);
     coordinator?.fail(`interrupted by ${signal}`);
     for (const pid of supervisor.runningPids()) {
@@ -177,6 +190,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   process.on("SIGTERM", stopSignals);
 
   const progress = new ProgressReporter(cfg.training.max_steps, resume?.step ?? 0, !args.quiet, cfg.training.log_interval_steps, cfg.objective === "causal" ? "next-token accuracy" : "masked-token accuracy");
+  coordinator?.on("refused", (line: string) => alert(`coordinator: ${line}`));
   coordinator?.on("step", (m: StepMetrics) => {
     progress.update(m);
     if (m.checkpoint_dir?.startsWith(snapshots)) void pruneSnapshots(snapshots).catch(() => undefined);
@@ -192,13 +206,20 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   }
 
   let outcome: JobOutcome | undefined;
+  let coordinatorLost: string | undefined;
   if (coordinator) {
     outcome = await Promise.race([coordinator.finished(), supervisor.waitAll().then(() => coordinator!.finished())]);
   } else {
-    // Nodes without the coordinator: the workers end when the coordinator ends the job (or loses it).
-    await supervisor.waitAll();
+    // Nodes without the coordinator: the workers end when the coordinator ends the job (or they lose it). A worker
+    // that cannot notice (stopped, hung) would keep this node waiting forever: the launcher watches the coordinator too.
+    const { heartbeat_interval_ms: interval, heartbeat_timeout_ms: timeout } = cfg.communication;
+    const watch = watchCoordinator(coordinatorAddress!, Math.max(200, Math.min(interval, 2000)), timeout);
+    coordinatorLost = await Promise.race([supervisor.waitAll().then(() => undefined), watch.lost, interruption.then(() => undefined)]);
+    watch.stop();
+    if (coordinatorLost !== undefined) alert(`${coordinatorLost}: stopping this node's workers`);
   }
-  const exits = await supervisor.stopAll(outcome?.status === "failed" ? 2000 : 30_000);
+  const exits = await supervisor.stopAll(outcome?.status === "failed" || coordinatorLost !== undefined || interrupted ? 2000 : 30_000);
+  await Promise.all(exitReports);
   progress.finish();
   await coordinator?.stop();
   if (timelineDir !== undefined && coordinator) writeMergedTimeline(runDir, timelineDir, log, alert);
@@ -211,12 +232,19 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   }
   if (outcome?.status === "failed") {
     alert(`job failed: ${outcome.reason}`);
-    return EXIT_WORKER_FAILURE;
+    return outcome.misconfigured === true ? EXIT_CONFIG : EXIT_WORKER_FAILURE;
   }
-  const bad = exits.find((e) => e.code !== 0);
-  if (bad) {
+  if (coordinatorLost !== undefined) {
+    alert(`job failed: ${coordinatorLost}`);
+    return EXIT_COORDINATOR_LOST;
+  }
+  const failed = exits.filter((e) => e.code !== 0);
+  if (failed.length > 0) {
+    const bad = failed[0];
     alert(`job failed: ${workerFailure ?? `worker rank ${bad.rank} exited with ${bad.code ?? bad.signal}`}`);
-    return EXIT_WORKER_FAILURE;
+    // every failed worker lost the coordinator (the job ended elsewhere, or node 0 died): say that, as the workers did
+    if (failed.every((e) => e.code === EXIT_CONFIG)) return EXIT_CONFIG; // refused by the coordinator: settings differ between nodes
+    return failed.every((e) => e.code === EXIT_COORDINATOR_LOST) ? EXIT_COORDINATOR_LOST : EXIT_WORKER_FAILURE;
   }
   if (coordinator) {
     log(`done: ${progress.summary()}; run directory ${runDir}`);
@@ -264,6 +292,16 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
     throw new ConfigError(`--resume ${args.resume}: checkpoint is at step ${checkpoint.step}, training.max_steps is ${cfg.training.max_steps}; raise it with --max-steps`);
   }
   return { cfg, source, resume: { dir: checkpoint.dir, step: manifest.step ?? checkpoint.step, vocab } };
+}
+
+/**
+ * On a node without the coordinator: tells it that a local worker died without reporting (killed by a signal, or
+ * crashed), so the job's failure names that rank rather than its neighbours, whose streams broke (best effort).
+ */
+async function reportExitToCoordinator(address: string, token: string, jobId: string, cfg: RunConfig, rank: number, message: string): Promise<void> {
+  const client = new CoordinatorClient(address, token, loadMutualTls(cfg.communication.tls)?.channel());
+  await client.reportFailure({ job_id: jobId, rank, step: 0, phase: EXITED_PHASE, message }, 2000).catch(() => undefined);
+  client.close();
 }
 
 /** The job token: RINGTRAIN_TOKEN / RINGTRAIN_TOKEN_FILE, or a fresh random one on a single node. */
@@ -381,7 +419,10 @@ async function resumeHint(cfg: RunConfig, runDir: string, world: World): Promise
   const { entry } = await newestResumePoint(runDir, snapshotRoot(cfg)).catch(() => ({ entry: undefined }));
   if (entry === undefined) return `no checkpoint was written yet (training.checkpoint_interval_steps ${cfg.training.checkpoint_interval_steps}): nothing to resume`;
   const flag = world.useGpus ? `--gpus ${world.workersPerNode}` : `--workers ${world.workersPerNode}`;
-  return `the last complete checkpoint (step ${entry.step}, ${entry.dir}) is intact; resume with: launch --resume ${runDir} ${flag}`;
+  // several nodes resume together, each with its own node rank
+  const nodes = world.nodes > 1 ? ` --nodes ${world.nodes} --node-rank ${world.nodeRank} --coordinator ${world.coordinatorAddress}` : "";
+  const where = world.nodes > 1 ? " (on every node, each with its --node-rank)" : "";
+  return `the last complete checkpoint (step ${entry.step}, ${entry.dir}) is intact; resume with${where}: launch --resume ${runDir} ${flag}${nodes}`;
 }
 
 /** Where the ranks write their timelines (training.timeline); a fresh run first drops this node's stale rank files. */

@@ -108,6 +108,11 @@ export interface FailureReport {
 /** Metadata key carrying the job token on every coordinator and peer call. */
 export const TOKEN_METADATA_KEY = "x-ringtrain-token";
 
+/** FailureReport.phase of a report sent by a node's launch for a worker process that died without reporting. */
+export const EXITED_PHASE = "exited";
+/** FailureReport.phase of a worker whose settings do not match the job (another world size, communication settings). */
+export const MISMATCH_PHASE = "config";
+
 /** The service definition and a client constructor for proto/coordinator.proto. */
 export interface CoordinatorProto {
   service: grpc.ServiceDefinition;

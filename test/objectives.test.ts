@@ -46,13 +46,20 @@ for (const objective of ["causal", "mlm+nsp"] as const) {
     const dir = tempDir(objective.replace("+", "-"));
     const r = await runLaunch(tinyArgs(dir, "--workers", "2", "--max-steps", "8", "--set", `objective=${objective}`, "--set", "training.eval_interval_steps=8", "--set", "training.eval_sequences=16"));
     assert.equal(r.code, 0, r.stderr);
-    const metrics = fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { loss: number; eval?: { loss: number } });
+    const metrics = fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { loss: number; learning_rate: number; eval?: { loss: number } });
     assert.equal(metrics.length, 8);
+    // each step records its learning rate (HF Trainer's learning_rate), following the schedule
+    assert.ok(metrics.every((m) => Number.isFinite(m.learning_rate)) && Math.max(...metrics.map((m) => m.learning_rate)) > 0, JSON.stringify(metrics.map((m) => m.learning_rate)));
     assert.ok(metrics.every((m) => Number.isFinite(m.loss)));
     assert.ok(metrics[7].eval !== undefined && Number.isFinite(metrics[7].eval.loss));
     const ckpt = await lastCheckpoint(dir);
     if (objective === "causal") assert.equal(ckpt.config.isDecoder, true);
-    else assert.ok(ckpt.tensors.has("cls.seq_relationship.weight"), "the NSP head is trained and saved");
+    else {
+      assert.ok(ckpt.tensors.has("cls.seq_relationship.weight"), "the NSP head is trained and saved");
+      const list = await listCheckpoints(dir);
+      const hf = JSON.parse(fs.readFileSync(path.join(list[list.length - 1].dir, "config.json"), "utf8")) as { architectures: string[] };
+      assert.deepEqual(hf.architectures, ["BertForPreTraining"], "MLM + NSP heads are HF's BertForPreTraining");
+    }
     fs.rmSync(dir, { recursive: true, force: true });
   });
 }

@@ -21,6 +21,18 @@ export class CoordinatorUnreachableError extends Error {
 
 type Method = "Join" | "NextStep" | "Heartbeat" | "ReportFailure";
 
+/**
+ * This worker does not belong in the job as the coordinator runs it (wrong token or job id, a rank out of range,
+ * another world size or other communication settings): a configuration mismatch between nodes, which no retry
+ * cures. `joined`: the coordinator already counts this rank (it should be told why it leaves).
+ */
+export class JobMismatchError extends Error {
+  constructor(message: string, readonly joined: boolean) {
+    super(message);
+    this.name = "JobMismatchError";
+  }
+}
+
 /** A typed, promise-based client of proto/coordinator.proto that attaches the job token to every call. */
 export class CoordinatorClient {
   private readonly client: grpc.Client;
@@ -67,7 +79,9 @@ export class CoordinatorClient {
       fn.call(this.client, req, metadata, { deadline: Date.now() + timeoutMs }, (err, value) => {
         if (err) {
           const unreachable = err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED;
-          const msg = `coordinator ${this.address}: ${method} failed: ${err.details || err.message}`;
+          // grpc-js ends some details with an empty "Resolution note: "; drop it
+          const detail = (err.details || err.message).replace(/\s*Resolution note:\s*$/, "");
+          const msg = `coordinator ${this.address}: ${method} failed: ${detail}`;
           reject(unreachable ? new CoordinatorUnreachableError(msg) : Object.assign(new Error(msg), { code: err.code }));
         } else resolve(value as Res);
       });

@@ -5,10 +5,11 @@
 import { readWorkerEnv } from "./env";
 import { runWorker, type CommSettings } from "./train-loop";
 import { CollectiveError } from "./collective/collective-error";
-import { CoordinatorClient, CoordinatorUnreachableError } from "./coordinator-client";
+import { CoordinatorClient, CoordinatorUnreachableError, JobMismatchError } from "./coordinator-client";
+import { MISMATCH_PHASE } from "../proto/coordinator";
 import { workerStatus } from "./heartbeat";
 import { loadMutualTls } from "../shared/security/tls";
-import { EXIT_COORDINATOR_LOST, EXIT_OK, EXIT_WORKER_FAILURE } from "../shared/exit-codes";
+import { EXIT_CONFIG, EXIT_COORDINATOR_LOST, EXIT_OK, EXIT_WORKER_FAILURE } from "../shared/exit-codes";
 import { communicationSchema } from "../shared/config/schema";
 
 async function main(): Promise<number> {
@@ -35,9 +36,11 @@ async function main(): Promise<number> {
     const message = err instanceof Error ? err.message : String(err);
     fail(`rank ${env.rank} (${env.hostname}, pid ${process.pid}) failed at step ${workerStatus.step} (${workerStatus.phase}): ${message}`);
     if (err instanceof CoordinatorUnreachableError) return EXIT_COORDINATOR_LOST;
+    // Refused before joining: the coordinator never counted this rank, and a retry cannot help.
+    if (err instanceof JobMismatchError && !err.joined) return EXIT_CONFIG;
     // Tell the coordinator at once, so every rank stops now instead of at its next deadline.
     const client = new CoordinatorClient(env.coordinatorAddress, env.token, loadMutualTls(comm.tls)?.channel());
-    const phase = err instanceof CollectiveError ? String(err.phase) : workerStatus.phase;
+    const phase = err instanceof JobMismatchError ? MISMATCH_PHASE : err instanceof CollectiveError ? String(err.phase) : workerStatus.phase;
     const step = err instanceof CollectiveError ? err.step : workerStatus.step;
     const reportError = await client
       .reportFailure({ job_id: env.jobId, rank: env.rank, step: Math.max(0, step), phase, message }, 2000)
@@ -49,7 +52,7 @@ async function main(): Promise<number> {
       fail(`${reportError.message}; the coordinator is unreachable too, so the failure above is probably a consequence of losing it`);
       return EXIT_COORDINATOR_LOST;
     }
-    return EXIT_WORKER_FAILURE;
+    return err instanceof JobMismatchError ? EXIT_CONFIG : EXIT_WORKER_FAILURE;
   }
 }
 

@@ -13,7 +13,8 @@ import { ThreadedRing, type Collective } from "./collective/ring-thread";
 import { CompressingReducer } from "./compression/compressing-reducer";
 import { loadCompressionState, saveCompressionState } from "./compression/compression-state";
 import { createReducer } from "./compression/create-reducer";
-import { CoordinatorClient } from "./coordinator-client";
+import * as grpc from "@grpc/grpc-js";
+import { CoordinatorClient, JobMismatchError } from "./coordinator-client";
 import { Heartbeat } from "./heartbeat";
 import { hangIfInjected, slowDownIfInjected } from "./fault-injection";
 import { loadMutualTls } from "../shared/security/tls";
@@ -27,6 +28,9 @@ import * as fs from "node:fs";
 
 /** Communication settings a worker needs before it joins (launch passes them in RINGTRAIN_COMM_JSON). */
 export type CommSettings = RunConfig["communication"];
+
+/** gRPC codes with which the coordinator refuses a join that cannot succeed on retry (token, job id, rank range, duplicate). */
+const REFUSED_JOIN = new Set([grpc.status.PERMISSION_DENIED, grpc.status.UNAUTHENTICATED, grpc.status.FAILED_PRECONDITION, grpc.status.INVALID_ARGUMENT, grpc.status.ALREADY_EXISTS]);
 
 /** Runs one worker to completion; resolves with the reason the coordinator gave for stopping. */
 export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: string) => void, onCoordinatorLost: (message: string) => void): Promise<string> {
@@ -49,13 +53,18 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
       { job_id: env.jobId, node_rank: env.nodeRank, local_rank: env.localRank, hostname: env.hostname,
         peer_address: `${env.advertiseHost}:${ring.address.slice(ring.address.lastIndexOf(":") + 1)}`, pid: process.pid },
       comm.join_timeout_ms + 5_000,
-    );
+    ).catch((e: unknown) => {
+      throw REFUSED_JOIN.has((e as { code?: number }).code ?? -1) ? new JobMismatchError((e as Error).message, false) : e;
+    });
     if (joined.rank !== env.rank || joined.world_size !== env.worldSize) {
-      throw new Error(`coordinator assigned rank ${joined.rank}/${joined.world_size}, but this worker was started as rank ${env.rank}/${env.worldSize}`);
+      throw new JobMismatchError(`coordinator assigned rank ${joined.rank}/${joined.world_size}, but this worker was started as rank ${env.rank}/${env.worldSize} (--nodes and --workers must agree on every node)`, true);
     }
     const cfg = JSON.parse(joined.config_json) as RunConfig;
-    if (JSON.stringify(cfg.communication) !== JSON.stringify(comm)) {
-      throw new Error(`rank ${env.rank} on ${env.hostname} was started with communication settings that differ from the coordinator's config`);
+    const differ = Object.keys({ ...cfg.communication, ...comm })
+      .filter((k) => JSON.stringify((cfg.communication as Record<string, unknown>)[k]) !== JSON.stringify((comm as Record<string, unknown>)[k]))
+      .map((k) => `communication.${k}: ${JSON.stringify((comm as Record<string, unknown>)[k])} here, ${JSON.stringify((cfg.communication as Record<string, unknown>)[k])} on node 0`);
+    if (differ.length > 0) {
+      throw new JobMismatchError(`rank ${env.rank} on ${env.hostname} was started with communication settings that differ from the coordinator's config: ${differ.join("; ")}`, true);
     }
     heartbeat.start();
     await ring.connect(joined.ring_peer_addresses);

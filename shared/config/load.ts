@@ -76,6 +76,9 @@ export function configWarnings(cfg: RunConfig, source: string): string[] {
   }
   // Settings of another fine-tuning method than the one chosen do nothing: most likely `method` was forgotten.
   const f = cfg.finetune;
+  if (f !== undefined && f.pooling === "mean") {
+    out.push(`${source}: finetune.pooling mean: HF's BertForSequenceClassification pools [CLS], so it would compute other logits from the saved head; use launch predict (task.json / adapter_config.json record the pooling)`);
+  }
   if (f !== undefined) {
     const sections = { lora: loraSchema, adapter: adapterSchema, prefix: prefixSchema, prompt: promptSchema, freeze: freezeSchema } as const;
     for (const [name, schema] of Object.entries(sections)) {

@@ -99,6 +99,8 @@ export async function createMlmTask(ctx: TaskContext): Promise<Task> {
         vocab: joined.vocab_tokens,
         padTokenId: tokenizer.specialIds.pad,
         lowercase: cfg.tokenizer.lowercase,
+        // with the NSP head (cls.seq_relationship.*) the weights are HF's BertForPreTraining, not BertForMaskedLM
+        hfConfigExtra: cfg.objective === "mlm+nsp" ? { architectures: ["BertForPreTraining"] } : undefined,
         step,
         trainingState: {
           tensors: new Map([...trainer.getOptimizerState().tensors].map(([k, v]) => [k, { shape: [v.length], data: v }])),
