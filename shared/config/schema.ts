@@ -53,8 +53,20 @@ export const tokenizerSchema = z.object({
 export const dataSchema = z.object({
   /** A built-in corpus, or "files" to read `paths`. */
   corpus: z.enum(["brown", "spam-assassin", "files"]).default("brown"),
-  /** Text files/folders, .jsonl or .csv files (corpus: files). */
+  /** Text files/folders, .jsonl or .csv files (corpus: files): the training data (HF data_files["train"]). */
   paths: z.array(z.string()).default([]),
+  /**
+   * Files/folders that are exactly the validation split (HF data_files["validation"]), read like `paths`
+   * (corpus: files). When given, no validation split is drawn from `paths`: validation_fraction is not used.
+   * Classification: a validation label that does not occur in the training data is reported and its examples left out.
+   */
+  validation_paths: z.array(z.string()).min(1).optional(),
+  /**
+   * Classification only: files/folders that are exactly the test split (HF data_files["test"]), read like `paths`.
+   * When given, finetune.test_fraction is not used and no test split is drawn from `paths`. A test label that does
+   * not occur in the training data is reported and its examples left out.
+   */
+  test_paths: z.array(z.string()).min(1).optional(),
   max_seq_len: positiveInt.default(128),
   validation_fraction: z.number().min(0).max(0.5).default(0.05),
   /** Where tokenised, packed sequences are cached between runs. */
@@ -336,6 +348,14 @@ export const runConfigSchema = runConfigObject.superRefine((cfg, ctx) => {
   if (cfg.data.corpus === "files" && cfg.data.paths.length === 0) {
     ctx.addIssue({ code: "custom", path: ["data", "paths"], message: "corpus 'files' needs at least one path" });
   }
+  for (const field of ["validation_paths", "test_paths"] as const) {
+    if (cfg.data[field] !== undefined && cfg.data.corpus !== "files") {
+      ctx.addIssue({ code: "custom", path: ["data", field], message: `needs corpus: files (the built-in corpus ${cfg.data.corpus} is split by its own rules)` });
+    }
+  }
+  if (cfg.data.test_paths !== undefined && cfg.task !== "classification") {
+    ctx.addIssue({ code: "custom", path: ["data", "test_paths"], message: "only used with task: classification (pretraining has no test split)" });
+  }
 });
 
 /** Fields that must agree with `task`: pretraining needs `model`, classification needs `finetune` and labels. */
@@ -358,7 +378,8 @@ function checkTask(cfg: z.output<typeof runConfigObject>, ctx: z.RefinementCtx):
   if (f.label_fraction > 1 && !Number.isInteger(f.label_fraction)) {
     ctx.addIssue({ code: "custom", path: ["finetune", "label_fraction"], message: `expected a fraction in (0, 1] or a whole number of labels, got ${f.label_fraction}` });
   }
-  if (f.test_fraction + cfg.data.validation_fraction >= 0.9) {
+  // Given validation or test files take no share of data.paths, so the shares only add up when both are drawn.
+  if (cfg.data.test_paths === undefined && cfg.data.validation_paths === undefined && f.test_fraction + cfg.data.validation_fraction >= 0.9) {
     ctx.addIssue({ code: "custom", path: ["finetune", "test_fraction"], message: `test_fraction ${f.test_fraction} + data.validation_fraction ${cfg.data.validation_fraction} leaves too little to train on` });
   }
   if (f.init === "random" && f.method !== "full") {

@@ -10,10 +10,20 @@ import { createHash } from "node:crypto";
 /** Loads the documents a run config names (a built-in corpus, or every file in data.paths). */
 export function loadRunDocuments(cfg: RunConfig): Document[] {
   if (cfg.data.corpus !== "files") return loadCorpus({ kind: cfg.data.corpus });
-  const docs: Document[] = [];
-  for (const p of cfg.data.paths) docs.push(...loadCorpus(parseCorpusSpec(p)));
+  const docs = loadPathGroups(cfg.data.paths).flatMap((g) => g.docs);
   if (docs.length === 0) throw new Error(`data.paths (${cfg.data.paths.join(", ")}) hold no documents`);
   return docs;
+}
+
+/** The documents of each of `paths` (files or folders, read by extension as data.paths are), path by path. */
+export function loadPathGroups(paths: readonly string[]): { path: string; docs: Document[] }[] {
+  return paths.map((p) => ({ path: p, docs: loadCorpus(parseCorpusSpec(p)) }));
+}
+
+/** The documents of data.validation_paths, or undefined when the validation split is drawn from data.paths. */
+export function givenValidationDocuments(cfg: RunConfig): Document[] | undefined {
+  const paths = cfg.data.validation_paths;
+  return paths === undefined ? undefined : loadPathGroups(paths).flatMap((g) => g.docs);
 }
 
 /**
@@ -63,7 +73,10 @@ export function tokenizerFromTokens(tokens: readonly string[], cfg: RunConfig): 
   return new BertTokenizer(new Vocab(tokens), normalizer(cfg));
 }
 
-/** Tokenised, packed train/validation sequences of the run (cached in data.cache_dir). */
+/**
+ * Tokenised, packed train/validation sequences of the run (cached in data.cache_dir): `docs` split by
+ * validation_fraction, or, with data.validation_paths, `docs` all train and those files the validation split.
+ */
 export function preparePretrainingData(cfg: RunConfig, docs: readonly Document[], tokenizer: BertTokenizer): PreparedData {
   return preparePackedData(docs, {
     tokenizer,
@@ -71,16 +84,18 @@ export function preparePretrainingData(cfg: RunConfig, docs: readonly Document[]
     validationFraction: cfg.data.validation_fraction,
     seed: cfg.seed,
     cacheDir: cfg.data.cache_dir,
+    validationDocs: givenValidationDocuments(cfg),
   });
 }
 
 /**
  * Sentence-pair data for BERT's next-sentence prediction (objective mlm+nsp): documents are split into train and
- * validation as for MLM, then cut into sentence segments; sample k pairs anchor k with its successor or a random
+ * validation as for MLM (or validation is data.validation_paths), then cut into sentence segments; sample k pairs anchor k with its successor or a random
  * segment (decided per epoch by the masking seed).
  */
 export function prepareNspData(cfg: RunConfig, docs: readonly Document[], tokenizer: BertTokenizer): { train: NspCorpus; validation: NspCorpus } {
-  const split = splitDocuments(docs, { validationFraction: cfg.data.validation_fraction, seed: cfg.seed });
+  const given = givenValidationDocuments(cfg);
+  const split = given !== undefined ? { train: [...docs], validation: given } : splitDocuments(docs, { validationFraction: cfg.data.validation_fraction, seed: cfg.seed });
   const train = buildNspCorpus(split.train, tokenizer, cfg.data.max_seq_len);
   // NSP pairs need two documents; a validation split of zero or one document (validation_fraction 0, a small
   // corpus) has no pairs to evaluate: it is empty, as an MLM validation split of no sequences is
