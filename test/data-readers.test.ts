@@ -101,3 +101,23 @@ test("a data folder follows symbolic links (cycles skipped) and reads .jsonl/.cs
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("configurable field names: JSONL keys and CSV columns, errors name the configured field", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-fields-"));
+  try {
+    const fields = { text: "sentence", textPair: "sentence2", label: "sentiment" };
+    const j = path.join(dir, "a.jsonl");
+    fs.writeFileSync(j, '{"sentence": "good", "sentence2": "yes", "sentiment": 1, "text": "ignored"}\n{"text": "no sentence"}\n');
+    assert.throws(() => readJsonlDocuments(j, fields), /a\.jsonl:2: field "sentence" must be a string, got nothing/);
+    fs.writeFileSync(j, '{"sentence": "good", "sentence2": "yes", "sentiment": 1, "text": "ignored"}\n');
+    assert.deepEqual(readJsonlDocuments(j, fields), [{ id: `${j}:1`, text: "good", textPair: "yes", label: "1" }]);
+    const c = path.join(dir, "b.csv");
+    fs.writeFileSync(c, "sentence,sentiment\nfine,pos\n");
+    assert.deepEqual(loadCorpus(parseCorpusSpec(c), fields), [{ id: `${c}:2`, text: "fine", label: "pos" }]);
+    assert.throws(() => readCsvDocuments(path.join(FIX, "docs.csv"), fields), /docs\.csv:1: header has no "sentence" column/);
+    // A folder passes the names on to the files it holds.
+    assert.equal(loadCorpus(parseCorpusSpec(dir), fields).length, 2);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

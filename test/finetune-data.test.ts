@@ -130,3 +130,18 @@ test("config: validation_paths / test_paths are resolved, checked before start a
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("classification: data.text_field / data.label_field name the keys; a missing label names the configured field", () => {
+  const dir = tempDir();
+  try {
+    const file = path.join(dir, "sst.jsonl");
+    fs.writeFileSync(file, Array.from({ length: 6 }, (_, i) => JSON.stringify({ sentence: i % 2 ? "good film" : "bad plot", sentiment: i % 2 })).join("\n") + "\n");
+    const data = prepareClassificationData(classificationConfig({ paths: [file], text_field: "sentence", label_field: "sentiment" }), tokenizer);
+    assert.deepEqual(data.labels, ["0", "1"]);
+    assert.throws(() => prepareClassificationData(classificationConfig({ paths: [file], text_field: "sentence" }), tokenizer), /has no label \(field "label", data\.label_field\)/);
+    assert.throws(() => prepareClassificationData(classificationConfig({ paths: [file] }), tokenizer), /sst\.jsonl:1: field "text" must be a string/);
+    assert.match(JSON.stringify(runConfigSchema.safeParse({ task: "classification", finetune: { base_model: "x" }, training: { max_steps: 1 }, batch: { global_batch_size: 2, micro_batch_size: 2 }, data: { text_field: "label" } }).error?.issues), /must differ/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

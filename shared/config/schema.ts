@@ -67,6 +67,12 @@ export const dataSchema = z.object({
    * not occur in the training data is reported and its examples left out.
    */
   test_paths: z.array(z.string()).min(1).optional(),
+  /** JSONL key / CSV header column of the text (HF run_glue's --text_column_name). */
+  text_field: z.string().min(1).default("text"),
+  /** JSONL key / CSV header column of the optional second text of a pair (classification). */
+  text_pair_field: z.string().min(1).default("text_pair"),
+  /** JSONL key / CSV header column of the class label (classification; with data.holdout, pretraining too). */
+  label_field: z.string().min(1).default("label"),
   max_seq_len: positiveInt.default(128),
   validation_fraction: z.number().min(0).max(0.5).default(0.05),
   /** Where tokenised, packed sequences are cached between runs. */
@@ -352,6 +358,10 @@ export const runConfigSchema = runConfigObject.superRefine((cfg, ctx) => {
     if (cfg.data[field] !== undefined && cfg.data.corpus !== "files") {
       ctx.addIssue({ code: "custom", path: ["data", field], message: `needs corpus: files (the built-in corpus ${cfg.data.corpus} is split by its own rules)` });
     }
+  }
+  const { text_field: text, text_pair_field: pair, label_field: label } = cfg.data;
+  if (text === pair || text === label || pair === label) {
+    ctx.addIssue({ code: "custom", path: ["data", text === pair ? "text_pair_field" : "label_field"], message: `text_field, text_pair_field and label_field must differ (${text}, ${pair}, ${label})` });
   }
   if (cfg.data.test_paths !== undefined && cfg.task !== "classification") {
     ctx.addIssue({ code: "custom", path: ["data", "test_paths"], message: "only used with task: classification (pretraining has no test split)" });

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { loadBrown } from "./brown";
 import { readCsvDocuments } from "./csv-reader";
 import type { Document } from "./document";
+import { DEFAULT_FIELDS, type RecordFields } from "./fields";
 import { readJsonlDocuments } from "./jsonl-reader";
 import { loadSpamAssassin } from "./spam-assassin";
 import { folderFiles, readTextDocuments, readUtf8 } from "./text-reader";
@@ -31,19 +32,19 @@ export function parseCorpusSpec(spec: string): CorpusSpec {
   return { kind: "text", path: spec };
 }
 
-/** Loads the documents of a corpus. */
-export function loadCorpus(spec: CorpusSpec): Document[] {
+/** Loads the documents of a corpus; `fields` names the text, text-pair and label keys of JSONL and CSV files. */
+export function loadCorpus(spec: CorpusSpec, fields: RecordFields = DEFAULT_FIELDS): Document[] {
   switch (spec.kind) {
     case "brown":
       return loadBrown();
     case "spam-assassin":
       return loadSpamAssassin();
     case "text":
-      return fs.statSync(spec.path, { throwIfNoEntry: false })?.isDirectory() === true ? readFolder(spec.path) : readTextDocuments(spec.path);
+      return fs.statSync(spec.path, { throwIfNoEntry: false })?.isDirectory() === true ? readFolder(spec.path, fields) : readTextDocuments(spec.path);
     case "jsonl":
-      return readJsonlDocuments(spec.path);
+      return readJsonlDocuments(spec.path, fields);
     case "csv":
-      return readCsvDocuments(spec.path);
+      return readCsvDocuments(spec.path, fields);
   }
 }
 
@@ -51,10 +52,10 @@ export function loadCorpus(spec: CorpusSpec): Document[] {
  * A folder's files, each read by its extension as a path given directly would be (.jsonl/.ndjson, .csv, anything
  * else plain text, one document per file), in sorted order.
  */
-function readFolder(folder: string): Document[] {
+function readFolder(folder: string, fields: RecordFields): Document[] {
   return folderFiles(folder).flatMap((rel) => {
     const spec = parseCorpusSpec(path.join(folder, rel));
-    return spec.kind === "text" ? [{ id: rel, text: readUtf8(spec.path) }] : loadCorpus(spec);
+    return spec.kind === "text" ? [{ id: rel, text: readUtf8(spec.path) }] : loadCorpus(spec, fields);
   });
 }
 

@@ -9,7 +9,7 @@ import { testSplit } from "../data/test-split";
 import { genrePassages } from "../data/passages";
 import { labelSubset } from "../data/label-subset";
 import { encodeLabelled, type LabelledSequences } from "../data/labelled";
-import { loadPathGroups, loadRunDocuments } from "../pipeline/prepare";
+import { loadPathGroups, loadRunDocuments, recordFields } from "../pipeline/prepare";
 import { permutation } from "../rng";
 import type { BertTokenizer } from "../tokenizer/bert-tokenizer";
 
@@ -37,14 +37,15 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
   const docs = loadRunDocuments(cfg);
   const brown = cfg.data.corpus === "brown";
   const by = brown ? "genre" : "label";
+  const what = brown ? "genre" : `label (field ${JSON.stringify(cfg.data.label_field)}, data.label_field)`;
   const needLabels = (part: readonly Document[], field: string): void => {
     part.forEach((d, i) => {
-      if (d[by] === undefined) throw new Error(`data: ${field}: document ${i + 1} (${d.id}) has no ${by}; classification needs a label on every document`);
+      if (d[by] === undefined) throw new Error(`data: ${field}: document ${i + 1} (${d.id}) has no ${what}; classification needs a label on every document`);
     });
   };
   needLabels(docs, "data.paths");
-  const givenTest = givenSplit(cfg.data.test_paths, "data.test_paths", needLabels);
-  const givenValidation = givenSplit(cfg.data.validation_paths, "data.validation_paths", needLabels);
+  const givenTest = givenSplit(cfg.data.test_paths, "data.test_paths", cfg, needLabels);
+  const givenValidation = givenSplit(cfg.data.validation_paths, "data.validation_paths", cfg, needLabels);
   const outer = givenTest === undefined ? testSplit(docs, { by, splitSeed: f.split_seed, testFraction: f.test_fraction }) : { train: docs, validation: [] };
   // validation_fraction is a share of all labelled documents; of what is left after the test split when that is drawn.
   const valShare = cfg.data.validation_fraction / (1 - (givenTest === undefined ? f.test_fraction : 0));
@@ -97,9 +98,9 @@ interface GivenGroup {
 }
 
 /** Loads data.validation_paths or data.test_paths (undefined when not given), every document labelled. */
-function givenSplit(paths: readonly string[] | undefined, field: string, needLabels: (part: readonly Document[], field: string) => void): GivenGroup[] | undefined {
+function givenSplit(paths: readonly string[] | undefined, field: string, cfg: RunConfig, needLabels: (part: readonly Document[], field: string) => void): GivenGroup[] | undefined {
   if (paths === undefined) return undefined;
-  const groups = loadPathGroups(paths);
+  const groups = loadPathGroups(paths, recordFields(cfg));
   for (const g of groups) needLabels(g.docs, `${field} (${g.path})`);
   return groups;
 }

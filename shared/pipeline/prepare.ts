@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { RunConfig } from "../config/schema";
-import { buildNspCorpus, corpusHash, loadCorpus, parseCorpusSpec, preparePackedData, splitDocuments, type Document, type NspCorpus, type PreparedData } from "../data";
+import { buildNspCorpus, corpusHash, loadCorpus, parseCorpusSpec, preparePackedData, splitDocuments, type Document, type NspCorpus, type RecordFields, type PreparedData } from "../data";
 import { BertTokenizer, trainTokenizer, Vocab } from "../tokenizer";
 import { atomicWriteFile } from "../io/atomic-write";
 import { testSplit } from "../data/test-split";
@@ -10,20 +10,25 @@ import { createHash } from "node:crypto";
 /** Loads the documents a run config names (a built-in corpus, or every file in data.paths). */
 export function loadRunDocuments(cfg: RunConfig): Document[] {
   if (cfg.data.corpus !== "files") return loadCorpus({ kind: cfg.data.corpus });
-  const docs = loadPathGroups(cfg.data.paths).flatMap((g) => g.docs);
+  const docs = loadPathGroups(cfg.data.paths, recordFields(cfg)).flatMap((g) => g.docs);
   if (docs.length === 0) throw new Error(`data.paths (${cfg.data.paths.join(", ")}) hold no documents`);
   return docs;
 }
 
 /** The documents of each of `paths` (files or folders, read by extension as data.paths are), path by path. */
-export function loadPathGroups(paths: readonly string[]): { path: string; docs: Document[] }[] {
-  return paths.map((p) => ({ path: p, docs: loadCorpus(parseCorpusSpec(p)) }));
+export function loadPathGroups(paths: readonly string[], fields: RecordFields): { path: string; docs: Document[] }[] {
+  return paths.map((p) => ({ path: p, docs: loadCorpus(parseCorpusSpec(p), fields) }));
+}
+
+/** The JSONL keys / CSV columns of text, text pair and label a run config names (data.text_field etc.). */
+export function recordFields(cfg: RunConfig): RecordFields {
+  return { text: cfg.data.text_field, textPair: cfg.data.text_pair_field, label: cfg.data.label_field };
 }
 
 /** The documents of data.validation_paths, or undefined when the validation split is drawn from data.paths. */
 export function givenValidationDocuments(cfg: RunConfig): Document[] | undefined {
   const paths = cfg.data.validation_paths;
-  return paths === undefined ? undefined : loadPathGroups(paths).flatMap((g) => g.docs);
+  return paths === undefined ? undefined : loadPathGroups(paths, recordFields(cfg)).flatMap((g) => g.docs);
 }
 
 /**
