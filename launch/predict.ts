@@ -1,14 +1,12 @@
 /**
  * `launch predict --model DIR [--adapter DIR] FILE`: classify new text with a fine-tuned classifier. FILE is JSONL
- * (`text`, optional `text_pair`, `id`), CSV with a header (same columns) or plain text (one example per non-blank
- * line). Labels in the file, when present, are reported beside the predictions (and an accuracy).
+ * (`text`, optional `text_pair`, `id`), CSV or TSV with a header (same columns), any of them gzipped, or plain text
+ * (one example per non-blank line). Labels in the file, when present, are reported beside the predictions (and an accuracy).
  */
 import * as fs from "node:fs";
-import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend, type BackendName } from "../shared/backend/select";
-import { readCsvDocuments } from "../shared/data/csv-reader";
-import { readJsonlDocuments } from "../shared/data/jsonl-reader";
+import { loadCorpus, parseCorpusSpec } from "../shared/data/corpus";
 import { readUtf8 } from "../shared/data/text-reader";
 import type { Document } from "../shared/data/document";
 import { encodeText } from "../shared/data/labelled";
@@ -25,12 +23,16 @@ export interface Prediction {
   logits: number[];
 }
 
-/** Reads the examples of FILE by its extension (.jsonl/.ndjson, .csv, else one example per non-blank line). */
+/**
+ * Reads the examples of FILE with the corpus readers, by its extension (.jsonl/.ndjson, .csv, .tsv, each also .gz:
+ * x.csv.gz is CSV), so predict reads a file as training did; any other file is plain text, one example per
+ * non-blank line.
+ */
 export function readExamples(file: string): Document[] {
   if (!fs.existsSync(file)) throw new ConfigError(`predict: input file not found: ${file}`);
-  const ext = path.extname(file).toLowerCase();
-  if (ext === ".jsonl" || ext === ".ndjson") return readJsonlDocuments(file);
-  if (ext === ".csv") return readCsvDocuments(file);
+  if (fs.statSync(file).isDirectory()) throw new ConfigError(`predict: ${file} is a folder; give one input file`);
+  const spec = parseCorpusSpec(file);
+  if (spec.kind !== "text") return loadCorpus(spec);
   const docs: Document[] = [];
   readUtf8(file).split("\n").forEach((line, i) => {
     if (line.trim() !== "") docs.push({ id: `${file}:${i + 1}`, text: line.replace(/\r$/, "") });

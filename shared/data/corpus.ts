@@ -7,7 +7,7 @@ import type { Document } from "./document";
 import { DEFAULT_FIELDS, type RecordFields } from "./fields";
 import { readJsonlDocuments } from "./jsonl-reader";
 import { loadSpamAssassin } from "./spam-assassin";
-import { folderFiles, readTextDocuments, readUtf8 } from "./text-reader";
+import { folderFiles, isGzip, readTextDocuments, readUtf8 } from "./text-reader";
 
 /** Where documents come from: a built-in corpus or files. */
 export type CorpusSpec =
@@ -15,20 +15,23 @@ export type CorpusSpec =
   | { kind: "spam-assassin" }
   | { kind: "text"; path: string }
   | { kind: "jsonl"; path: string }
-  | { kind: "csv"; path: string };
+  | { kind: "csv"; path: string }
+  | { kind: "tsv"; path: string };
 
 /**
- * Parses a command-line corpus name: "brown", "spam-assassin", "text:PATH", "jsonl:PATH", "csv:PATH", or a
- * bare PATH whose extension decides (.jsonl/.ndjson, .csv, anything else or a folder: plain text).
+ * Parses a command-line corpus name: "brown", "spam-assassin", "text:PATH", "jsonl:PATH", "csv:PATH", "tsv:PATH",
+ * or a bare PATH whose extension decides (.jsonl/.ndjson, .csv, .tsv, anything else or a folder: plain text). A
+ * ".gz" file is read decompressed, in the format of the extension before ".gz" (x.jsonl.gz is JSONL).
  */
 export function parseCorpusSpec(spec: string): CorpusSpec {
   if (spec === "brown" || spec === "spam-assassin") return { kind: spec };
-  const m = /^(text|jsonl|csv):(.+)$/.exec(spec);
-  if (m !== null) return { kind: m[1] as "text" | "jsonl" | "csv", path: m[2] };
+  const m = /^(text|jsonl|csv|tsv):(.+)$/.exec(spec);
+  if (m !== null) return { kind: m[1] as "text" | "jsonl" | "csv" | "tsv", path: m[2] };
   if (spec.trim() === "") throw new Error("empty corpus name");
-  const ext = path.extname(spec).toLowerCase();
+  const ext = path.extname(isGzip(spec) ? spec.slice(0, -3) : spec).toLowerCase();
   if (ext === ".jsonl" || ext === ".ndjson") return { kind: "jsonl", path: spec };
   if (ext === ".csv") return { kind: "csv", path: spec };
+  if (ext === ".tsv") return { kind: "tsv", path: spec };
   return { kind: "text", path: spec };
 }
 
@@ -45,12 +48,14 @@ export function loadCorpus(spec: CorpusSpec, fields: RecordFields = DEFAULT_FIEL
       return readJsonlDocuments(spec.path, fields);
     case "csv":
       return readCsvDocuments(spec.path, fields);
+    case "tsv":
+      return readCsvDocuments(spec.path, fields, "\t");
   }
 }
 
 /**
- * A folder's files, each read by its extension as a path given directly would be (.jsonl/.ndjson, .csv, anything
- * else plain text, one document per file), in sorted order.
+ * A folder's files, each read by its extension as a path given directly would be (.jsonl/.ndjson, .csv, .tsv, each
+ * also .gz; anything else plain text, one document per file), in sorted order.
  */
 function readFolder(folder: string, fields: RecordFields): Document[] {
   return folderFiles(folder).flatMap((rel) => {

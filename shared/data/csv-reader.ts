@@ -7,11 +7,11 @@ import { readUtf8 } from "./text-reader";
 /**
  * Reads a CSV file whose header names the columns: `text` is required; `label`, `text_pair`, `genre` and
  * `id` are used when present, other columns ignored; `fields` renames text, text_pair and label. Every record must
- * have as many fields as the header; errors name the file and line.
+ * have as many fields as the header; errors name the file and line. `separator` "\t" reads TSV (same rules).
  */
-export function readCsvDocuments(file: string, fields: RecordFields = DEFAULT_FIELDS): Document[] {
-  const rows = parseCsv(readUtf8(file), file);
-  if (rows.length === 0) throw new Error(`${file}: empty CSV file`);
+export function readCsvDocuments(file: string, fields: RecordFields = DEFAULT_FIELDS, separator: "," | "\t" = ","): Document[] {
+  const rows = parseCsv(readUtf8(file), file, separator);
+  if (rows.length === 0) throw new Error(`${file}: empty ${separator === "," ? "CSV" : "TSV"} file`);
   const header = rows[0].fields.map((h) => h.trim());
   if (!header.includes(fields.text)) throw new Error(`${file}:${rows[0].line}: header has no ${JSON.stringify(fields.text)} column`);
   const dup = header.find((h, i) => header.indexOf(h) !== i);
