@@ -145,3 +145,24 @@ test("classification: data.text_field / data.label_field name the keys; a missin
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("classification refuses labels that look like a regression target, and one number written two ways", () => {
+  const dir = tempDir();
+  try {
+    const stsb = path.join(dir, "stsb.jsonl");
+    fs.writeFileSync(stsb, [[0, "a"], [3.8, "b"], [5, "c"], [0, "d"]].map(([label, text]) => JSON.stringify({ text, label })).join("\n") + "\n");
+    assert.throws(() => prepareClassificationData(classificationConfig({ paths: [stsb] }), tokenizer), /stsb\.jsonl:2: field "label" \(data\.label_field\): label "3\.8" is not a whole number: .*regression is not supported/);
+    const twoWays = path.join(dir, "two.csv");
+    fs.writeFileSync(twoWays, "text,label\ngood,1\nbad,0\nfine,1.0\nplot,0\n");
+    assert.throws(() => prepareClassificationData(classificationConfig({ paths: [twoWays] }), tokenizer), /two\.csv:4: field "label" \(data\.label_field\): labels "1" \(.*two\.csv:2\) and "1\.0" are the same number written two ways/);
+    const ids = jsonl(dir, "ids.jsonl", Array.from({ length: 8 }, (_, i): [string, string] => ["good", `user${i % 5}`]));
+    assert.throws(() => prepareClassificationData(classificationConfig({ paths: [ids] }), tokenizer), /5 distinct labels among 8 examples \("user0", "user1", "user2", "user3", "user4"\): .*regression is not supported/);
+    // Whole-number labels written one way, and few classes, are fine; so is a validation file checked with the rest.
+    const ok = jsonl(dir, "ok.jsonl", Array.from({ length: 8 }, (_, i): [string, string] => ["good", `${i % 3}`]));
+    assert.deepEqual(prepareClassificationData(classificationConfig({ paths: [ok] }), tokenizer).labels, ["0", "1", "2"]);
+    const badVal = jsonl(dir, "val.jsonl", [["good", "1.5"]]);
+    assert.throws(() => prepareClassificationData(classificationConfig({ paths: [ok], validation_paths: [badVal] }), tokenizer), /val\.jsonl:1: .*label "1\.5" is not a whole number/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

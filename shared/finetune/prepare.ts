@@ -8,6 +8,7 @@ import { stratifiedSplit } from "../data/split";
 import { testSplit } from "../data/test-split";
 import { genrePassages } from "../data/passages";
 import { labelSubset } from "../data/label-subset";
+import { checkClassLabels } from "../data/label-check";
 import { encodeLabelled, type LabelledSequences } from "../data/labelled";
 import { loadPathGroups, loadRunDocuments, recordFields } from "../pipeline/prepare";
 import { permutation } from "../rng";
@@ -46,6 +47,10 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
   needLabels(docs, "data.paths");
   const givenTest = givenSplit(cfg.data.test_paths, "data.test_paths", cfg, needLabels);
   const givenValidation = givenSplit(cfg.data.validation_paths, "data.validation_paths", cfg, needLabels);
+  if (!brown) {
+    const all = [...docs, ...[...(givenTest ?? []), ...(givenValidation ?? [])].flatMap((g) => g.docs)];
+    checkClassLabels(all, `${JSON.stringify(cfg.data.label_field)} (data.label_field)`);
+  }
   const outer = givenTest === undefined ? testSplit(docs, { by, splitSeed: f.split_seed, testFraction: f.test_fraction }) : { train: docs, validation: [] };
   // validation_fraction is a share of all labelled documents; of what is left after the test split when that is drawn.
   const valShare = cfg.data.validation_fraction / (1 - (givenTest === undefined ? f.test_fraction : 0));
