@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
-import { readExamples } from "../launch/predict";
+import { readExamples, unknownGoldLabels } from "../launch/predict";
 
 test("predict reads its input with the corpus readers: TSV and gzipped files by format, text by line", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-predict-in-"));
@@ -22,4 +22,13 @@ test("predict reads its input with the corpus readers: TSV and gzipped files by 
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("predict: gold labels that are not classes of the model are named, counted and left out of the accuracy", () => {
+  const docs = [{ id: "a", text: "x", label: "pos" }, { id: "b", text: "y", label: "neutral" }, { id: "c", text: "z", label: "neutral" }, { id: "d", text: "w", label: "1.0" }, { id: "e", text: "v" }];
+  assert.equal(
+    unknownGoldLabels(docs, ["neg", "pos"]),
+    `3 example(s) have a label that is not one of the model's classes (neg, pos): "neutral" (2), "1.0" (1); they are left out of the accuracy (their label is kept as expectedNotAClass)`,
+  );
+  assert.equal(unknownGoldLabels(docs.slice(0, 1), ["neg", "pos"]), undefined);
 });
