@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { RunConfig } from "../config/schema";
 import { buildNspCorpus, corpusHash, loadCorpus, parseCorpusSpec, preparePackedData, splitDocuments, type Document, type NspCorpus, type RecordFields, type PreparedData } from "../data";
-import { BertTokenizer, trainTokenizer, Vocab } from "../tokenizer";
+import { BertTokenizer, MAX_CHARS_PER_WORD, trainTokenizer, Vocab } from "../tokenizer";
 import { atomicWriteFile } from "../io/atomic-write";
 import { testSplit } from "../data/test-split";
 import { createHash } from "node:crypto";
@@ -56,7 +56,8 @@ function normalizer(cfg: RunConfig): { lowerCase: boolean } {
 export async function prepareTokenizer(cfg: RunConfig, docs: readonly Document[], log: (line: string) => void = () => {}): Promise<BertTokenizer> {
   if (cfg.tokenizer.vocab_file !== undefined) return BertTokenizer.fromFile(cfg.tokenizer.vocab_file, normalizer(cfg));
   const key = createHash("sha256")
-    .update(JSON.stringify({ corpus: corpusHash(docs), vocab: cfg.tokenizer.vocab_size, min: cfg.tokenizer.min_frequency, lower: cfg.tokenizer.lowercase }))
+    // maxChars: vocabularies cached before over-long words were skipped differ, so they are not reused.
+    .update(JSON.stringify({ corpus: corpusHash(docs), vocab: cfg.tokenizer.vocab_size, min: cfg.tokenizer.min_frequency, lower: cfg.tokenizer.lowercase, maxChars: MAX_CHARS_PER_WORD }))
     .digest("hex")
     .slice(0, 24);
   const cached = path.join(cfg.data.cache_dir, `vocab-${key}.txt`);
