@@ -53,7 +53,10 @@ export const tokenizerSchema = z.object({
 export const dataSchema = z.object({
   /** A built-in corpus, or "files" to read `paths`. */
   corpus: z.enum(["brown", "spam-assassin", "files"]).default("brown"),
-  /** Text files/folders, .jsonl or .csv files (corpus: files): the training data (HF data_files["train"]). */
+  /**
+   * Text files/folders, .jsonl, .csv or .tsv files, each optionally gzipped (x.jsonl.gz) (corpus: files): the
+   * training data (HF data_files["train"]); a folder's files are read by their extensions.
+   */
   paths: z.array(z.string()).default([]),
   /**
    * Files/folders that are exactly the validation split (HF data_files["validation"]), read like `paths`
@@ -74,6 +77,7 @@ export const dataSchema = z.object({
   /** JSONL key / CSV header column of the class label (classification; with data.holdout, pretraining too). */
   label_field: z.string().min(1).default("label"),
   max_seq_len: positiveInt.default(128),
+  /** Share of the documents drawn as the validation split; not used when validation_paths is given. */
   validation_fraction: z.number().min(0).max(0.5).default(0.05),
   /** Where tokenised, packed sequences are cached between runs. */
   cache_dir: z.string().default(".cache/ringtrain"),
@@ -293,7 +297,7 @@ export const finetuneSchema = z.object({
   label_fraction: z.number().positive().default(1),
   /** Seed of the stratified train/validation/test split (kept apart from `seed`, so runs with different seeds share a test set). */
   split_seed: nonNegativeInt.default(1234),
-  /** Share of the labelled documents held out as the test split (stratified). */
+  /** Share of the labelled documents held out as the test split (stratified); not used when data.test_paths is given. */
   test_fraction: z.number().gt(0).lt(0.9).default(0.2),
   /** Dropout before the classifier (HF classifier_dropout). */
   classifier_dropout: probability.default(0.1),
