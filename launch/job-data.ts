@@ -112,6 +112,7 @@ export async function prepareJobData(cfg: RunConfig, resumeVocab: Vocab | undefi
     const base = await loadBaseModel(cfg.finetune.base_model);
     const tokenizer = new BertTokenizer(new Vocab(base.checkpoint.vocab), { lowerCase: cfg.tokenizer.lowercase });
     const data = prepareClassificationData(cfg, tokenizer);
+    for (const w of data.warnings) process.stderr.write(`launch: warning: ${w}\n`);
     const counts = countClassifierParams(base.checkpoint.config, peftSettingsOf(cfg.finetune, data.labels.length));
     if (cfg.finetune.label_fraction > 1 && cfg.finetune.label_fraction > data.trainAvailable) {
       process.stderr.write(`launch: warning: finetune.label_fraction asks for ${cfg.finetune.label_fraction} labels; the training split has ${data.trainAvailable}: all are used\n`);

@@ -1,14 +1,12 @@
 /**
  * `launch predict --model DIR [--adapter DIR] FILE`: classify new text with a fine-tuned classifier. FILE is JSONL
- * (`text`, optional `text_pair`, `id`), CSV with a header (same columns) or plain text (one example per non-blank
- * line). Labels in the file, when present, are reported beside the predictions (and an accuracy).
+ * (`text`, optional `text_pair`, `id`), CSV or TSV with a header (same columns), any of them gzipped, or plain text
+ * (one example per non-blank line). Labels in the file, when present, are reported beside the predictions (and an accuracy).
  */
 import * as fs from "node:fs";
-import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend, type BackendName } from "../shared/backend/select";
-import { readCsvDocuments } from "../shared/data/csv-reader";
-import { readJsonlDocuments } from "../shared/data/jsonl-reader";
+import { loadCorpus, parseCorpusSpec } from "../shared/data/corpus";
 import { readUtf8 } from "../shared/data/text-reader";
 import type { Document } from "../shared/data/document";
 import { encodeText } from "../shared/data/labelled";
@@ -19,18 +17,24 @@ import { ConfigError } from "../shared/config/load";
 export interface Prediction {
   id: string;
   label: string;
-  /** The file's label, when it had one. */
+  /** The file's label, when it had one that is one of the model's classes. */
   expected?: string;
+  /** The file's label when it is not one of the model's classes: such examples are left out of the accuracy. */
+  expectedNotAClass?: string;
   probs: Record<string, number>;
   logits: number[];
 }
 
-/** Reads the examples of FILE by its extension (.jsonl/.ndjson, .csv, else one example per non-blank line). */
+/**
+ * Reads the examples of FILE with the corpus readers, by its extension (.jsonl/.ndjson, .csv, .tsv, each also .gz:
+ * x.csv.gz is CSV), so predict reads a file as training did; any other file is plain text, one example per
+ * non-blank line.
+ */
 export function readExamples(file: string): Document[] {
   if (!fs.existsSync(file)) throw new ConfigError(`predict: input file not found: ${file}`);
-  const ext = path.extname(file).toLowerCase();
-  if (ext === ".jsonl" || ext === ".ndjson") return readJsonlDocuments(file);
-  if (ext === ".csv") return readCsvDocuments(file);
+  if (fs.statSync(file).isDirectory()) throw new ConfigError(`predict: ${file} is a folder; give one input file`);
+  const spec = parseCorpusSpec(file);
+  if (spec.kind !== "text") return loadCorpus(spec);
   const docs: Document[] = [];
   readUtf8(file).split("\n").forEach((line, i) => {
     if (line.trim() !== "") docs.push({ id: `${file}:${i + 1}`, text: line.replace(/\r$/, "") });
@@ -47,6 +51,9 @@ export async function predictFile(opts: { model: string; adapter?: string; file:
     throw new ConfigError(`predict: ${e.message}`);
   });
   const { model, tokenizer, labels, maxSeqLen } = loaded;
+  const known = new Set(labels);
+  const warning = unknownGoldLabels(examples, labels);
+  if (warning !== undefined) process.stderr.write(`predict: warning: ${warning}\n`);
   const out: Prediction[] = [];
   try {
     for (let start = 0; start < examples.length; start += opts.batchSize) {
@@ -70,7 +77,8 @@ export async function predictFile(opts: { model: string; adapter?: string; file:
         for (let k = 1; k < K; k++) if (logits[r * K + k] > logits[r * K + best]) best = k;
         const p: Prediction = { id: d.id, label: labels[best], probs: {}, logits: Array.from(logits.subarray(r * K, (r + 1) * K)) };
         labels.forEach((l, k) => (p.probs[l] = probs[r * K + k]));
-        if (d.label !== undefined) p.expected = d.label;
+        if (d.label !== undefined && known.has(d.label)) p.expected = d.label;
+        else if (d.label !== undefined) p.expectedNotAClass = d.label;
         out.push(p);
       });
     }
@@ -78,4 +86,18 @@ export async function predictFile(opts: { model: string; adapter?: string; file:
     model.dispose();
   }
   return out;
+}
+
+/**
+ * The warning for gold labels in the input that are not classes of the model (undefined when there are none): a
+ * prediction can never match them, so counting them wrong would understate accuracy without saying why.
+ */
+export function unknownGoldLabels(examples: readonly Document[], labels: readonly string[]): string | undefined {
+  const known = new Set(labels);
+  const unknown = new Map<string, number>();
+  for (const d of examples) if (d.label !== undefined && !known.has(d.label)) unknown.set(d.label, (unknown.get(d.label) ?? 0) + 1);
+  if (unknown.size === 0) return undefined;
+  const total = [...unknown.values()].reduce((a, b) => a + b, 0);
+  const list = [...unknown].map(([l, n]) => `${JSON.stringify(l)} (${n})`).join(", ");
+  return `${total} example(s) have a label that is not one of the model's classes (${labels.join(", ")}): ${list}; they are left out of the accuracy (their label is kept as expectedNotAClass)`;
 }

@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { constants } from "node:buffer";
+import * as zlib from "node:zlib";
 import { repoRoot } from "../shared/paths";
 import { loadCorpus, parseCorpusSpec, corpusHash } from "../shared/data/corpus";
 import { parseCsv } from "../shared/data/csv";
@@ -97,6 +99,68 @@ test("a data folder follows symbolic links (cycles skipped) and reads .jsonl/.cs
     fs.symlinkSync(path.join(dir, "gone"), path.join(corpus, "dangling.txt"));
     assert.throws(() => loadCorpus(parseCorpusSpec(corpus)), /dangling\.txt: symbolic link to a missing file/);
     fs.rmSync(outside, { recursive: true, force: true });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("configurable field names: JSONL keys and CSV columns, errors name the configured field", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-fields-"));
+  try {
+    const fields = { text: "sentence", textPair: "sentence2", label: "sentiment" };
+    const j = path.join(dir, "a.jsonl");
+    fs.writeFileSync(j, '{"sentence": "good", "sentence2": "yes", "sentiment": 1, "text": "ignored"}\n{"text": "no sentence"}\n');
+    assert.throws(() => readJsonlDocuments(j, fields), /a\.jsonl:2: field "sentence" must be a string, got nothing/);
+    fs.writeFileSync(j, '{"sentence": "good", "sentence2": "yes", "sentiment": 1, "text": "ignored"}\n');
+    assert.deepEqual(readJsonlDocuments(j, fields), [{ id: `${j}:1`, text: "good", textPair: "yes", label: "1" }]);
+    const c = path.join(dir, "b.csv");
+    fs.writeFileSync(c, "sentence,sentiment\nfine,pos\n");
+    assert.deepEqual(loadCorpus(parseCorpusSpec(c), fields), [{ id: `${c}:2`, text: "fine", label: "pos" }]);
+    assert.throws(() => readCsvDocuments(path.join(FIX, "docs.csv"), fields), /docs\.csv:1: header has no "sentence" column/);
+    // A folder passes the names on to the files it holds.
+    assert.equal(loadCorpus(parseCorpusSpec(dir), fields).length, 2);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("gzip and TSV: .gz files are read decompressed in the format before .gz; .tsv is tab-separated with a header", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-gz-"));
+  try {
+    const gz = (name: string, text: string): string => {
+      fs.writeFileSync(path.join(dir, name), zlib.gzipSync(Buffer.from(text)));
+      return path.join(dir, name);
+    };
+    const j = gz("a.jsonl.gz", '{"text": "from jsonl", "label": "x"}\n');
+    assert.deepEqual(parseCorpusSpec(j), { kind: "jsonl", path: j });
+    assert.deepEqual(loadCorpus(parseCorpusSpec(j)), [{ id: `${j}:1`, text: "from jsonl", label: "x" }]);
+    const c = gz("b.CSV.gz", "text,label\n\"from, csv\",y\n");
+    assert.deepEqual(loadCorpus(parseCorpusSpec(c)).map((d) => [d.text, d.label]), [["from, csv", "y"]]);
+    const t = gz("c.txt.gz", "plain text\n");
+    assert.deepEqual(loadCorpus(parseCorpusSpec(t)), [{ id: "c.txt.gz", text: "plain text\n" }]);
+    const tsv = path.join(dir, "d.tsv");
+    fs.writeFileSync(tsv, "label\ttext\ttext_pair\nz\tfrom, tsv\t\"quoted\ttab\"\n");
+    assert.deepEqual(parseCorpusSpec(tsv), { kind: "tsv", path: tsv });
+    assert.deepEqual(loadCorpus(parseCorpusSpec(tsv)), [{ id: `${tsv}:2`, text: "from, tsv", label: "z", textPair: "quoted\ttab" }]);
+    // A folder reads each file by its extension, .gz included.
+    assert.deepEqual(loadCorpus(parseCorpusSpec(dir)).map((d) => d.text), ["from jsonl", "from, csv", "plain text\n", "from, tsv"]);
+    fs.writeFileSync(path.join(dir, "e.jsonl.gz"), "not gzip");
+    assert.throws(() => loadCorpus(parseCorpusSpec(path.join(dir, "e.jsonl.gz"))), /cannot read .*e\.jsonl\.gz: not valid gzip data/);
+    fs.writeFileSync(path.join(dir, "f.txt.gz"), zlib.gzipSync(Buffer.concat([Buffer.from("ok\n"), Buffer.from([0xff])])));
+    assert.throws(() => readTextDocuments(path.join(dir, "f.txt.gz")), /f\.txt\.gz:2: invalid UTF-8 \(byte offset 3 after decompression\)/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a text file longer than one JS string is reported as too large, not as invalid UTF-8", () => {
+  // A sparse file of NUL bytes (valid UTF-8) one byte over V8's string limit: nothing is written to disk.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-big-"));
+  try {
+    const file = path.join(dir, "big.txt");
+    fs.writeFileSync(file, "");
+    fs.truncateSync(file, constants.MAX_STRING_LENGTH + 1);
+    assert.throws(() => readTextDocuments(file), /big\.txt: file too large to read at once \(536870889 bytes; limit ~512 MB\): split it/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -27,6 +27,17 @@ test("trainer: hand-derived merges on a toy corpus", () => {
   assert.throws(() => trainWordPiece(counts, { vocabSize: 5 }), /vocabSize must be an integer above the 5 special tokens/);
 });
 
+test("trainer: words longer than the encoder's 100-character limit are not counted (they encode as [UNK] whole)", () => {
+  // 101 code points, 2 of them astral (103 code units); the encoder would turn it into [UNK], so it must teach nothing.
+  const long = "q".repeat(99) + "😀😀";
+  const atLimit = "z".repeat(100);
+  const counts: WordCounts = new Map([["hug", 10], ["pug", 5], [long, 50], [atLimit, 3]]);
+  const tokens = trainWordPiece(counts, { vocabSize: 40 }).vocab.tokens;
+  assert.ok(!tokens.some((t) => t.includes("q") || t.includes("😀")), `no piece of the long word: ${tokens.join(" ")}`);
+  assert.ok(tokens.includes("z") && tokens.includes("##zz"), "a word of exactly 100 code points is still counted");
+  assert.ok(!trainWordPiece(counts, { vocabSize: 40, maxCharsPerWord: 99 }).vocab.tokens.includes("z"), "maxCharsPerWord sets the limit");
+});
+
 /** The textbook trainer: recount every pair after every merge. Same tie rule (count, then smaller ids). */
 function naiveTrain(counts: WordCounts, vocabSize: number, minFrequency: number, base: string[]): string[] {
   const tokens = [...base];

@@ -47,6 +47,25 @@ test("BasicTokenizer: control characters, odd whitespace and CJK", () => {
   assert.deepEqual(basicTokenize("   \n\t "), []);
 });
 
+test("BasicTokenizer: NFC before splitting, as HF; the uncased path (NFD + strip) is unchanged by it", () => {
+  // Cased: a decomposed accent is composed, so "cafe" + U+0301 and "café" are one word, as in HF's cased models.
+  assert.deepEqual(basicTokenize("Cafe\u0301 caf\u00e9", { lowerCase: false }), ["Caf\u00e9", "caf\u00e9"]);
+  assert.deepEqual(basicTokenize("Cafe\u0301", { lowerCase: true, stripAccents: false }), ["caf\u00e9"]);
+  // Singleton mappings: Angstrom sign -> Å; Greek varia (a symbol) -> "`", which is then split off as punctuation.
+  assert.deepEqual(basicTokenize("\u212B a\u1FEFb", { lowerCase: false }), ["\u00C5", "a", "`", "b"]);
+  // A CJK compatibility ideograph becomes its unified form in both modes (HF: NFC, then NFD when uncased).
+  assert.deepEqual(basicTokenize("x\uF900y", { lowerCase: false }), ["x", "\u8C48", "y"]);
+  assert.deepEqual(basicTokenize("x\uF900y"), ["x", "\u8C48", "y"]);
+  const bert = new BertTokenizer(new Vocab([...SPECIAL_TOKENS, "caf\u00e9"]), { lowerCase: false });
+  assert.deepEqual(bert.tokenize("cafe\u0301"), ["caf\u00e9"], "the composed word is found in a cased vocabulary");
+  // Uncased output does not depend on the input's normal form (HF applies NFC first, then lower-case and NFD).
+  for (const s of ["Cafe\u0301 Ä\u0308 \u1FBC \u0130stanbul \u212Bngstr\u00F6m \u1E9E", "\uAC00\u11A8 \u0041\u030A\u0301 \u03D3"]) {
+    assert.deepEqual(basicTokenize(s.normalize("NFC")), basicTokenize(s), s);
+    assert.deepEqual(basicTokenize(s.normalize("NFD")), basicTokenize(s), s);
+  }
+  assert.deepEqual(basicTokenize("Cafe\u0301 Ä"), ["cafe", "a"]);
+});
+
 const SMALL_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "want", "##want", "##ed", "wa", "un", "runn", "##ing", ",", "!"];
 
 test("WordPiece: greedy longest match, [UNK] for unmatchable or over-long words", () => {

@@ -25,7 +25,7 @@ export interface ConfigOverrides {
 }
 
 /**
- * Reads, overrides and validates a run config. Relative `data.paths` and `tokenizer.vocab_file` are resolved
+ * Reads, overrides and validates a run config. Relative `data.paths` (and `validation_paths`, `test_paths`) and `tokenizer.vocab_file` are resolved
  * against the config file's folder; `output_dir` and `data.cache_dir` against the working directory.
  * Throws ConfigError naming the file and field on any problem, before anything is started.
  */
@@ -51,6 +51,8 @@ export function loadRunConfig(file: string, overrides: ConfigOverrides = {}): Ru
   const cfg = validateRunConfig(obj, file);
   const baseDir = path.dirname(path.resolve(file));
   cfg.data.paths = cfg.data.paths.map((p) => path.resolve(baseDir, p));
+  if (cfg.data.validation_paths !== undefined) cfg.data.validation_paths = cfg.data.validation_paths.map((p) => path.resolve(baseDir, p));
+  if (cfg.data.test_paths !== undefined) cfg.data.test_paths = cfg.data.test_paths.map((p) => path.resolve(baseDir, p));
   if (cfg.tokenizer.vocab_file !== undefined) cfg.tokenizer.vocab_file = path.resolve(baseDir, cfg.tokenizer.vocab_file);
   checkFilesExist(cfg, file, baseDir);
   return cfg;
@@ -140,9 +142,11 @@ function applyOverrides(obj: Record<string, unknown>, o: ConfigOverrides, file: 
 }
 
 function checkFilesExist(cfg: RunConfig, file: string, baseDir: string): void {
-  cfg.data.paths.forEach((p, i) => {
-    if (!fs.existsSync(p)) throw new ConfigError(`${file}: field data.paths[${i}]: file or folder not found: ${p}`);
-  });
+  for (const field of ["paths", "validation_paths", "test_paths"] as const) {
+    (cfg.data[field] ?? []).forEach((p, i) => {
+      if (!fs.existsSync(p)) throw new ConfigError(`${file}: field data.${field}[${i}]: file or folder not found: ${p}`);
+    });
+  }
   const tls = cfg.communication.tls;
   if (tls !== undefined) {
     for (const key of ["ca_file", "cert_file", "key_file"] as const) {

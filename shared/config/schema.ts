@@ -53,9 +53,31 @@ export const tokenizerSchema = z.object({
 export const dataSchema = z.object({
   /** A built-in corpus, or "files" to read `paths`. */
   corpus: z.enum(["brown", "spam-assassin", "files"]).default("brown"),
-  /** Text files/folders, .jsonl or .csv files (corpus: files). */
+  /**
+   * Text files/folders, .jsonl, .csv or .tsv files, each optionally gzipped (x.jsonl.gz) (corpus: files): the
+   * training data (HF data_files["train"]); a folder's files are read by their extensions.
+   */
   paths: z.array(z.string()).default([]),
+  /**
+   * Files/folders that are exactly the validation split (HF data_files["validation"]), read like `paths`
+   * (corpus: files). When given, no validation split is drawn from `paths`: validation_fraction is not used.
+   * Classification: a validation label that does not occur in the training data is reported and its examples left out.
+   */
+  validation_paths: z.array(z.string()).min(1).optional(),
+  /**
+   * Classification only: files/folders that are exactly the test split (HF data_files["test"]), read like `paths`.
+   * When given, finetune.test_fraction is not used and no test split is drawn from `paths`. A test label that does
+   * not occur in the training data is reported and its examples left out.
+   */
+  test_paths: z.array(z.string()).min(1).optional(),
+  /** JSONL key / CSV header column of the text (HF run_glue's --text_column_name). */
+  text_field: z.string().min(1).default("text"),
+  /** JSONL key / CSV header column of the optional second text of a pair (classification). */
+  text_pair_field: z.string().min(1).default("text_pair"),
+  /** JSONL key / CSV header column of the class label (classification; with data.holdout, pretraining too). */
+  label_field: z.string().min(1).default("label"),
   max_seq_len: positiveInt.default(128),
+  /** Share of the documents drawn as the validation split; not used when validation_paths is given. */
   validation_fraction: z.number().min(0).max(0.5).default(0.05),
   /** Where tokenised, packed sequences are cached between runs. */
   cache_dir: z.string().default(".cache/ringtrain"),
@@ -275,7 +297,7 @@ export const finetuneSchema = z.object({
   label_fraction: z.number().positive().default(1),
   /** Seed of the stratified train/validation/test split (kept apart from `seed`, so runs with different seeds share a test set). */
   split_seed: nonNegativeInt.default(1234),
-  /** Share of the labelled documents held out as the test split (stratified). */
+  /** Share of the labelled documents held out as the test split (stratified); not used when data.test_paths is given. */
   test_fraction: z.number().gt(0).lt(0.9).default(0.2),
   /** Dropout before the classifier (HF classifier_dropout). */
   classifier_dropout: probability.default(0.1),
@@ -336,6 +358,18 @@ export const runConfigSchema = runConfigObject.superRefine((cfg, ctx) => {
   if (cfg.data.corpus === "files" && cfg.data.paths.length === 0) {
     ctx.addIssue({ code: "custom", path: ["data", "paths"], message: "corpus 'files' needs at least one path" });
   }
+  for (const field of ["validation_paths", "test_paths"] as const) {
+    if (cfg.data[field] !== undefined && cfg.data.corpus !== "files") {
+      ctx.addIssue({ code: "custom", path: ["data", field], message: `needs corpus: files (the built-in corpus ${cfg.data.corpus} is split by its own rules)` });
+    }
+  }
+  const { text_field: text, text_pair_field: pair, label_field: label } = cfg.data;
+  if (text === pair || text === label || pair === label) {
+    ctx.addIssue({ code: "custom", path: ["data", text === pair ? "text_pair_field" : "label_field"], message: `text_field, text_pair_field and label_field must differ (${text}, ${pair}, ${label})` });
+  }
+  if (cfg.data.test_paths !== undefined && cfg.task !== "classification") {
+    ctx.addIssue({ code: "custom", path: ["data", "test_paths"], message: "only used with task: classification (pretraining has no test split)" });
+  }
 });
 
 /** Fields that must agree with `task`: pretraining needs `model`, classification needs `finetune` and labels. */
@@ -358,7 +392,8 @@ function checkTask(cfg: z.output<typeof runConfigObject>, ctx: z.RefinementCtx):
   if (f.label_fraction > 1 && !Number.isInteger(f.label_fraction)) {
     ctx.addIssue({ code: "custom", path: ["finetune", "label_fraction"], message: `expected a fraction in (0, 1] or a whole number of labels, got ${f.label_fraction}` });
   }
-  if (f.test_fraction + cfg.data.validation_fraction >= 0.9) {
+  // Given validation or test files take no share of data.paths, so the shares only add up when both are drawn.
+  if (cfg.data.test_paths === undefined && cfg.data.validation_paths === undefined && f.test_fraction + cfg.data.validation_fraction >= 0.9) {
     ctx.addIssue({ code: "custom", path: ["finetune", "test_fraction"], message: `test_fraction ${f.test_fraction} + data.validation_fraction ${cfg.data.validation_fraction} leaves too little to train on` });
   }
   if (f.init === "random" && f.method !== "full") {

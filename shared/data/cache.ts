@@ -16,6 +16,11 @@ export interface PrepareOptions {
   seed: number;
   /** Split per class (label or genre) instead of over all documents. */
   stratifyBy?: "label" | "genre";
+  /**
+   * The validation documents themselves (data.validation_paths): when given, `docs` are all training documents and
+   * no split is drawn (validationFraction and stratifyBy are not used).
+   */
+  validationDocs?: readonly Document[];
   /** Where packed data is cached; no caching when absent. */
   cacheDir?: string;
 }
@@ -35,7 +40,7 @@ const FORMAT = "ringtrain-packed-v1";
 const MAGIC = Buffer.from("RTPACK01", "ascii");
 
 /**
- * Splits documents, tokenises and packs both parts; with cacheDir, the result is stored under a key hashing
+ * Splits documents (unless the validation documents are given), tokenises and packs both parts; with cacheDir, the result is stored under a key hashing
  * the corpus contents, the tokenizer (vocabulary and normaliser), maxSeqLen and the split (seed, fraction,
  * stratification), and a later call with the same key reads the file instead of tokenising again.
  */
@@ -50,6 +55,8 @@ export function preparePackedData(docs: readonly Document[], opts: PrepareOption
         seed: opts.seed,
         validationFraction: opts.validationFraction,
         stratifyBy: opts.stratifyBy ?? null,
+        // Only present when given, so the keys of drawn splits (and their cache files) stay as they were.
+        ...(opts.validationDocs === undefined ? {} : { validation: corpusHash(opts.validationDocs) }),
       }),
     )
     .digest("hex")
@@ -60,7 +67,9 @@ export function preparePackedData(docs: readonly Document[], opts: PrepareOption
     return { train, validation, fromCache: true, key, file };
   }
   const split =
-    opts.stratifyBy === undefined
+    opts.validationDocs !== undefined
+      ? { train: docs, validation: opts.validationDocs }
+      : opts.stratifyBy === undefined
       ? splitDocuments(docs, opts)
       : stratifiedSplit(docs, { ...opts, by: opts.stratifyBy });
   const train = packDocuments(split.train, opts.tokenizer, opts.maxSeqLen);

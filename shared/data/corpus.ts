@@ -4,9 +4,10 @@ import * as path from "node:path";
 import { loadBrown } from "./brown";
 import { readCsvDocuments } from "./csv-reader";
 import type { Document } from "./document";
+import { DEFAULT_FIELDS, type RecordFields } from "./fields";
 import { readJsonlDocuments } from "./jsonl-reader";
 import { loadSpamAssassin } from "./spam-assassin";
-import { folderFiles, readTextDocuments, readUtf8 } from "./text-reader";
+import { folderFiles, isGzip, readTextDocuments, readUtf8 } from "./text-reader";
 
 /** Where documents come from: a built-in corpus or files. */
 export type CorpusSpec =
@@ -14,47 +15,52 @@ export type CorpusSpec =
   | { kind: "spam-assassin" }
   | { kind: "text"; path: string }
   | { kind: "jsonl"; path: string }
-  | { kind: "csv"; path: string };
+  | { kind: "csv"; path: string }
+  | { kind: "tsv"; path: string };
 
 /**
- * Parses a command-line corpus name: "brown", "spam-assassin", "text:PATH", "jsonl:PATH", "csv:PATH", or a
- * bare PATH whose extension decides (.jsonl/.ndjson, .csv, anything else or a folder: plain text).
+ * Parses a command-line corpus name: "brown", "spam-assassin", "text:PATH", "jsonl:PATH", "csv:PATH", "tsv:PATH",
+ * or a bare PATH whose extension decides (.jsonl/.ndjson, .csv, .tsv, anything else or a folder: plain text). A
+ * ".gz" file is read decompressed, in the format of the extension before ".gz" (x.jsonl.gz is JSONL).
  */
 export function parseCorpusSpec(spec: string): CorpusSpec {
   if (spec === "brown" || spec === "spam-assassin") return { kind: spec };
-  const m = /^(text|jsonl|csv):(.+)$/.exec(spec);
-  if (m !== null) return { kind: m[1] as "text" | "jsonl" | "csv", path: m[2] };
+  const m = /^(text|jsonl|csv|tsv):(.+)$/.exec(spec);
+  if (m !== null) return { kind: m[1] as "text" | "jsonl" | "csv" | "tsv", path: m[2] };
   if (spec.trim() === "") throw new Error("empty corpus name");
-  const ext = path.extname(spec).toLowerCase();
+  const ext = path.extname(isGzip(spec) ? spec.slice(0, -3) : spec).toLowerCase();
   if (ext === ".jsonl" || ext === ".ndjson") return { kind: "jsonl", path: spec };
   if (ext === ".csv") return { kind: "csv", path: spec };
+  if (ext === ".tsv") return { kind: "tsv", path: spec };
   return { kind: "text", path: spec };
 }
 
-/** Loads the documents of a corpus. */
-export function loadCorpus(spec: CorpusSpec): Document[] {
+/** Loads the documents of a corpus; `fields` names the text, text-pair and label keys of JSONL and CSV files. */
+export function loadCorpus(spec: CorpusSpec, fields: RecordFields = DEFAULT_FIELDS): Document[] {
   switch (spec.kind) {
     case "brown":
       return loadBrown();
     case "spam-assassin":
       return loadSpamAssassin();
     case "text":
-      return fs.statSync(spec.path, { throwIfNoEntry: false })?.isDirectory() === true ? readFolder(spec.path) : readTextDocuments(spec.path);
+      return fs.statSync(spec.path, { throwIfNoEntry: false })?.isDirectory() === true ? readFolder(spec.path, fields) : readTextDocuments(spec.path);
     case "jsonl":
-      return readJsonlDocuments(spec.path);
+      return readJsonlDocuments(spec.path, fields);
     case "csv":
-      return readCsvDocuments(spec.path);
+      return readCsvDocuments(spec.path, fields);
+    case "tsv":
+      return readCsvDocuments(spec.path, fields, "\t");
   }
 }
 
 /**
- * A folder's files, each read by its extension as a path given directly would be (.jsonl/.ndjson, .csv, anything
- * else plain text, one document per file), in sorted order.
+ * A folder's files, each read by its extension as a path given directly would be (.jsonl/.ndjson, .csv, .tsv, each
+ * also .gz; anything else plain text, one document per file), in sorted order.
  */
-function readFolder(folder: string): Document[] {
+function readFolder(folder: string, fields: RecordFields): Document[] {
   return folderFiles(folder).flatMap((rel) => {
     const spec = parseCorpusSpec(path.join(folder, rel));
-    return spec.kind === "text" ? [{ id: rel, text: readUtf8(spec.path) }] : loadCorpus(spec);
+    return spec.kind === "text" ? [{ id: rel, text: readUtf8(spec.path) }] : loadCorpus(spec, fields);
   });
 }
 

@@ -6,11 +6,11 @@ export interface CsvRow {
 
 /**
  * Parses RFC 4180 CSV: comma-separated fields, optional double quotes around a field (which may then hold
- * commas, line breaks and "" for a quote), records ending in LF or CRLF. `source` names the input in errors,
- * which give the line: an unterminated quote (line where it opened), or a quote inside an unquoted field or
- * text after a closing quote.
+ * commas, line breaks and "" for a quote), records ending in LF or CRLF. `separator` "\t" reads TSV with the same
+ * quoting (as Python's csv and pandas do). `source` names the input in errors, which give the line: an unterminated
+ * quote (line where it opened), or a quote inside an unquoted field or text after a closing quote.
  */
-export function parseCsv(text: string, source: string): CsvRow[] {
+export function parseCsv(text: string, source: string, separator: "," | "\t" = ","): CsvRow[] {
   const rows: CsvRow[] = [];
   let fields: string[] = [];
   let field = "";
@@ -50,13 +50,13 @@ export function parseCsv(text: string, source: string): CsvRow[] {
       }
       // After a closing quote only a separator or the end of the record may follow.
       const next = text[i];
-      if (i < n && next !== "," && next !== "\n" && !(next === "\r" && text[i + 1] === "\n")) {
+      if (i < n && next !== separator && next !== "\n" && !(next === "\r" && text[i + 1] === "\n")) {
         throw new Error(`${source}:${line}: unexpected ${JSON.stringify(next)} after a closing quote`);
       }
       atFieldStart = false;
       continue;
     }
-    if (c === ",") {
+    if (c === separator) {
       fields.push(field);
       field = "";
       atFieldStart = true;

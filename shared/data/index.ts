@@ -1,5 +1,6 @@
 /** The data pipeline's public surface: readers, corpora, split, packing, cache, batches, prefetching. */
 export type { Document } from "./document";
+export { DEFAULT_FIELDS, type RecordFields } from "./fields";
 export { readTextDocuments, readUtf8 } from "./text-reader";
 export { readJsonlDocuments } from "./jsonl-reader";
 export { readCsvDocuments } from "./csv-reader";

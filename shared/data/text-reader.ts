@@ -1,5 +1,7 @@
+import { constants } from "node:buffer";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import * as zlib from "node:zlib";
 import type { Document } from "./document";
 
 /**
@@ -59,23 +61,49 @@ function walk(root: string, rel: string, out: string[], open: Set<string>): void
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** Reads a UTF-8 file (BOM dropped); invalid bytes raise an error naming file and line. */
+/** True for a path whose bytes are gzip-compressed (read transparently; the extension before ".gz" is its format). */
+export function isGzip(file: string): boolean {
+  return file.toLowerCase().endsWith(".gz");
+}
+
+/**
+ * Reads a UTF-8 file (BOM dropped), gunzipping a ".gz" file first; invalid bytes raise an error naming file and
+ * line, and a file longer than one JavaScript string can hold (~512 MB) an error that says so.
+ */
 export function readUtf8(file: string): string {
   let bytes: Buffer;
   try {
     bytes = fs.readFileSync(file);
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ERR_FS_FILE_TOO_LARGE") throw tooLarge(file, fs.statSync(file).size);
     throw new Error(`cannot read ${file}: ${(e as Error).message}`);
+  }
+  if (isGzip(file)) {
+    try {
+      bytes = zlib.gunzipSync(bytes);
+    } catch (e) {
+      if (e instanceof RangeError) throw tooLarge(file, undefined);
+      throw new Error(`cannot read ${file}: not valid gzip data (${(e as Error).message})`);
+    }
   }
   try {
     const text = decoder.decode(bytes);
     return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-  } catch {
+  } catch (e) {
+    // V8 refuses strings over MAX_STRING_LENGTH code units: that is the file's size, not its bytes.
+    if ((e as NodeJS.ErrnoException).code === "ERR_STRING_TOO_LONG") throw tooLarge(file, bytes.length);
     const bad = firstInvalidUtf8(bytes);
+    if (bad === bytes.length) throw tooLarge(file, bytes.length);
     let line = 1;
     for (let i = 0; i < bad; i++) if (bytes[i] === 0x0a) line++;
-    throw new Error(`${file}:${line}: invalid UTF-8 (byte offset ${bad})`);
+    throw new Error(`${file}:${line}: invalid UTF-8 (byte offset ${bad}${isGzip(file) ? " after decompression" : ""})`);
   }
+}
+
+function tooLarge(file: string, bytes: number | undefined): Error {
+  const limit = Math.round(constants.MAX_STRING_LENGTH / 2 ** 20);
+  const size = bytes === undefined ? "decompressed" : `${bytes} bytes${isGzip(file) ? " decompressed" : ""}`;
+  return new Error(`${file}: file too large to read at once (${size}; limit ~${limit} MB): split it into smaller files`);
 }
 
 function firstInvalidUtf8(b: Buffer): number {

@@ -8,8 +8,9 @@ import { stratifiedSplit } from "../data/split";
 import { testSplit } from "../data/test-split";
 import { genrePassages } from "../data/passages";
 import { labelSubset } from "../data/label-subset";
+import { checkClassLabels } from "../data/label-check";
 import { encodeLabelled, type LabelledSequences } from "../data/labelled";
-import { loadRunDocuments } from "../pipeline/prepare";
+import { loadPathGroups, loadRunDocuments, recordFields } from "../pipeline/prepare";
 import { permutation } from "../rng";
 import type { BertTokenizer } from "../tokenizer/bert-tokenizer";
 
@@ -21,11 +22,15 @@ export interface ClassificationData {
   test: LabelledSequences;
   /** Training examples before the label fraction was applied. */
   trainAvailable: number;
+  /** Problems worth a warning that do not stop the run (launch prints them), e.g. a test label absent from training. */
+  warnings: string[];
 }
 
 /**
  * Labelled documents of a run: SpamAssassin (label ham/spam) and files carry labels; Brown is split by text first
  * and then cut into passages labelled with their text's genre, so no text has passages on both sides of a split.
+ * data.validation_paths / data.test_paths, when given, are those splits exactly (nothing is drawn from data.paths for
+ * them); the classes are then the training data's, and given examples of any other label are left out with a warning.
  */
 export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokenizer): ClassificationData {
   const f = cfg.finetune;
@@ -33,20 +38,51 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
   const docs = loadRunDocuments(cfg);
   const brown = cfg.data.corpus === "brown";
   const by = brown ? "genre" : "label";
-  docs.forEach((d, i) => {
-    if (d[by] === undefined) throw new Error(`data: document ${i + 1} (${d.id}) has no ${by}; classification needs a label on every document`);
-  });
-  const valShare = cfg.data.validation_fraction / (1 - f.test_fraction);
-  const outer = testSplit(docs, { by, splitSeed: f.split_seed, testFraction: f.test_fraction });
-  const inner = stratifiedSplit(outer.train, { validationFraction: valShare, seed: f.split_seed ^ 0x5a5a5a, by });
+  const what = brown ? "genre" : `label (field ${JSON.stringify(cfg.data.label_field)}, data.label_field)`;
+  const needLabels = (part: readonly Document[], field: string): void => {
+    part.forEach((d, i) => {
+      if (d[by] === undefined) throw new Error(`data: ${field}: document ${i + 1} (${d.id}) has no ${what}; classification needs a label on every document`);
+    });
+  };
+  needLabels(docs, "data.paths");
+  const givenTest = givenSplit(cfg.data.test_paths, "data.test_paths", cfg, needLabels);
+  const givenValidation = givenSplit(cfg.data.validation_paths, "data.validation_paths", cfg, needLabels);
+  if (!brown) {
+    const all = [...docs, ...[...(givenTest ?? []), ...(givenValidation ?? [])].flatMap((g) => g.docs)];
+    checkClassLabels(all, `${JSON.stringify(cfg.data.label_field)} (data.label_field)`);
+  }
+  const outer = givenTest === undefined ? testSplit(docs, { by, splitSeed: f.split_seed, testFraction: f.test_fraction }) : { train: docs, validation: [] };
+  // validation_fraction is a share of all labelled documents; of what is left after the test split when that is drawn.
+  const valShare = cfg.data.validation_fraction / (1 - (givenTest === undefined ? f.test_fraction : 0));
+  const inner = givenValidation === undefined ? stratifiedSplit(outer.train, { validationFraction: valShare, seed: f.split_seed ^ 0x5a5a5a, by }) : { train: outer.train, validation: [] };
   const toExamples = (part: Document[]): Document[] => (brown ? genrePassages(part, cfg.data.max_seq_len) : part);
   // Validation and test examples in a seeded random order, so the first N (training.eval_sequences) are a fair sample.
   const shuffled = (part: Document[], key: number): Document[] => Array.from(permutation(part.length, f.split_seed, key), (i) => part[i]);
   const train = toExamples(inner.train);
-  const validation = shuffled(toExamples(inner.validation), 0x7a1);
-  const test = shuffled(toExamples(outer.validation), 0x7e57);
-  const labels = orderLabels(new Set([...train, ...validation, ...test].map((d) => d.label as string)));
-  if (labels.length < 2) throw new Error(`data: classification needs at least 2 distinct labels, found ${labels.length} (${labels.join(", ")})`);
+  const warnings: string[] = [];
+  let labels: string[];
+  let validationDocs: Document[];
+  let testDocs: Document[];
+  if (givenTest === undefined && givenValidation === undefined) {
+    validationDocs = toExamples(inner.validation);
+    testDocs = toExamples(outer.validation);
+    labels = orderLabels(new Set([...train, ...validationDocs, ...testDocs].map((d) => d.label as string)));
+    if (labels.length < 2) throw new Error(`data: classification needs at least 2 distinct labels, found ${labels.length} (${labels.join(", ")})`);
+  } else {
+    // With given splits the classes are the training data's (as HF run_glue takes them from the train split): a label
+    // only in validation or test would be a class the model never saw trained, so it is reported, not added.
+    labels = orderLabels(new Set(train.map((d) => d.label as string)));
+    if (labels.length < 2) {
+      throw new Error(`data: classification needs at least 2 distinct labels in the training data (data.paths), found ${labels.length} (${labels.join(", ")})`);
+    }
+    const known = new Set(labels);
+    const keepKnown = (groups: GivenGroup[] | undefined, field: string, drawn: Document[]): Document[] =>
+      groups === undefined ? drawn : groups.flatMap((g) => knownOnly(g, field, known, warnings));
+    validationDocs = keepKnown(givenValidation, "data.validation_paths", toExamples(inner.validation));
+    testDocs = keepKnown(givenTest, "data.test_paths", toExamples(outer.validation));
+  }
+  const validation = shuffled(validationDocs, 0x7a1);
+  const test = shuffled(testDocs, 0x7e57);
   const index = new Map(labels.map((l, i) => [l, i]));
   const kept = labelSubset(train, f.label_fraction, cfg.seed);
   const seqLen = cfg.data.max_seq_len;
@@ -56,7 +92,36 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
     validation: encodeLabelled(validation, tokenizer, seqLen, index),
     test: encodeLabelled(test, tokenizer, seqLen, index),
     trainAvailable: train.length,
+    warnings,
   };
+}
+
+/** The documents of one given validation or test path. */
+interface GivenGroup {
+  path: string;
+  docs: Document[];
+}
+
+/** Loads data.validation_paths or data.test_paths (undefined when not given), every document labelled. */
+function givenSplit(paths: readonly string[] | undefined, field: string, cfg: RunConfig, needLabels: (part: readonly Document[], field: string) => void): GivenGroup[] | undefined {
+  if (paths === undefined) return undefined;
+  const groups = loadPathGroups(paths, recordFields(cfg));
+  for (const g of groups) needLabels(g.docs, `${field} (${g.path})`);
+  return groups;
+}
+
+/** The documents of `g` whose label is a training class; a warning per other label names it, its file and count. */
+function knownOnly(g: GivenGroup, field: string, known: ReadonlySet<string>, warnings: string[]): Document[] {
+  const unknown = new Map<string, number>();
+  const out = g.docs.filter((d) => {
+    const ok = known.has(d.label as string);
+    if (!ok) unknown.set(d.label as string, (unknown.get(d.label as string) ?? 0) + 1);
+    return ok;
+  });
+  for (const [label, n] of unknown) {
+    warnings.push(`data: ${field}: ${g.path}: label ${JSON.stringify(label)} does not occur in the training data (data.paths); its ${n} example(s) are left out`);
+  }
+  return out;
 }
 
 /**

@@ -1,8 +1,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { RunConfig } from "../config/schema";
-import { buildNspCorpus, corpusHash, loadCorpus, parseCorpusSpec, preparePackedData, splitDocuments, type Document, type NspCorpus, type PreparedData } from "../data";
-import { BertTokenizer, trainTokenizer, Vocab } from "../tokenizer";
+import { buildNspCorpus, corpusHash, loadCorpus, parseCorpusSpec, preparePackedData, splitDocuments, type Document, type NspCorpus, type RecordFields, type PreparedData } from "../data";
+import { BertTokenizer, MAX_CHARS_PER_WORD, trainTokenizer, Vocab } from "../tokenizer";
 import { atomicWriteFile } from "../io/atomic-write";
 import { testSplit } from "../data/test-split";
 import { createHash } from "node:crypto";
@@ -10,10 +10,25 @@ import { createHash } from "node:crypto";
 /** Loads the documents a run config names (a built-in corpus, or every file in data.paths). */
 export function loadRunDocuments(cfg: RunConfig): Document[] {
   if (cfg.data.corpus !== "files") return loadCorpus({ kind: cfg.data.corpus });
-  const docs: Document[] = [];
-  for (const p of cfg.data.paths) docs.push(...loadCorpus(parseCorpusSpec(p)));
+  const docs = loadPathGroups(cfg.data.paths, recordFields(cfg)).flatMap((g) => g.docs);
   if (docs.length === 0) throw new Error(`data.paths (${cfg.data.paths.join(", ")}) hold no documents`);
   return docs;
+}
+
+/** The documents of each of `paths` (files or folders, read by extension as data.paths are), path by path. */
+export function loadPathGroups(paths: readonly string[], fields: RecordFields): { path: string; docs: Document[] }[] {
+  return paths.map((p) => ({ path: p, docs: loadCorpus(parseCorpusSpec(p), fields) }));
+}
+
+/** The JSONL keys / CSV columns of text, text pair and label a run config names (data.text_field etc.). */
+export function recordFields(cfg: RunConfig): RecordFields {
+  return { text: cfg.data.text_field, textPair: cfg.data.text_pair_field, label: cfg.data.label_field };
+}
+
+/** The documents of data.validation_paths, or undefined when the validation split is drawn from data.paths. */
+export function givenValidationDocuments(cfg: RunConfig): Document[] | undefined {
+  const paths = cfg.data.validation_paths;
+  return paths === undefined ? undefined : loadPathGroups(paths, recordFields(cfg)).flatMap((g) => g.docs);
 }
 
 /**
@@ -41,7 +56,8 @@ function normalizer(cfg: RunConfig): { lowerCase: boolean } {
 export async function prepareTokenizer(cfg: RunConfig, docs: readonly Document[], log: (line: string) => void = () => {}): Promise<BertTokenizer> {
   if (cfg.tokenizer.vocab_file !== undefined) return BertTokenizer.fromFile(cfg.tokenizer.vocab_file, normalizer(cfg));
   const key = createHash("sha256")
-    .update(JSON.stringify({ corpus: corpusHash(docs), vocab: cfg.tokenizer.vocab_size, min: cfg.tokenizer.min_frequency, lower: cfg.tokenizer.lowercase }))
+    // maxChars: vocabularies cached before over-long words were skipped differ, so they are not reused.
+    .update(JSON.stringify({ corpus: corpusHash(docs), vocab: cfg.tokenizer.vocab_size, min: cfg.tokenizer.min_frequency, lower: cfg.tokenizer.lowercase, maxChars: MAX_CHARS_PER_WORD }))
     .digest("hex")
     .slice(0, 24);
   const cached = path.join(cfg.data.cache_dir, `vocab-${key}.txt`);
@@ -63,7 +79,10 @@ export function tokenizerFromTokens(tokens: readonly string[], cfg: RunConfig): 
   return new BertTokenizer(new Vocab(tokens), normalizer(cfg));
 }
 
-/** Tokenised, packed train/validation sequences of the run (cached in data.cache_dir). */
+/**
+ * Tokenised, packed train/validation sequences of the run (cached in data.cache_dir): `docs` split by
+ * validation_fraction, or, with data.validation_paths, `docs` all train and those files the validation split.
+ */
 export function preparePretrainingData(cfg: RunConfig, docs: readonly Document[], tokenizer: BertTokenizer): PreparedData {
   return preparePackedData(docs, {
     tokenizer,
@@ -71,16 +90,18 @@ export function preparePretrainingData(cfg: RunConfig, docs: readonly Document[]
     validationFraction: cfg.data.validation_fraction,
     seed: cfg.seed,
     cacheDir: cfg.data.cache_dir,
+    validationDocs: givenValidationDocuments(cfg),
   });
 }
 
 /**
  * Sentence-pair data for BERT's next-sentence prediction (objective mlm+nsp): documents are split into train and
- * validation as for MLM, then cut into sentence segments; sample k pairs anchor k with its successor or a random
+ * validation as for MLM (or validation is data.validation_paths), then cut into sentence segments; sample k pairs anchor k with its successor or a random
  * segment (decided per epoch by the masking seed).
  */
 export function prepareNspData(cfg: RunConfig, docs: readonly Document[], tokenizer: BertTokenizer): { train: NspCorpus; validation: NspCorpus } {
-  const split = splitDocuments(docs, { validationFraction: cfg.data.validation_fraction, seed: cfg.seed });
+  const given = givenValidationDocuments(cfg);
+  const split = given !== undefined ? { train: [...docs], validation: given } : splitDocuments(docs, { validationFraction: cfg.data.validation_fraction, seed: cfg.seed });
   const train = buildNspCorpus(split.train, tokenizer, cfg.data.max_seq_len);
   // NSP pairs need two documents; a validation split of zero or one document (validation_fraction 0, a small
   // corpus) has no pairs to evaluate: it is empty, as an MLM validation split of no sequences is

@@ -14,8 +14,8 @@ const MN = /\p{Mn}/gu;
 
 /**
  * Splits text into words and punctuation exactly like HF's BasicTokenizer: clean (drop NUL, U+FFFD and
- * control characters, map whitespace to spaces), space out CJK ideographs, split on whitespace, then per
- * word lower-case and strip accents (NFD minus Mn) and split every punctuation character off.
+ * control characters, map whitespace to spaces), space out CJK ideographs, normalise to NFC, split on whitespace,
+ * then per word lower-case and strip accents (NFD minus Mn) and split every punctuation character off.
  */
 export function basicTokenize(text: string, opts: NormalizerOptions = {}): string[] {
   const lowerCase = opts.lowerCase ?? true;
@@ -47,7 +47,7 @@ export function basicTokenize(text: string, opts: NormalizerOptions = {}): strin
       flush(i, i + width);
     } else if (cls & CharClass.Cjk && splitCjk) {
       flush(i, i + width);
-      out.push(text.slice(i, i + width));
+      out.push(cjkWord(text.slice(i, i + width), cp));
     } else if (cls & CharClass.Drop) {
       word += text.slice(segStart, i);
       segStart = i + width;
@@ -58,11 +58,24 @@ export function basicTokenize(text: string, opts: NormalizerOptions = {}): strin
   return out;
 }
 
+const ASCII = /^[\x00-\x7f]*$/;
+
 function normalizeWord(word: string, lowerCase: boolean, stripAccents: boolean): string {
-  let w = lowerCase ? word.toLowerCase() : word;
-  // Pure ASCII cannot carry accents; skip the costly normalisation for the common case.
-  if (stripAccents && !/^[\x00-\x7f]*$/.test(w)) w = w.normalize("NFD").replace(MN, "");
+  // HF's BasicTokenizer normalises the text to NFC before splitting it (so "e" + U+0301 and "é" are one word). With
+  // accent stripping the NFD below gives the same result from either form, so NFC is only needed when accents stay.
+  // Pure ASCII is unchanged by both normalisations; skip them for the common case.
+  let w = !stripAccents && !ASCII.test(word) ? word.normalize("NFC") : word;
+  if (lowerCase) w = w.toLowerCase();
+  if (stripAccents && !ASCII.test(w)) w = w.normalize("NFD").replace(MN, "");
   return w;
+}
+
+/**
+ * A CJK ideograph split off as its own word, normalised as HF does (NFC, then NFD when stripping accents): the
+ * compatibility ideographs (U+F900-U+FAFF, U+2F800-U+2FA1F) map to their unified forms either way; others stay.
+ */
+function cjkWord(ch: string, cp: number): string {
+  return (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0x2f800 && cp <= 0x2fa1f) ? ch.normalize("NFC") : ch;
 }
 
 /** Appends the pieces of `word` split around every punctuation character (each punctuation char alone). */

@@ -81,7 +81,8 @@ export class BertTokenizer {
 
   /** Hash of vocabulary and normaliser options: the same identity means the same ids for any text. */
   get identity(): string {
-    return createHash("sha256").update(this.vocab.hash).update(JSON.stringify(this.options)).digest("hex");
+    // "nfc": text is NFC-normalised as HF does; data packed by earlier versions (cased text kept decomposed) differs.
+    return createHash("sha256").update(this.vocab.hash).update(JSON.stringify(this.options)).update("nfc").digest("hex");
   }
 
   /** Token strings of a text (HF BertTokenizer.tokenize). */

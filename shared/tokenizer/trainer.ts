@@ -1,5 +1,5 @@
 import { SPECIAL_TOKENS, Vocab } from "./vocab";
-import { CONTINUATION } from "./wordpiece";
+import { CONTINUATION, MAX_CHARS_PER_WORD } from "./wordpiece";
 import type { WordCounts } from "./word-count";
 
 /** Options of the WordPiece trainer (the knobs of HF tokenizers' WordPieceTrainer). */
@@ -14,6 +14,11 @@ export interface TrainOptions {
   limitAlphabet?: number;
   /** Characters always in the alphabet. */
   initialAlphabet?: readonly string[];
+  /**
+   * Words longer than this many code points are not counted: the encoder turns them into [UNK] whole (HF's
+   * max_input_chars_per_word), so pieces learnt from them would waste vocabulary slots. Default MAX_CHARS_PER_WORD (100).
+   */
+  maxCharsPerWord?: number;
 }
 
 /** The trained vocabulary and what the training did. */
@@ -45,7 +50,10 @@ export function trainWordPiece(counts: WordCounts, opts: TrainOptions): TrainRes
   if (opts.vocabSize >= ID_BITS) throw new Error(`vocabSize must be below ${ID_BITS}`);
 
   // Deterministic word order, independent of how the counts were gathered.
-  const entries = [...counts.entries()].filter(([, c]) => c > 0).sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+  const maxChars = opts.maxCharsPerWord ?? MAX_CHARS_PER_WORD;
+  // Code units bound code points from above, so only long strings need counting in code points.
+  const encodable = (w: string): boolean => w.length <= maxChars || Array.from(w).length <= maxChars;
+  const entries = [...counts.entries()].filter(([w, c]) => c > 0 && encodable(w)).sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
 
   const alphabet = buildAlphabet(entries, opts);
   const tokens: string[] = [];

@@ -1,0 +1,34 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as zlib from "node:zlib";
+import { readExamples, unknownGoldLabels } from "../launch/predict";
+
+test("predict reads its input with the corpus readers: TSV and gzipped files by format, text by line", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-predict-in-"));
+  try {
+    const tsv = path.join(dir, "dev.tsv");
+    fs.writeFileSync(tsv, "text\tlabel\ngood film\tpos\nbad plot\tneg\n");
+    assert.deepEqual(readExamples(tsv).map((d) => [d.text, d.label]), [["good film", "pos"], ["bad plot", "neg"]], "the header row is not an example");
+    const csvGz = path.join(dir, "dev.csv.gz");
+    fs.writeFileSync(csvGz, zlib.gzipSync("text,label\n\"a, b\",pos\n"));
+    assert.deepEqual(readExamples(csvGz).map((d) => [d.text, d.label]), [["a, b", "pos"]]);
+    const txtGz = path.join(dir, "lines.txt.gz");
+    fs.writeFileSync(txtGz, zlib.gzipSync("one\n\ntwo\r\n"));
+    assert.deepEqual(readExamples(txtGz).map((d) => [d.id, d.text]), [[`${txtGz}:1`, "one"], [`${txtGz}:3`, "two"]]);
+    assert.throws(() => readExamples(dir), /is a folder; give one input file/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("predict: gold labels that are not classes of the model are named, counted and left out of the accuracy", () => {
+  const docs = [{ id: "a", text: "x", label: "pos" }, { id: "b", text: "y", label: "neutral" }, { id: "c", text: "z", label: "neutral" }, { id: "d", text: "w", label: "1.0" }, { id: "e", text: "v" }];
+  assert.equal(
+    unknownGoldLabels(docs, ["neg", "pos"]),
+    `3 example(s) have a label that is not one of the model's classes (neg, pos): "neutral" (2), "1.0" (1); they are left out of the accuracy (their label is kept as expectedNotAClass)`,
+  );
+  assert.equal(unknownGoldLabels(docs.slice(0, 1), ["neg", "pos"]), undefined);
+});
