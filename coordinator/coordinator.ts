@@ -485,7 +485,6 @@ export class Coordinator extends EventEmitter {
 /** Largest request the coordinator accepts. */
 export const MAX_REQUEST_BYTES = 1024 * 1024;
 
-/** How long failure reports are gathered before the root cause is chosen. */
 /** How long failure reports are gathered before one is named the cause (reports from other nodes' launchers included). */
 const FAILURE_GRACE_MS = 1000;
 

@@ -51,7 +51,6 @@ export async function predictFile(opts: { model: string; adapter?: string; file:
     throw new ConfigError(`predict: ${e.message}`);
   });
   const { model, tokenizer, labels, maxSeqLen } = loaded;
-  const known = new Set(labels);
   const warning = unknownGoldLabels(examples, labels);
   if (warning !== undefined) process.stderr.write(`predict: warning: ${warning}\n`);
   const out: Prediction[] = [];
@@ -77,7 +76,7 @@ export async function predictFile(opts: { model: string; adapter?: string; file:
         for (let k = 1; k < K; k++) if (logits[r * K + k] > logits[r * K + best]) best = k;
         const p: Prediction = { id: d.id, label: labels[best], probs: {}, logits: Array.from(logits.subarray(r * K, (r + 1) * K)) };
         labels.forEach((l, k) => (p.probs[l] = probs[r * K + k]));
-        if (d.label !== undefined && known.has(d.label)) p.expected = d.label;
+        if (d.label !== undefined && labels.includes(d.label)) p.expected = d.label;
         else if (d.label !== undefined) p.expectedNotAClass = d.label;
         out.push(p);
       });

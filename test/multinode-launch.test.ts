@@ -52,13 +52,19 @@ function killQuietly(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-test("a worker killed on node 1 is named by node 0; node 1's launch exits too", { timeout: 120_000 }, async () => {
-  const root = tempDir("mn-kill");
+/** Two nodes training a long run into ROOT/n0 and ROOT/n1; resolves with them and node 1's worker pid after step 2. */
+async function longRunningPair(root: string): Promise<{ n0: ReturnType<typeof startLaunch>; n1: ReturnType<typeof startLaunch>; pid: number }> {
   const port = await freePort();
   const long = ["--max-steps", "200"];
   const n0 = startNode(0, port, path.join(root, "n0"), long);
   const n1 = startNode(1, port, path.join(root, "n1"), long);
   const pid = await workerPidAfter(path.join(root, "n1", "logs", "rank-1.log"), path.join(root, "n0", "metrics.jsonl"), 2);
+  return { n0, n1, pid };
+}
+
+test("a worker killed on node 1 is named by node 0; node 1's launch exits too", { timeout: 120_000 }, async () => {
+  const root = tempDir("mn-kill");
+  const { n0, n1, pid } = await longRunningPair(root);
   killQuietly(pid, "SIGKILL");
   const [r0, r1] = await Promise.all([n0.done, n1.done]);
   assert.equal(r0.code, 3, r0.stderr);
@@ -73,11 +79,7 @@ test("a worker killed on node 1 is named by node 0; node 1's launch exits too", 
 
 test("a frozen worker on node 1: node 0 names it; node 1's launch stops it once the coordinator is gone (exit 4)", { timeout: 120_000 }, async () => {
   const root = tempDir("mn-stop");
-  const port = await freePort();
-  const long = ["--max-steps", "200"];
-  const n0 = startNode(0, port, path.join(root, "n0"), long);
-  const n1 = startNode(1, port, path.join(root, "n1"), long);
-  const pid = await workerPidAfter(path.join(root, "n1", "logs", "rank-1.log"), path.join(root, "n0", "metrics.jsonl"), 2);
+  const { n0, n1, pid } = await longRunningPair(root);
   killQuietly(pid, "SIGSTOP"); // it can no longer notice anything itself
   try {
     const r0 = await n0.done;
