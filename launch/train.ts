@@ -196,12 +196,14 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     if (m.checkpoint_dir?.startsWith(snapshots)) void pruneSnapshots(snapshots).catch(() => undefined);
   });
   const comm = JSON.stringify(cfg.communication);
+  // Nodes other than 0 run node 0's config: their workers compare it with this node's and refuse a mismatch.
+  const nodeConfigEnv = world.nodeRank > 0 ? { RINGTRAIN_NODE_CONFIG_JSON: JSON.stringify(cfg) } : {};
   for (let local = 0; local < world.workersPerNode; local++) {
     const rank = world.nodeRank * world.workersPerNode + local;
     supervisor.start({
       rank,
       localRank: local,
-      env: timelineEnv(workerEnv(world, local, rank, jobId, token, coordinatorAddress!, comm, args.advertiseHost), timelineDir),
+      env: { ...timelineEnv(workerEnv(world, local, rank, jobId, token, coordinatorAddress!, comm, args.advertiseHost), timelineDir), ...nodeConfigEnv },
     }, true);
   }
 

@@ -1,7 +1,7 @@
 /**
  * Two launches on one machine as two "nodes" (torchrun style: --nodes 2 --node-rank R --coordinator HOST:PORT), with
  * real workers and real gRPC on loopback: what each node says and exits with when a worker on node 1 dies or
- * freezes, and when node 1 does not match the job (wrong token, other communication settings).
+ * freezes, and when node 1 does not match the job (wrong token, other communication settings, another config).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -98,7 +98,7 @@ test("a frozen worker on node 1: node 0 names it; node 1's launch stops it once 
   }
 });
 
-test("node 1 with the wrong token or other communication settings: both nodes exit 2 naming why", { timeout: 120_000 }, async () => {
+test("node 1 with the wrong token, other communication settings or another config: both nodes exit 2 naming why", { timeout: 120_000 }, async () => {
   const root = tempDir("mn-mismatch");
   {
     const port = await freePort();
@@ -120,6 +120,18 @@ test("node 1 with the wrong token or other communication settings: both nodes ex
     assert.equal(r1.code, 2, r1.stderr);
     assert.equal(r0.code, 2, r0.stderr);
     assert.match(r0.stderr, /communication\.timeout_ms: 9000 here, 8000 on node 0/, r0.stderr);
+  }
+  {
+    // the job runs node 0's config: node 1 asking for another learning rate and step count is refused, not overruled
+    const port = await freePort();
+    const n0 = startNode(0, port, path.join(root, "m0"), []);
+    const n1 = startNode(1, port, path.join(root, "m1"), ["--set", "optimizer.lr=0.002", "--max-steps", "7"]);
+    const [r0, r1] = await Promise.all([n0.done, n1.done]);
+    assert.equal(r1.code, 2, r1.stderr);
+    assert.equal(r0.code, 2, r0.stderr);
+    assert.match(r0.stderr, /optimizer\.lr: 0\.002 here, [0-9.e-]+ on node 0/, r0.stderr);
+    assert.match(r0.stderr, /training\.max_steps: 7 here, \d+ on node 0/, r0.stderr);
+    assert.ok(!fs.existsSync(path.join(root, "m0", "metrics.jsonl")) || fs.readFileSync(path.join(root, "m0", "metrics.jsonl"), "utf8").trim() === "", "no step was trained");
   }
   fs.rmSync(root, { recursive: true, force: true });
 });

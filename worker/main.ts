@@ -15,6 +15,8 @@ import { communicationSchema } from "../shared/config/schema";
 async function main(): Promise<number> {
   const env = readWorkerEnv();
   const comm: CommSettings = communicationSchema.parse(JSON.parse(process.env.RINGTRAIN_COMM_JSON ?? "{}"));
+  // set by launch on nodes other than 0: the config this node was started with, checked against the job's
+  const nodeConfig: unknown = process.env.RINGTRAIN_NODE_CONFIG_JSON ? JSON.parse(process.env.RINGTRAIN_NODE_CONFIG_JSON) : undefined;
   const log = (line: string): void => {
     process.stdout.write(`${new Date().toISOString()} [rank ${env.rank}] ${line}\n`);
   };
@@ -29,7 +31,7 @@ async function main(): Promise<number> {
     process.exit(EXIT_COORDINATOR_LOST);
   };
   try {
-    const reason = await runWorker(env, comm, log, lost);
+    const reason = await runWorker(env, comm, log, lost, nodeConfig);
     log(`stopping: ${reason}`);
     return reason === "done" ? EXIT_OK : EXIT_WORKER_FAILURE;
   } catch (err) {

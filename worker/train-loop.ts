@@ -24,6 +24,7 @@ import { TimelineRecorder } from "./timeline";
 import { SplitSchedule } from "./tasks/plans";
 import { balanceLag } from "../shared/data/sharding";
 import { accumulationSteps } from "../shared/config/load";
+import { configDifferences } from "../shared/config/node-differences";
 import * as fs from "node:fs";
 
 /** Communication settings a worker needs before it joins (launch passes them in RINGTRAIN_COMM_JSON). */
@@ -32,8 +33,13 @@ export type CommSettings = RunConfig["communication"];
 /** gRPC codes with which the coordinator refuses a join that cannot succeed on retry (token, job id, rank range, duplicate). */
 const REFUSED_JOIN = new Set([grpc.status.PERMISSION_DENIED, grpc.status.UNAUTHENTICATED, grpc.status.FAILED_PRECONDITION, grpc.status.INVALID_ARGUMENT, grpc.status.ALREADY_EXISTS]);
 
-/** Runs one worker to completion; resolves with the reason the coordinator gave for stopping. */
-export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: string) => void, onCoordinatorLost: (message: string) => void): Promise<string> {
+/**
+ * Runs one worker to completion; resolves with the reason the coordinator gave for stopping. `nodeConfig` is the
+ * run config this worker's node was started with (nodes other than 0), checked against the one the job runs.
+ */
+export async function runWorker(
+  env: WorkerEnv, comm: CommSettings, log: (line: string) => void, onCoordinatorLost: (message: string) => void, nodeConfig?: unknown,
+): Promise<string> {
   // 1. Listen for ring peers, then join: the coordinator answers once the whole world is there.
   const timeline = env.timelineDir !== undefined ? new TimelineRecorder(env.timelineDir, env.rank, env.hostname, { warn: log }) : undefined;
   // With overlap the ring lives in its own thread, so buckets travel while this thread runs the backward pass.
@@ -60,11 +66,10 @@ export async function runWorker(env: WorkerEnv, comm: CommSettings, log: (line: 
       throw new JobMismatchError(`coordinator assigned rank ${joined.rank}/${joined.world_size}, but this worker was started as rank ${env.rank}/${env.worldSize} (--nodes and --workers must agree on every node)`, true);
     }
     const cfg = JSON.parse(joined.config_json) as RunConfig;
-    const differ = Object.keys({ ...cfg.communication, ...comm })
-      .filter((k) => JSON.stringify((cfg.communication as Record<string, unknown>)[k]) !== JSON.stringify((comm as Record<string, unknown>)[k]))
-      .map((k) => `communication.${k}: ${JSON.stringify((comm as Record<string, unknown>)[k])} here, ${JSON.stringify((cfg.communication as Record<string, unknown>)[k])} on node 0`);
+    // The job runs node 0's config; a node started with other settings is refused rather than silently overruled.
+    const differ = configDifferences(nodeConfig ?? { communication: comm }, nodeConfig !== undefined ? cfg : { communication: cfg.communication });
     if (differ.length > 0) {
-      throw new JobMismatchError(`rank ${env.rank} on ${env.hostname} was started with communication settings that differ from the coordinator's config: ${differ.join("; ")}`, true);
+      throw new JobMismatchError(`rank ${env.rank} on ${env.hostname} was started with settings that differ from node 0's config (give every node the same config and flags): ${differ.join("; ")}`, true);
     }
     heartbeat.start();
     await ring.connect(joined.ring_peer_addresses);
