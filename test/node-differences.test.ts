@@ -10,10 +10,17 @@ const base = {
   communication: { timeout_ms: 8000 },
 };
 
-test("equal configs, and configs differing only in node-local paths, have no differences", () => {
+test("equal configs, and configs differing only in node-local fields, have no differences", () => {
   assert.deepEqual(configDifferences(base, structuredClone(base)), []);
-  const moved = { ...structuredClone(base), output_dir: "/other/run", data: { paths: ["/data/corpus.txt"], cache_dir: "/tmp/c", max_seq_len: 128 } };
-  assert.deepEqual(configDifferences(moved, base), []);
+  const moved = { ...structuredClone(base), output_dir: "/other/run", communication: { timeout_ms: 8000, tls: { ca_file: "/n1/ca.pem", cert_file: "/n1/c.pem", key_file: "/n1/k.pem" } } };
+  const node0 = { ...structuredClone(base), communication: { timeout_ms: 8000, tls: { ca_file: "/n0/ca.pem", cert_file: "/n0/c.pem", key_file: "/n0/k.pem" } } };
+  assert.deepEqual(configDifferences(moved, node0), []);
+});
+
+test("data paths count: every node's workers read node 0's", () => {
+  const other = structuredClone(base);
+  other.data.paths = ["/data/corpus.txt"];
+  assert.deepEqual(configDifferences(other, base), ['data.paths: ["/data/corpus.txt"] here, ["/mnt/a/corpus.txt"] on node 0']);
 });
 
 test("each differing field is named with both values, nested fields by their dotted path", () => {

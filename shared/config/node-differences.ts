@@ -5,15 +5,13 @@
  */
 
 /**
- * Fields that may differ between nodes: where each node keeps its own files (paths are mount points, which differ
- * between machines) and node-local logging. The content behind the paths is node 0's: the coordinator sends the
- * vocabulary, the data plan and the checkpoint to resume from.
+ * Fields that may differ between nodes because each node's own launch uses its own value: the run directory it
+ * writes its ranks' logs to, and the TLS files its workers load. Every other path (data, vocabulary, init_from,
+ * base model, cache) is read by the workers of every node with node 0's value, so it must name the same place on
+ * every machine, and a difference is reported.
  */
 export const NODE_LOCAL_FIELDS: readonly string[] = [
-  "output_dir", "training.timeline",
-  "data.cache_dir", "data.paths", "data.validation_paths", "data.test_paths",
-  "tokenizer.vocab_file", "model.init_from", "finetune.base_model", "elastic.snapshot_dir",
-  "communication.tls.ca_file", "communication.tls.cert_file", "communication.tls.key_file",
+  "output_dir", "communication.tls.ca_file", "communication.tls.cert_file", "communication.tls.key_file",
 ];
 
 /** At most this many differences are listed; the rest are counted. */
