@@ -47,7 +47,8 @@ async function main(argv: string[]): Promise<number> {
           .option("output", { type: "string", describe: "override output_dir" })
           .option("backend", { type: "string", choices: ["auto", "wasm", "cpu", "tensorflow"], describe: "override backend" })
           .option("seed", { type: "number", describe: "override seed" })
-          .option("set", { type: "string", array: true, describe: "override any field: --set optimizer.lr=1e-3" })
+          // nargs 1: each --set takes one assignment, so `--set a=1 CONFIG.yaml` leaves the config positional
+          .option("set", { type: "string", array: true, nargs: 1, describe: "override any field (repeatable): --set optimizer.lr=1e-3" })
           .option("dry-run", { type: "boolean", describe: "validate and print the resolved config and world, start nothing" })
           .option("overwrite", { type: "boolean", describe: "replace the previous run in output_dir (its checkpoints, metrics and logs) instead of refusing to start" })
           .option("auto-resume", { type: "boolean", describe: "continue output_dir from its latest good checkpoint if it has one (for restarted jobs), else start fresh" })
