@@ -110,12 +110,19 @@ async function main(argv: string[]): Promise<number> {
           .option("host-path", { type: "string", describe: "node directory for the run directory (shared file system)" })
           .option("restarts", { type: "number", describe: "whole-job restarts (default 3)" })
           .option("shm-size", { type: "string", describe: "size of the in-memory /dev/shm (default 8Gi)" })
+          .option("cpu-per-node", { type: "string", describe: "CPU request per pod, a Kubernetes quantity (default: one core per worker)" })
+          .option("memory-per-node", { type: "string", describe: "memory request and limit per pod, a Kubernetes quantity (default: 4Gi per worker)" })
+          .option("active-deadline-seconds", { type: "number", describe: "end the job after N seconds (Job activeDeadlineSeconds; JobSet: each attempt's Job)" })
+          .option("tls-secret", { type: "string", describe: "Secret with ca.crt, tls.crt, tls.key for communication.tls, mounted in every pod" })
+          .option("cluster-domain", { type: "string", describe: "cluster DNS domain in the pods' names under TLS (default cluster.local)" })
+          .option("set", { type: "string", array: true, nargs: 1, describe: "override any config field (repeatable), as launch does: --set optimizer.lr=1e-3" })
           .option("output", { type: "string", describe: "write the YAML to FILE instead of stdout" }),
       (a) => {
         runK8sCommand({
           config: a.config, nodes: a.nodes, gpusPerNode: a["gpus-per-node"], workersPerNode: a["workers-per-node"], image: a.image,
           namespace: a.namespace, jobset: a.jobset, name: a.name, port: a.port, peerPortBase: a["peer-port-base"], pvc: a.pvc,
-          hostPath: a["host-path"], restarts: a.restarts, shmSize: a["shm-size"], output: a.output,
+          hostPath: a["host-path"], restarts: a.restarts, shmSize: a["shm-size"], cpuPerNode: a["cpu-per-node"], memoryPerNode: a["memory-per-node"],
+          activeDeadlineSeconds: a["active-deadline-seconds"], tlsSecret: a["tls-secret"], clusterDomain: a["cluster-domain"], set: a.set, output: a.output,
         });
       },
     )
