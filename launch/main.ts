@@ -47,7 +47,8 @@ async function main(argv: string[]): Promise<number> {
           .option("output", { type: "string", describe: "override output_dir" })
           .option("backend", { type: "string", choices: ["auto", "wasm", "cpu", "tensorflow"], describe: "override backend" })
           .option("seed", { type: "number", describe: "override seed" })
-          .option("set", { type: "string", array: true, describe: "override any field: --set optimizer.lr=1e-3" })
+          // nargs 1: each --set takes one assignment, so `--set a=1 CONFIG.yaml` leaves the config positional
+          .option("set", { type: "string", array: true, nargs: 1, describe: "override any field (repeatable): --set optimizer.lr=1e-3" })
           .option("dry-run", { type: "boolean", describe: "validate and print the resolved config and world, start nothing" })
           .option("overwrite", { type: "boolean", describe: "replace the previous run in output_dir (its checkpoints, metrics and logs) instead of refusing to start" })
           .option("auto-resume", { type: "boolean", describe: "continue output_dir from its latest good checkpoint if it has one (for restarted jobs), else start fresh" })
@@ -109,12 +110,19 @@ async function main(argv: string[]): Promise<number> {
           .option("host-path", { type: "string", describe: "node directory for the run directory (shared file system)" })
           .option("restarts", { type: "number", describe: "whole-job restarts (default 3)" })
           .option("shm-size", { type: "string", describe: "size of the in-memory /dev/shm (default 8Gi)" })
+          .option("cpu-per-node", { type: "string", describe: "CPU request per pod, a Kubernetes quantity (default: one core per worker)" })
+          .option("memory-per-node", { type: "string", describe: "memory request and limit per pod, a Kubernetes quantity (default: 4Gi per worker)" })
+          .option("active-deadline-seconds", { type: "number", describe: "end the job after N seconds (Job activeDeadlineSeconds; JobSet: each attempt's Job)" })
+          .option("tls-secret", { type: "string", describe: "Secret with ca.crt, tls.crt, tls.key for communication.tls, mounted in every pod" })
+          .option("cluster-domain", { type: "string", describe: "cluster DNS domain in the pods' names under TLS (default cluster.local)" })
+          .option("set", { type: "string", array: true, nargs: 1, describe: "override any config field (repeatable), as launch does: --set optimizer.lr=1e-3" })
           .option("output", { type: "string", describe: "write the YAML to FILE instead of stdout" }),
       (a) => {
         runK8sCommand({
           config: a.config, nodes: a.nodes, gpusPerNode: a["gpus-per-node"], workersPerNode: a["workers-per-node"], image: a.image,
           namespace: a.namespace, jobset: a.jobset, name: a.name, port: a.port, peerPortBase: a["peer-port-base"], pvc: a.pvc,
-          hostPath: a["host-path"], restarts: a.restarts, shmSize: a["shm-size"], output: a.output,
+          hostPath: a["host-path"], restarts: a.restarts, shmSize: a["shm-size"], cpuPerNode: a["cpu-per-node"], memoryPerNode: a["memory-per-node"],
+          activeDeadlineSeconds: a["active-deadline-seconds"], tlsSecret: a["tls-secret"], clusterDomain: a["cluster-domain"], set: a.set, output: a.output,
         });
       },
     )

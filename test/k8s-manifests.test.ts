@@ -8,18 +8,24 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import * as tls from "node:tls";
+import { X509Certificate } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
+import { parse as parseYaml } from "yaml";
 import type { V1Container, V1Job } from "@kubernetes/client-node";
 import * as k8sModels from "@kubernetes/client-node/dist/gen/models/all.js";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
 import { Service } from "kubernetes-models/v1/Service";
 import { Job } from "kubernetes-models/batch/v1/Job";
 import { JobTemplateSpec } from "kubernetes-models/batch/v1/JobTemplateSpec";
-import { buildManifests, renderManifests } from "../launch/k8s/manifests";
-import { podPathProblems } from "../launch/k8s/command";
+import { renderManifests } from "../launch/k8s/manifests";
+import { buildK8sOutput, type K8sCommandFlags } from "../launch/k8s/command";
+import { TLS_MOUNT } from "../launch/k8s/tls";
+import { makePki, opensslUnavailable } from "./helpers/pki";
+import { podPathProblems } from "../launch/k8s/pod-paths";
 import { resolveK8sOptions, type K8sOptions } from "../launch/k8s/options";
 import { topologyOf } from "../launch/k8s/topology";
 import type { JobSet } from "../launch/k8s/jobset";
@@ -27,6 +33,7 @@ import { readWorkerEnv } from "../worker/env";
 import { parseManifests, podProcess, podTemplateOf } from "./helpers/netns-pod";
 import { repoRoot } from "../shared/paths";
 import { EXIT_CONFIG } from "../shared/exit-codes";
+import { ConfigError } from "../shared/config/load";
 
 const run = promisify(execFile);
 const LAUNCH = path.join(repoRoot(), "dist", "launch", "main.js");
@@ -144,7 +151,9 @@ test("manifests for several N x G validate against the Kubernetes schemas, unkno
   const worlds: [number, number][] = [[1, 1], [2, 1], [2, 4], [4, 8], [3, 2]];
   for (const [nodes, g] of worlds) {
     for (const jobset of [false, true]) {
-      for (const storage of [{}, { pvc: "ringtrain-runs" }, { hostPath: "/mnt/shared/runs" }]) {
+      const variants = [{}, { pvc: "ringtrain-runs" }, { hostPath: "/mnt/shared/runs" },
+        { pvc: "ringtrain-runs", activeDeadlineSeconds: 86_400, cpuPerNode: "500m", memoryPerNode: "3.5Gi", tlsSecret: "rt-tls", clusterDomain: "corp.example" }];
+      for (const storage of variants) {
         const o = options({ nodes, gpusPerNode: g, jobset, ...storage });
         const docs = parseManifests(renderManifests(o));
         assert.deepEqual(docs.map((d) => d.kind), jobset ? ["ConfigMap", "JobSet"] : ["ConfigMap", "Service", "Job"]);
@@ -156,7 +165,8 @@ test("manifests for several N x G validate against the Kubernetes schemas, unkno
   const cpu = parseManifests(renderManifests(options({ nodes: 2, workersPerNode: 3 })));
   for (const d of cpu) assert.deepEqual(validateDocument(d), []);
   const c = podTemplateOf(cpu).spec!.containers[0];
-  assert.equal(c.resources, undefined);
+  // Defaults: a core and 4Gi per worker; no GPU.
+  assert.deepEqual(c.resources, { requests: { cpu: "3", memory: "12Gi" }, limits: { memory: "12Gi" } });
   assert.ok(c.args!.includes("--workers") && !c.args!.includes("--gpus"));
 });
 
@@ -195,7 +205,8 @@ test("the Job has what a multi-node run needs: indexed pods, GPUs, shm, secret t
   assert.equal(pod.restartPolicy, "Never");
   assert.equal(pod.subdomain, t.service);
   const c = pod.containers[0];
-  assert.deepEqual(c.resources!.limits, { "nvidia.com/gpu": "8" });
+  assert.deepEqual(c.resources, { requests: { cpu: "8", memory: "32Gi" }, limits: { memory: "32Gi", "nvidia.com/gpu": "8" } });
+  assert.equal(job.spec!.activeDeadlineSeconds, undefined);
   const shm = pod.volumes!.find((v) => v.name === "shm")!;
   assert.equal(shm.emptyDir!.medium, "Memory");
   assert.ok(c.volumeMounts!.some((m) => m.name === "shm" && m.mountPath === "/dev/shm"));
@@ -246,23 +257,40 @@ test("launch k8s refuses data paths relative to the config (in the pods that is 
   const withPaths = (paths: string): string => CONFIG.replace("data: { max_seq_len: 32 }", `data: { max_seq_len: 32, corpus: files, paths: [${paths}] }`);
   const rel = path.join(dir, "rel.yaml");
   fs.writeFileSync(rel, withPaths("txt"));
-  assert.throws(() => podPathProblems(rel, fs.readFileSync(rel, "utf8")), /field data\.paths\[0\]: 'txt' is relative to the config's folder, which in the pods is the ConfigMap mount \/config/);
+  const read = (file: string): Record<string, unknown> => parseYaml(fs.readFileSync(file, "utf8")) as Record<string, unknown>;
+  assert.throws(() => podPathProblems(rel, read(rel)), /field data\.paths\[0\]: 'txt' is relative to the config's folder, which in the pods is the ConfigMap mount \/config/);
   const abs = path.join(dir, "abs.yaml");
   fs.writeFileSync(abs, withPaths(path.join(dir, "txt")));
-  const warnings = podPathProblems(abs, fs.readFileSync(abs, "utf8"));
+  const warnings = podPathProblems(abs, read(abs));
   assert.equal(warnings.length, 1);
   assert.match(warnings[0], /field data\.paths\[0\]: the pods read '.*txt' inside the container/);
-  assert.deepEqual(podPathProblems(configFile(), CONFIG), []);
+  assert.deepEqual(podPathProblems(configFile(), parseYaml(CONFIG) as Record<string, unknown>), []);
+  // validation_paths and test_paths are resolved against the config's folder too.
+  const split = path.join(dir, "split.yaml");
+  fs.writeFileSync(split, withPaths(path.join(dir, "txt")).replace("corpus: files,", "corpus: files, validation_paths: [txt/a.txt],"));
+  assert.throws(() => podPathProblems(split, read(split)), /field data\.validation_paths\[0\]: 'txt\/a\.txt' is relative/);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
 /** Runs what pod `index` would run (see helpers/netns-pod.ts) with --dry-run appended. */
-async function dryRunPod(o: K8sOptions, docs: Record<string, unknown>[], index: number, root: string): Promise<{ world: Record<string, unknown>; jobId: string; config: { output_dir: string }; env: Record<string, string> }> {
-  const { argv, env } = podProcess(docs, { index, podIp: `10.4.0.${10 + index}`, secrets: { [topologyOf(o).secret]: { token: "s3cret-token" } }, root });
+/** What `launch --dry-run` prints, plus the pod's env. */
+interface DryRun {
+  world: Record<string, unknown>;
+  jobId: string;
+  config: { output_dir: string; training: { max_steps: number }; optimizer: { lr: number }; communication: { tls?: Record<string, string> } };
+  env: Record<string, string>;
+}
+
+/**
+ * Runs what pod `index` would run (see helpers/netns-pod.ts) with --dry-run appended. `secrets` adds Secrets
+ * besides the job token; ring peers reach the pod's workers at `advertise` (default: its IP; launch passes
+ * --advertise-host on to them).
+ */
+async function dryRunPod(o: K8sOptions, docs: Record<string, unknown>[], index: number, root: string, secrets: Record<string, Record<string, string>> = {}, advertise = `10.4.0.${10 + index}`): Promise<DryRun> {
+  const { argv, env } = podProcess(docs, { index, podIp: `10.4.0.${10 + index}`, secrets: { [topologyOf(o).secret]: { token: "s3cret-token" }, ...secrets }, root });
   const { stdout } = await run(argv[0], [...argv.slice(1), "--dry-run"], { cwd: repoRoot(), env: { PATH: process.env.PATH, ...env } });
-  // Ring peers reach this pod's workers at its IP (launch passes --advertise-host on to them).
-  assert.equal(argv[argv.indexOf("--advertise-host") + 1], `10.4.0.${10 + index}`);
-  return { ...(JSON.parse(stdout) as { world: Record<string, unknown>; jobId: string; config: { output_dir: string } }), env };
+  assert.equal(argv[argv.indexOf("--advertise-host") + 1], advertise);
+  return { ...(JSON.parse(stdout) as Omit<DryRun, "env">), env };
 }
 
 test("each pod's command, expanded as the kubelet would, passes launch --dry-run with the expected world", async () => {
@@ -293,4 +321,193 @@ test("each pod's command, expanded as the kubelet would, passes launch --dry-run
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
+});
+
+// ---- --set, resources, deadline, warnings, TLS, flags ------------------------------------------------------
+
+/** `launch k8s` flags for the test config (2 pods x 2 GPU workers unless overridden). */
+function flags(extra: Partial<K8sCommandFlags> = {}): K8sCommandFlags {
+  return { config: extra.config ?? configFile(), nodes: 2, gpusPerNode: 2, image: "registry.example/ringtrain:gpu", pvc: "runs", ...extra };
+}
+
+function configMapText(docs: Record<string, unknown>[]): string {
+  const cm = docs.find((d) => d.kind === "ConfigMap") as { data: Record<string, string> };
+  return Object.values(cm.data)[0];
+}
+
+test("--set overrides are validated and reach the ConfigMap, so the pods run them; errors name the field", async () => {
+  const out = buildK8sOutput(flags({ set: ["training.max_steps=7", "optimizer.lr=2e-4", "name=other.run"] }));
+  const docs = parseManifests(out.yaml);
+  for (const d of docs) assert.deepEqual(validateDocument(d), []);
+  const text = configMapText(docs);
+  assert.match(text, /^# tiny\.yaml, as the pods run it \(launch k8s\)\n# with --set training\.max_steps=7 --set optimizer\.lr=2e-4 --set name=other\.run\n/);
+  const podCfg = parseYaml(text) as { training: { max_steps: number }; optimizer: { lr: number }; name: string; model: unknown };
+  assert.deepEqual([podCfg.training.max_steps, podCfg.optimizer.lr, podCfg.name], [7, 2e-4, "other.run"]);
+  assert.deepEqual(podCfg.model, parseYaml(CONFIG).model, "the rest of the config is kept");
+  // The default job name follows the overridden config name.
+  assert.equal(out.options.name, "other-run");
+  // What the pods run: the overridden config.
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "rt-k8s-set-"));
+  try {
+    const r = await dryRunPod(out.options, docs, 1, root);
+    assert.deepEqual([r.config.training.max_steps, r.config.optimizer.lr], [7, 2e-4]);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+  // Refused before any YAML, naming the field (schema, then the world's batch check).
+  const refused = (set: string[], re: RegExp): void => assert.throws(() => buildK8sOutput(flags({ set })), (e: Error) => e instanceof ConfigError && re.test(e.message));
+  refused(["optimizer.lrr=1"], /tiny\.yaml: invalid config:\n {2}field optimizer: unknown field 'lrr'/);
+  refused(["training.max_steps=many"], /field training\.max_steps: .*expected number, received string/i);
+  refused(["training.max_steps"], /--set 'training\.max_steps': expected field\.path=value/);
+  refused(["backend=wasm", "backend.kind=x"], /cannot override 'backend\.kind': 'backend' is not a mapping/);
+  refused(["batch.global_batch_size=10"], /field batch\.global_batch_size: 10 is not divisible by micro_batch_size \(1\) x workers \(4\)/);
+  // Paths set on the command line are checked as the file's are.
+  refused(["data.corpus=files", "data.paths=[txt]"], /field data\.paths\[0\]: 'txt' is relative to the config's folder/);
+  // On the command line: --set before or after the config, repeatable; a bad one exits 2 and prints no YAML.
+  const cfg = configFile();
+  const { stdout } = await run(process.execPath, [LAUNCH, "k8s", "--set", "training.max_steps=5", cfg, "--set", "seed=11", "--nodes", "2", "--gpus-per-node", "2", "--image", "x", "--pvc", "runs"]);
+  assert.deepEqual([(parseYaml(configMapText(parseManifests(stdout))) as { training: { max_steps: number } }).training.max_steps, (parseYaml(configMapText(parseManifests(stdout))) as { seed: number }).seed], [5, 11]);
+  await assert.rejects(run(process.execPath, [LAUNCH, "k8s", cfg, "--set", "training.max_steps=0", "--nodes", "2", "--gpus-per-node", "2", "--image", "x"]), (e: { code?: number; stderr?: string; stdout?: string }) => {
+    assert.equal(e.code, EXIT_CONFIG);
+    assert.match(e.stderr ?? "", /field training\.max_steps/);
+    assert.equal(e.stdout, "");
+    return true;
+  });
+});
+
+test("pods request CPU and memory (defaults per worker, or --cpu-per-node / --memory-per-node); quantities are checked", () => {
+  const res = (extra: Partial<Parameters<typeof resolveK8sOptions>[0]>): unknown => {
+    const docs = parseManifests(renderManifests(options({ nodes: 2, ...extra })));
+    for (const d of docs) assert.deepEqual(validateDocument(d), []);
+    return podTemplateOf(docs).spec!.containers[0].resources;
+  };
+  assert.deepEqual(res({ gpusPerNode: 4 }), { requests: { cpu: "4", memory: "16Gi" }, limits: { memory: "16Gi", "nvidia.com/gpu": "4" } });
+  assert.deepEqual(res({ gpusPerNode: 8, cpuPerNode: "30", memoryPerNode: "200Gi" }), { requests: { cpu: "30", memory: "200Gi" }, limits: { memory: "200Gi", "nvidia.com/gpu": "8" } });
+  assert.deepEqual(res({ workersPerNode: 2, cpuPerNode: "1500m", memoryPerNode: "6G" }), { requests: { cpu: "1500m", memory: "6G" }, limits: { memory: "6G" } });
+  assert.deepEqual(res({ workersPerNode: 1, cpuPerNode: "0.5" }), { requests: { cpu: "0.5", memory: "4Gi" }, limits: { memory: "4Gi" } });
+  const bad: [Partial<Parameters<typeof resolveK8sOptions>[0]>, RegExp][] = [
+    [{ memoryPerNode: "16GB" }, /--memory-per-node '16GB' is not a Kubernetes memory quantity \(e\.g\. 16Gi\)/],
+    [{ memoryPerNode: "0Gi" }, /--memory-per-node '0Gi' must be more than zero/],
+    [{ cpuPerNode: "2 cores" }, /--cpu-per-node '2 cores' is not a Kubernetes cpu quantity/],
+    [{ cpuPerNode: "0.0001" }, /--cpu-per-node '0\.0001' is not a Kubernetes cpu quantity/],
+    [{ cpuPerNode: "0" }, /--cpu-per-node '0' must be more than zero/],
+    [{ shmSize: "lots" }, /--shm-size 'lots' is not a Kubernetes memory quantity/],
+  ];
+  for (const [extra, re] of bad) assert.throws(() => options({ nodes: 2, gpusPerNode: 1, ...extra }), re);
+});
+
+test("--active-deadline-seconds ends a hung job: Job spec, or each JobSet attempt's Job plus a rule failing the JobSet", () => {
+  const job = parseManifests(renderManifests(options({ nodes: 2, gpusPerNode: 1, activeDeadlineSeconds: 7200 }))).find((d) => d.kind === "Job") as V1Job;
+  assert.equal(job.spec!.activeDeadlineSeconds, 7200);
+  const js = parseManifests(renderManifests(options({ nodes: 2, gpusPerNode: 1, jobset: true, activeDeadlineSeconds: 7200 })))[1] as unknown as JobSet;
+  assert.equal(js.spec.replicatedJobs[0].template.spec!.activeDeadlineSeconds, 7200);
+  assert.deepEqual(js.spec.failurePolicy!.rules!.map((r) => [r.name, r.action, r.onJobFailureReasons]), [
+    ["config-error", "FailJobSet", ["PodFailurePolicy"]],
+    ["deadline", "FailJobSet", ["DeadlineExceeded"]],
+  ]);
+  // Without the flag: no deadline anywhere, no deadline rule.
+  const plain = parseManifests(renderManifests(options({ nodes: 2, gpusPerNode: 1, jobset: true })))[1] as unknown as JobSet;
+  assert.equal(plain.spec.replicatedJobs[0].template.spec!.activeDeadlineSeconds, undefined);
+  assert.equal(plain.spec.failurePolicy!.rules!.length, 1);
+  for (const v of [0, -5, 1.5]) assert.throws(() => options({ nodes: 2, gpusPerNode: 1, activeDeadlineSeconds: v }), /--active-deadline-seconds must be an integer in 1\.\./);
+});
+
+test("warnings go to stderr (and the header comment), never into the YAML documents on stdout", async () => {
+  const cfg = configFile();
+  // No --pvc (ephemeral run directory), a data path the image must provide, a cluster domain that TLS alone uses.
+  const { stdout, stderr } = await run(process.execPath, [LAUNCH, "k8s", cfg, "--nodes", "2", "--workers-per-node", "1", "--image", "x",
+    "--set", "data.corpus=files", "--set", "data.paths=[/data/corpus.txt]", "--cluster-domain", "corp.example"]);
+  const warnings = stderr.trim().split("\n");
+  assert.equal(warnings.length, 3, stderr);
+  for (const w of warnings) assert.match(w, /^launch k8s: warning: /);
+  assert.match(stderr, /field data\.paths\[0\]: the pods read '\/data\/corpus\.txt' inside the container/);
+  assert.match(stderr, /no --pvc or --host-path: the run directory is an emptyDir/);
+  assert.match(stderr, /--cluster-domain corp\.example has no effect without --tls-secret/);
+  // stdout: YAML documents only (what `kubectl apply -f -` reads); each warning is also a comment there.
+  const docs = parseManifests(stdout);
+  assert.deepEqual(docs.map((d) => d.kind), ["ConfigMap", "Service", "Job"]);
+  for (const d of docs) assert.deepEqual(validateDocument(d), []);
+  assert.ok(!JSON.stringify(docs).includes("warning"), "no warning inside a document");
+  for (const w of warnings) assert.ok(stdout.includes(`# WARNING: ${w.replace("launch k8s: warning: ", "")}\n`), w);
+  // With a PVC and nothing else to warn about: silent.
+  const quiet = await run(process.execPath, [LAUNCH, "k8s", cfg, "--nodes", "2", "--workers-per-node", "1", "--image", "x", "--pvc", "runs"]);
+  assert.equal(quiet.stderr, "");
+  assert.doesNotMatch(quiet.stdout, /WARNING/);
+});
+
+/** The test config with communication.tls naming local files (relative to the config, as `launch` allows). */
+function tlsConfigFile(): string {
+  const file = configFile();
+  fs.appendFileSync(file, "communication:\n  tls: { ca_file: pki/ca.pem, cert_file: pki/node.pem, key_file: pki/node.key }\n");
+  return file;
+}
+
+test("TLS in the config needs --tls-secret: the Secret is mounted, the ConfigMap points at it, pods use DNS names the certificate names", async (t) => {
+  assert.throws(() => buildK8sOutput(flags({ config: tlsConfigFile() })), (e: Error) => e instanceof ConfigError &&
+    /tiny\.yaml: field communication\.tls: the pods cannot read this machine's files: put them in a Secret with the keys ca\.crt \(ca_file\), tls\.crt \(cert_file\), tls\.key \(key_file\) and pass --tls-secret NAME/.test(e.message));
+  assert.throws(() => buildK8sOutput(flags({ config: tlsConfigFile(), tlsSecret: "Bad_Secret" })), /--tls-secret 'Bad_Secret' must be a DNS-1123 subdomain/);
+  assert.throws(() => buildK8sOutput(flags({ config: tlsConfigFile(), tlsSecret: "rt-tls", set: ["communication.transport=http2"] })), /field communication\.transport: http2 does not support tls/);
+  const noPki = opensslUnavailable();
+  const pkiDir = fs.mkdtempSync(path.join(os.tmpdir(), "rt-k8s-pki-"));
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "rt-k8s-tls-"));
+  try {
+    for (const jobset of [false, true]) {
+      // With --tls-secret, a config without communication.tls gets it too: the flag asks for TLS.
+      for (const config of [tlsConfigFile(), configFile()]) {
+        const out = buildK8sOutput(flags({ config, nodes: 3, jobset, tlsSecret: "rt-tls", namespace: "ml", clusterDomain: "corp.example" }));
+        const o = out.options;
+        const topo = topologyOf(o);
+        const docs = parseManifests(out.yaml);
+        for (const d of docs) assert.deepEqual(validateDocument(d), []);
+        const podCfg = parseYaml(configMapText(docs)) as { communication: { tls: Record<string, string> } };
+        assert.deepEqual(podCfg.communication.tls, { ca_file: `${TLS_MOUNT}/ca.crt`, cert_file: `${TLS_MOUNT}/tls.crt`, key_file: `${TLS_MOUNT}/tls.key` });
+        const pod = podTemplateOf(docs).spec!;
+        assert.deepEqual(pod.volumes!.find((v) => v.name === "tls")!.secret, { secretName: "rt-tls", items: ["ca.crt", "tls.crt", "tls.key"].map((k) => ({ key: k, path: k })) });
+        assert.deepEqual(pod.containers[0].volumeMounts!.find((m) => m.name === "tls"), { name: "tls", mountPath: TLS_MOUNT, readOnly: true });
+        const host0 = jobset ? "k8s-test-run-node-0-0" : "k8s-test-run-0";
+        assert.equal(topo.coordinator, `${host0}.k8s-test-run.ml.svc.corp.example:29400`);
+        assert.equal(topo.certificateWildcard, "*.k8s-test-run.ml.svc.corp.example");
+        assert.match(out.yaml, /# Its certificate \(serverAuth \+ clientAuth, signed by the CA\) must carry subjectAltName DNS:\*\.k8s-test-run\.ml\.svc\.corp\.example\n/);
+        assert.match(out.yaml, /kubectl -n ml create secret generic rt-tls --from-file=ca\.crt=CA\.pem --from-file=tls\.crt=NODE\.pem --from-file=tls\.key=NODE\.key/);
+        assert.deepEqual(out.warnings, []);
+        // A certificate for the documented name covers every pod, as the coordinator and as a ring peer.
+        const pki = noPki === undefined ? makePki(pkiDir, `${jobset}`, `DNS:${topo.certificateWildcard}`) : undefined;
+        const pem = (f: string | undefined): string => (f === undefined ? "not a certificate\n" : fs.readFileSync(f, "utf8"));
+        const secret = { "rt-tls": { "ca.crt": pem(pki?.ca), "tls.crt": pem(pki?.cert), "tls.key": pem(pki?.key) } };
+        const legacy = pki === undefined ? undefined : new X509Certificate(fs.readFileSync(pki.cert)).toLegacyObject();
+        for (const index of [0, 2]) {
+          const r = await dryRunPod(o, docs, index, root, secret, topo.podFqdn(index));
+          assert.equal(topo.podFqdn(index), `${jobset ? "k8s-test-run-node-0" : "k8s-test-run"}-${index}.k8s-test-run.ml.svc.corp.example`);
+          assert.equal(r.world.coordinatorAddress, topo.coordinator);
+          // The pod reads the files the Secret projects (here: local stand-ins for the mount).
+          assert.equal(fs.readFileSync(r.config.communication.tls!.cert_file, "utf8"), secret["rt-tls"]["tls.crt"]);
+          if (legacy !== undefined) assert.equal(tls.checkServerIdentity(topo.podFqdn(index), legacy), undefined);
+        }
+        if (legacy !== undefined) {
+          assert.equal(tls.checkServerIdentity(topo.coordinator.split(":")[0], legacy), undefined);
+          assert.ok(tls.checkServerIdentity(`${host0}.k8s-test-run.default.svc.corp.example`, legacy) instanceof Error, "another namespace is not covered");
+        }
+      }
+    }
+    if (noPki !== undefined) t.diagnostic(`certificate names not checked: ${noPki}`);
+  } finally {
+    fs.rmSync(pkiDir, { recursive: true, force: true });
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("the k8s flags belong to `launch k8s` alone: `launch --help` does not list them, `launch` refuses them", async () => {
+  const k8sOnly = ["--cpu-per-node", "--memory-per-node", "--active-deadline-seconds", "--tls-secret", "--cluster-domain", "--gpus-per-node", "--shm-size", "--jobset"];
+  const train = await run(process.execPath, [LAUNCH, "--help"]);
+  const k8s = await run(process.execPath, [LAUNCH, "k8s", "--help"]);
+  for (const f of k8sOnly) {
+    assert.ok(!train.stdout.includes(f), `launch --help lists ${f}`);
+    assert.ok(k8s.stdout.includes(f), `launch k8s --help lacks ${f}`);
+  }
+  assert.ok(train.stdout.includes("--set") && k8s.stdout.includes("--set"), "both take --set");
+  await assert.rejects(run(process.execPath, [LAUNCH, configFile(), "--workers", "2", "--dry-run", "--tls-secret", "x"]), (e: { code?: number; stderr?: string }) => {
+    assert.equal(e.code, EXIT_CONFIG);
+    assert.match(e.stderr ?? "", /Unknown arguments?: tls-secret/);
+    return true;
+  });
 });

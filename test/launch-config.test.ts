@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { runLaunch, tempDir, TINY_CONFIG } from "./helpers/launch";
+import { applyConfigOverrides, ConfigError } from "../shared/config/load";
 
 function writeConfig(dir: string, edit: (text: string) => string): string {
   const file = path.join(dir, "bad.yaml");
@@ -18,6 +19,8 @@ const cases: { name: string; edit: (t: string) => string; args?: string[]; expec
   { name: "batch not divisible by micro-batch x workers", edit: (t) => t, args: ["--workers", "5"], expect: /field batch\.global_batch_size: 12 is not divisible by micro_batch_size \(2\) x workers \(5\)/ },
   { name: "invalid YAML", edit: (t) => t.replace("seed: 7", "seed: [7"), expect: /bad\.yaml:\d+:\d+: invalid YAML/ },
   { name: "native backend not installed", edit: (t) => t.replace("backend: wasm", "backend: tensorflow"), expect: /field backend: 'tensorflow' needs @tensorflow\/tfjs-node-gpu or @tensorflow\/tfjs-node/ },
+  { name: "--set of an unknown field", edit: (t) => t, args: ["--set", "optimizer.lrr=1e-3"], expect: /field optimizer: unknown field 'lrr'/ },
+  { name: "--set of a wrong type", edit: (t) => t, args: ["--set", "seed=seven"], expect: /field seed: .*expected number/i },
   { name: "missing required field", edit: (t) => t.replace(/training:\n  max_steps: 3\n/, "training:\n"), expect: /field training\.max_steps: required field is missing/ },
 ];
 
@@ -63,4 +66,23 @@ test("--gpus with a CPU-only backend warns that the workers run on the CPU, and 
   assert.deepEqual([plan.world.worldSize, plan.world.useGpus], [2, true]);
   const workers = await runLaunch([TINY_CONFIG, "--dry-run", "--workers", "2"]);
   assert.doesNotMatch(workers.stderr, /warning: --gpus/);
+});
+
+test("applyConfigOverrides (launch and launch k8s): named flags, then each --set in order, values parsed as YAML", () => {
+  const obj: Record<string, unknown> = { training: { max_steps: 3 }, model: "bert-tiny" };
+  applyConfigOverrides(obj, { maxSteps: 9, seed: 4, set: ["optimizer.lr=1e-3", "data.paths=[a.txt, b.txt]", "training.max_steps=11", "name='007'"] }, "x.yaml");
+  assert.deepEqual(obj, { training: { max_steps: 11 }, model: "bert-tiny", seed: 4, optimizer: { lr: 0.001 }, data: { paths: ["a.txt", "b.txt"] }, name: "007" });
+  const refused = (set: string[], re: RegExp): void => assert.throws(() => applyConfigOverrides({ model: "bert-tiny" }, { set }, "x.yaml"), (e: Error) => e instanceof ConfigError && re.test(e.message));
+  refused(["model.preset=bert-mini"], /^x\.yaml: cannot override 'model\.preset': 'model' is not a mapping$/);
+  refused(["model"], /^--set 'model': expected field\.path=value$/);
+  refused(["=3"], /^--set '=3': expected field\.path=value$/);
+  refused(["__proto__.polluted=1"], /'__proto__' is not a config field/);
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
+
+test("--set may come before the config and repeat; the plan shows the overridden fields", async () => {
+  const r = await runLaunch(["--set", "training.max_steps=2", TINY_CONFIG, "--set", "optimizer.lr=0.004", "--dry-run", "--workers", "2"]);
+  assert.equal(r.code, 0, r.stderr);
+  const plan = JSON.parse(r.stdout) as { config: { training: { max_steps: number }; optimizer: { lr: number } } };
+  assert.deepEqual([plan.config.training.max_steps, plan.config.optimizer.lr], [2, 0.004]);
 });

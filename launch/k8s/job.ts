@@ -46,6 +46,8 @@ export function podFailurePolicy(): V1PodFailurePolicy {
 /**
  * The Indexed Job spec: one pod per node, pod i runs `launch --node-rank i`, pod 0 also hosts the coordinator.
  * `backoffLimit` counts failed pods; one ring failure fails every pod, hence per-job restarts x nodes.
+ * `activeDeadlineSeconds` (--active-deadline-seconds) ends a job that runs longer, retries included: a hung run
+ * does not hold its nodes forever.
  */
 export function indexedJobSpec(o: K8sOptions, t: Topology, backoffLimit: number): NonNullable<V1Job["spec"]> {
   return {
@@ -53,6 +55,7 @@ export function indexedJobSpec(o: K8sOptions, t: Topology, backoffLimit: number)
     completions: o.nodes,
     parallelism: o.nodes,
     backoffLimit,
+    activeDeadlineSeconds: o.activeDeadlineSeconds,
     podFailurePolicy: podFailurePolicy(),
     template: podTemplate(o, t),
   };

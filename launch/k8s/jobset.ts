@@ -57,7 +57,9 @@ export interface JobSet {
 /**
  * The job as a JobSet: one replicated job holding the same Indexed Job template (backoffLimit 0: any failure
  * restarts the whole set, up to maxRestarts), except that a configuration error (the Job failed through its
- * podFailurePolicy) fails the JobSet at once.
+ * podFailurePolicy) fails the JobSet at once. JobSet has no deadline of its own: --active-deadline-seconds goes
+ * on the Job template (each attempt's Job), and a Job that ran out of time fails the JobSet without a restart,
+ * as it ends a plain Job.
  */
 export function jobSet(o: K8sOptions, t: Topology): JobSet {
   return {
@@ -68,7 +70,10 @@ export function jobSet(o: K8sOptions, t: Topology): JobSet {
       network: { enableDNSHostnames: true, subdomain: t.service, publishNotReadyAddresses: true },
       failurePolicy: {
         maxRestarts: o.restarts,
-        rules: [{ name: "config-error", action: "FailJobSet", onJobFailureReasons: ["PodFailurePolicy"] }],
+        rules: [
+          { name: "config-error", action: "FailJobSet", onJobFailureReasons: ["PodFailurePolicy"] },
+          ...(o.activeDeadlineSeconds !== undefined ? [{ name: "deadline", action: "FailJobSet" as const, onJobFailureReasons: ["DeadlineExceeded"] }] : []),
+        ],
       },
       replicatedJobs: [
         { name: REPLICATED_JOB, replicas: 1, template: { metadata: { labels: commonLabels(o) }, spec: indexedJobSpec(o, t, 0) } },

@@ -1,5 +1,6 @@
 import * as path from "node:path";
 import { ConfigError } from "../../shared/config/load";
+import { checkQuantity } from "./quantity";
 
 /** Where the run directory (checkpoints, logs, metrics) lives; it must outlive pods. */
 export type RunStorage =
@@ -33,6 +34,14 @@ export interface K8sOptions {
   restarts: number;
   /** Size limit of the in-memory /dev/shm. */
   shmSize: string;
+  /** Container resources: CPU request (cores) and memory request = limit, Kubernetes quantities. */
+  resources: { cpu: string; memory: string };
+  /** Job spec.activeDeadlineSeconds (JobSet: of each attempt's Job): Kubernetes ends a job running longer. */
+  activeDeadlineSeconds?: number;
+  /** Secret with ca.crt, tls.crt and tls.key for communication.tls; pods then address each other by DNS name. */
+  tlsSecret?: string;
+  /** The cluster's DNS domain, in the pods' fully qualified names (used with TLS). */
+  clusterDomain: string;
 }
 
 /** Where the pieces are mounted inside the container. */
@@ -45,6 +54,10 @@ export const CONTAINER_NAME = "launch";
 export const DEFAULT_PORT = 29400;
 /** Default first peer port: just above the coordinator's. */
 export const DEFAULT_PEER_PORT_BASE = 29500;
+/** Default memory (request and limit) per worker process. */
+export const DEFAULT_MEMORY_GI_PER_WORKER = 4;
+/** Kubernetes' default cluster DNS domain. */
+export const DEFAULT_CLUSTER_DOMAIN = "cluster.local";
 
 /** Kubernetes names: DNS-1123 labels. Pod hostnames add "-<index>" (JobSet: "-node-<j>-<index>"), so keep room. */
 const MAX_NAME = 40;
@@ -59,6 +72,13 @@ export function dnsLabelFrom(text: string): string {
 export function checkDnsLabel(what: string, name: string): void {
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || name.length > MAX_NAME) {
     throw new ConfigError(`${what} '${name}' must be a DNS-1123 label (lower-case letters, digits, '-') of at most ${MAX_NAME} characters`);
+  }
+}
+
+/** Throws ConfigError unless `name` is a DNS-1123 subdomain (dot-separated labels, at most 253 characters). */
+export function checkDnsSubdomain(what: string, name: string): void {
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(name) || name.length > 253) {
+    throw new ConfigError(`${what} '${name}' must be a DNS-1123 subdomain (lower-case letters, digits, '-', '.')`);
   }
 }
 
@@ -81,6 +101,16 @@ export interface K8sFlags {
   hostPath?: string;
   restarts?: number;
   shmSize?: string;
+  /** CPU cores requested per pod (default: one per worker). */
+  cpuPerNode?: string;
+  /** Memory request and limit per pod (default: DEFAULT_MEMORY_GI_PER_WORKER Gi per worker). */
+  memoryPerNode?: string;
+  /** Seconds after which Kubernetes ends the job (none by default). */
+  activeDeadlineSeconds?: number;
+  /** Secret holding the communication.tls files (keys ca.crt, tls.crt, tls.key). */
+  tlsSecret?: string;
+  /** Cluster DNS domain (default cluster.local). */
+  clusterDomain?: string;
 }
 
 /** Validates the flags of `launch k8s` (ConfigError on anything a scheduler would reject or launch would refuse). */
@@ -94,6 +124,7 @@ export function resolveK8sOptions(f: K8sFlags): K8sOptions {
   posInt("port", f.port, 1, 65535);
   posInt("peer-port-base", f.peerPortBase, 1, 65535);
   posInt("restarts", f.restarts, 0, 1000);
+  posInt("active-deadline-seconds", f.activeDeadlineSeconds, 1, 2 ** 31 - 1);
   if ((f.gpusPerNode === undefined) === (f.workersPerNode === undefined)) {
     throw new ConfigError("give exactly one of --gpus-per-node G (GPU image) or --workers-per-node W (CPU image)");
   }
@@ -111,12 +142,19 @@ export function resolveK8sOptions(f: K8sFlags): K8sOptions {
   if (port >= peerPortBase && port < peerPortBase + workersPerNode) {
     throw new ConfigError(`--port ${port} collides with the peer ports ${peerPortBase}..${peerPortBase + workersPerNode - 1}`);
   }
-  const shmSize = f.shmSize ?? "8Gi";
-  if (!/^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$/.test(shmSize)) throw new ConfigError(`--shm-size '${shmSize}' is not a Kubernetes quantity (e.g. 8Gi)`);
+  const shmSize = checkQuantity("--shm-size", f.shmSize ?? "8Gi", "memory");
+  const resources = {
+    cpu: checkQuantity("--cpu-per-node", f.cpuPerNode ?? String(workersPerNode), "cpu"),
+    memory: checkQuantity("--memory-per-node", f.memoryPerNode ?? `${DEFAULT_MEMORY_GI_PER_WORKER * workersPerNode}Gi`, "memory"),
+  };
+  if (f.tlsSecret !== undefined) checkDnsSubdomain("--tls-secret", f.tlsSecret);
+  const clusterDomain = f.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN;
+  checkDnsSubdomain("--cluster-domain", clusterDomain);
   const storage: RunStorage = f.pvc !== undefined ? { kind: "pvc", claimName: f.pvc } : f.hostPath !== undefined ? { kind: "hostPath", path: f.hostPath } : { kind: "ephemeral" };
   if (storage.kind === "pvc") checkDnsLabel("--pvc", storage.claimName);
   return {
     configPath: f.config, configText: f.configText, name, namespace, image: f.image, nodes: f.nodes, workersPerNode,
     gpus: f.gpusPerNode !== undefined, port, peerPortBase, storage, jobset: f.jobset ?? false, restarts: f.restarts ?? 3, shmSize,
+    resources, activeDeadlineSeconds: f.activeDeadlineSeconds, tlsSecret: f.tlsSecret, clusterDomain,
   };
 }

@@ -1,5 +1,7 @@
 import type { V1EnvVar, V1PodTemplateSpec, V1Volume, V1VolumeMount, V1ContainerPort } from "@kubernetes/client-node";
 import { APP_DIR, CONTAINER_NAME, MOUNTS, type K8sOptions } from "./options";
+import { containerResources } from "./resources";
+import { TLS_MOUNT, TLS_SECRET_KEYS } from "./tls";
 import type { Topology } from "./topology";
 
 /** Annotation the Job controller sets on each pod of an Indexed Job (its completion index). */
@@ -22,6 +24,8 @@ function containerEnv(o: K8sOptions, t: Topology): V1EnvVar[] {
     { name: "JOB_COMPLETION_INDEX", valueFrom: { fieldRef: { fieldPath: `metadata.annotations['${COMPLETION_INDEX_ANNOTATION}']` } } },
     // Workers advertise the pod IP to their ring peers: no DNS lookup on the all-reduce path.
     { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+    // Under TLS they advertise this name instead, which the certificates carry (a pod IP is known too late).
+    ...(o.tlsSecret !== undefined ? [{ name: "POD_DNS_NAME", value: t.podFqdn("$(JOB_COMPLETION_INDEX)") }] : []),
     { name: "RINGTRAIN_JOB_ID", value: o.name },
     // Never inline: create it with `kubectl create secret generic <name>-token --from-literal=token=...`.
     { name: "RINGTRAIN_TOKEN", valueFrom: { secretKeyRef: { name: t.secret, key: "token" } } },
@@ -37,7 +41,7 @@ function launchArgs(o: K8sOptions, t: Topology): string[] {
     "--node-rank", "$(JOB_COMPLETION_INDEX)",
     "--coordinator", t.coordinator,
     o.gpus ? "--gpus" : "--workers", String(o.workersPerNode),
-    "--advertise-host", "$(POD_IP)",
+    "--advertise-host", o.tlsSecret !== undefined ? "$(POD_DNS_NAME)" : "$(POD_IP)",
     "--output", `${MOUNTS.runs}/${o.name}`,
     // A restarted job (backoffLimit, JobSet maxRestarts) continues from the run's last complete checkpoint.
     "--auto-resume",
@@ -56,6 +60,11 @@ function runVolume(o: K8sOptions): V1Volume {
   }
 }
 
+/** The TLS Secret's three files; a missing key keeps the pod from starting (an event names it). */
+function tlsVolume(secretName: string): V1Volume {
+  return { name: "tls", secret: { secretName, items: Object.values(TLS_SECRET_KEYS).map((key) => ({ key, path: key })) } };
+}
+
 /** The pod template shared by the Indexed Job and the JobSet's replicated job. */
 export function podTemplate(o: K8sOptions, t: Topology): V1PodTemplateSpec {
   const ports: V1ContainerPort[] = [{ name: "coordinator", containerPort: o.port, protocol: "TCP" }];
@@ -66,6 +75,7 @@ export function podTemplate(o: K8sOptions, t: Topology): V1PodTemplateSpec {
     // Docker's 64 MB /dev/shm default breaks data loaders and tfjs-node; give it RAM.
     { name: "shm", mountPath: MOUNTS.shm },
   ];
+  if (o.tlsSecret !== undefined) mounts.push({ name: "tls", mountPath: TLS_MOUNT, readOnly: true });
   return {
     metadata: { labels: commonLabels(o) },
     spec: {
@@ -84,7 +94,7 @@ export function podTemplate(o: K8sOptions, t: Topology): V1PodTemplateSpec {
           args: launchArgs(o, t),
           env: containerEnv(o, t),
           ports,
-          resources: o.gpus ? { limits: { "nvidia.com/gpu": String(o.workersPerNode) } } : undefined,
+          resources: containerResources(o),
           volumeMounts: mounts,
         },
       ],
@@ -92,6 +102,7 @@ export function podTemplate(o: K8sOptions, t: Topology): V1PodTemplateSpec {
         { name: "config", configMap: { name: t.configMap } },
         runVolume(o),
         { name: "shm", emptyDir: { medium: "Memory", sizeLimit: o.shmSize } },
+        ...(o.tlsSecret !== undefined ? [tlsVolume(o.tlsSecret)] : []),
       ],
     },
   };

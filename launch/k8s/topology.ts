@@ -15,19 +15,31 @@ export interface Topology {
   secret: string;
   /** File name of the config inside the ConfigMap (and under /config). */
   configFile: string;
-  /** Hostname of pod `index` (Indexed Job: "<job>-<index>"). */
-  hostname(index: number): string;
+  /**
+   * Hostname of pod `index` (Indexed Job: "<job>-<index>"); `index` may be a `$(VAR)` reference the kubelet
+   * expands, as in the container's env.
+   */
+  hostname(index: number | string): string;
   /** Name other pods resolve for pod `index`: "<hostname>.<service>" (the namespace is in every pod's DNS search path). */
-  podDnsName(index: number): string;
-  /** HOST:PORT of the coordinator (pod 0). */
+  podDnsName(index: number | string): string;
+  /** Fully qualified name of pod `index`: "<hostname>.<service>.<namespace>.svc.<cluster domain>". */
+  podFqdn(index: number | string): string;
+  /** DNS name of every pod's certificate (subjectAltName) under TLS: "*.<service>.<namespace>.svc.<cluster domain>". */
+  certificateWildcard: string;
+  /**
+   * HOST:PORT of the coordinator (pod 0): its short DNS name, or under TLS (--tls-secret) its fully qualified
+   * name, which the certificates name.
+   */
   coordinator: string;
 }
 
 /** Derives the names of a generated job from its options. */
 export function topologyOf(o: K8sOptions): Topology {
   const prefix = o.jobset ? `${o.name}-${REPLICATED_JOB}-0` : o.name;
-  const hostname = (index: number): string => `${prefix}-${index}`;
-  const podDnsName = (index: number): string => `${hostname(index)}.${o.name}`;
+  const hostname = (index: number | string): string => `${prefix}-${index}`;
+  const podDnsName = (index: number | string): string => `${hostname(index)}.${o.name}`;
+  const domain = `${o.name}.${o.namespace}.svc.${o.clusterDomain}`;
+  const podFqdn = (index: number | string): string => `${hostname(index)}.${domain}`;
   return {
     name: o.name,
     service: o.name,
@@ -36,6 +48,8 @@ export function topologyOf(o: K8sOptions): Topology {
     configFile: /^[-._a-zA-Z0-9]+$/.test(path.basename(o.configPath)) ? path.basename(o.configPath) : "config.yaml",
     hostname,
     podDnsName,
-    coordinator: `${podDnsName(0)}:${o.port}`,
+    podFqdn,
+    certificateWildcard: `*.${domain}`,
+    coordinator: `${o.tlsSecret !== undefined ? podFqdn(0) : podDnsName(0)}:${o.port}`,
   };
 }

@@ -30,6 +30,24 @@ export interface ConfigOverrides {
  * Throws ConfigError naming the file and field on any problem, before anything is started.
  */
 export function loadRunConfig(file: string, overrides: ConfigOverrides = {}): RunConfig {
+  const obj = readConfigObject(file);
+  applyConfigOverrides(obj, overrides, file);
+  const cfg = validateRunConfig(obj, file);
+  const baseDir = path.dirname(path.resolve(file));
+  cfg.data.paths = cfg.data.paths.map((p) => path.resolve(baseDir, p));
+  if (cfg.data.validation_paths !== undefined) cfg.data.validation_paths = cfg.data.validation_paths.map((p) => path.resolve(baseDir, p));
+  if (cfg.data.test_paths !== undefined) cfg.data.test_paths = cfg.data.test_paths.map((p) => path.resolve(baseDir, p));
+  if (cfg.tokenizer.vocab_file !== undefined) cfg.tokenizer.vocab_file = path.resolve(baseDir, cfg.tokenizer.vocab_file);
+  checkFilesExist(cfg, file, baseDir);
+  return cfg;
+}
+
+/**
+ * Reads a config file as the plain object its YAML describes, before overrides and validation (no defaults filled
+ * in, paths as written). Throws ConfigError naming the file (and line) when it cannot be read, is not valid YAML or
+ * is not a mapping of fields.
+ */
+export function readConfigObject(file: string): Record<string, unknown> {
   let text: string;
   try {
     text = fs.readFileSync(file, "utf8");
@@ -46,16 +64,7 @@ export function loadRunConfig(file: string, overrides: ConfigOverrides = {}): Ru
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     throw new ConfigError(`${file}: the config must be a YAML mapping of fields (got ${raw === null ? "nothing" : Array.isArray(raw) ? "a list" : typeof raw})`);
   }
-  const obj = raw as Record<string, unknown>;
-  applyOverrides(obj, overrides, file);
-  const cfg = validateRunConfig(obj, file);
-  const baseDir = path.dirname(path.resolve(file));
-  cfg.data.paths = cfg.data.paths.map((p) => path.resolve(baseDir, p));
-  if (cfg.data.validation_paths !== undefined) cfg.data.validation_paths = cfg.data.validation_paths.map((p) => path.resolve(baseDir, p));
-  if (cfg.data.test_paths !== undefined) cfg.data.test_paths = cfg.data.test_paths.map((p) => path.resolve(baseDir, p));
-  if (cfg.tokenizer.vocab_file !== undefined) cfg.tokenizer.vocab_file = path.resolve(baseDir, cfg.tokenizer.vocab_file);
-  checkFilesExist(cfg, file, baseDir);
-  return cfg;
+  return raw as Record<string, unknown>;
 }
 
 /** Validates a plain object against the schema; `source` names where it came from in error messages. */
@@ -114,15 +123,24 @@ export function accumulationSteps(cfg: RunConfig, worldSize: number): number {
   return Math.ceil(cfg.batch.global_batch_size / (cfg.batch.micro_batch_size * worldSize));
 }
 
-function applyOverrides(obj: Record<string, unknown>, o: ConfigOverrides, file: string): void {
+/**
+ * Applies command-line overrides to a config object read from `source` (in place, before validation): the named
+ * flags (`--max-steps`, `--output`, `--backend`, `--seed`, `--timeline`) first, then each `--set a.b.c=value` in
+ * order, its value parsed as YAML (`--set optimizer.lr=1e-3` is a number, `--set data.paths=[a,b]` a list).
+ * Missing mappings on the way are created. Throws ConfigError naming the assignment when it has no `=` or a
+ * key on its path is not a mapping. Used by `launch` (train) and `launch k8s` alike.
+ */
+export function applyConfigOverrides(obj: Record<string, unknown>, o: ConfigOverrides, source: string): void {
   const setPath = (dotted: string, value: unknown): void => {
     const keys = dotted.split(".");
+    // Own keys only: `__proto__` would reach Object.prototype instead of a config field.
+    if (keys.includes("__proto__")) throw new ConfigError(`${source}: cannot override '${dotted}': '__proto__' is not a config field`);
     let node: Record<string, unknown> = obj;
     for (const k of keys.slice(0, -1)) {
-      const next = node[k];
+      const next = Object.hasOwn(node, k) ? node[k] : undefined;
       if (next === undefined) node[k] = {};
       else if (next === null || typeof next !== "object" || Array.isArray(next)) {
-        throw new ConfigError(`${file}: cannot override '${dotted}': '${k}' is not a mapping`);
+        throw new ConfigError(`${source}: cannot override '${dotted}': '${k}' is not a mapping`);
       }
       node = node[k] as Record<string, unknown>;
     }
