@@ -8,7 +8,7 @@ import * as path from "node:path";
 import type { RunConfig } from "../shared/config/schema";
 import { ConfigError } from "../shared/config/load";
 import { ADAPTER_CONFIG_FILE } from "../shared/finetune/adapter-config";
-import { pretrainingDocuments, prepareNspData, preparePretrainingData, prepareTokenizer } from "../shared/pipeline/prepare";
+import { pretrainingCorpus, prepareNspData, preparePretrainingData, prepareTokenizer } from "../shared/pipeline/prepare";
 import { BertTokenizer } from "../shared/tokenizer/bert-tokenizer";
 import { Vocab } from "../shared/tokenizer/vocab";
 import { loadBaseModel, resolveCheckpointDir } from "../shared/finetune/base-model";
@@ -122,7 +122,8 @@ export async function prepareJobData(cfg: RunConfig, resumeVocab: Vocab | undefi
     log(`${what}: ${formatParamCounts(counts)}; all-reduced per step: ${4 * counts.trainable + 16} bytes`);
     return { vocab: [...base.checkpoint.vocab], numTrain: data.train.count, numValidation: data.validation.count, numTest: data.test.count, labels: data.labels };
   }
-  const docs = pretrainingDocuments(cfg);
+  const { docs, note } = pretrainingCorpus(cfg);
+  if (note !== undefined) log(`data: ${note}`);
   const initFrom = cfg.model?.init_from;
   const fixedVocab = resumeVocab ?? (initFrom !== undefined ? new Vocab((await loadCheckpoint(initFrom)).vocab) : undefined);
   if (initFrom !== undefined && resumeVocab === undefined) log(`model.init_from: starting from the weights and vocabulary of ${initFrom}`);
@@ -140,14 +141,15 @@ export async function prepareJobData(cfg: RunConfig, resumeVocab: Vocab | undefi
 }
 
 /**
- * The split is by whole documents (a text file is one document, a JSONL/CSV row one), so a corpus of one or two
- * documents gets no validation split although validation_fraction asks for one: say so rather than never evaluate.
+ * The split is by whole documents (a text file is one document, a JSONL/CSV row one; too few documents are cut into
+ * blocks of lines first), so a tiny corpus, or one long line, can still end with no validation split although
+ * validation_fraction asks for one: say so rather than never evaluate.
  */
 function warnNoValidation(cfg: RunConfig, documents: number, validation: number): void {
   if (validation > 0 || cfg.data.validation_fraction === 0 || cfg.training.eval_interval_steps === 0) return;
   process.stderr.write(
-    `launch: warning: data: no validation split from ${documents} document(s) (the split keeps documents whole; a text file is one document, a JSONL or CSV row one): ` +
-      `training.eval_interval_steps will evaluate nothing; give several files, or one document per JSONL line\n`,
+    `launch: warning: data: no validation split from ${documents} document(s) (the split keeps documents, or blocks of lines, whole; the held-out part was too short for one sequence): ` +
+      `training.eval_interval_steps will evaluate nothing; give more text, or data.validation_paths\n`,
   );
 }
 

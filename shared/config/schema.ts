@@ -77,7 +77,10 @@ export const dataSchema = z.object({
   /** JSONL key / CSV header column of the class label (classification; with data.holdout, pretraining too). */
   label_field: z.string().min(1).default("label"),
   max_seq_len: positiveInt.default(128),
-  /** Share of the documents drawn as the validation split; not used when validation_paths is given. */
+  /**
+   * Share of the documents drawn as the validation split; not used when validation_paths is given. A pretraining
+   * corpus too small for that by whole documents (one text file) is first cut into blocks of consecutive lines.
+   */
   validation_fraction: z.number().min(0).max(0.5).default(0.05),
   /** Where tokenised, packed sequences are cached between runs. */
   cache_dir: z.string().default(".cache/ringtrain"),

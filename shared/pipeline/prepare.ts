@@ -5,6 +5,7 @@ import { buildNspCorpus, corpusHash, loadCorpus, parseCorpusSpec, preparePackedD
 import { BertTokenizer, MAX_CHARS_PER_WORD, trainTokenizer, Vocab } from "../tokenizer";
 import { atomicWriteFile } from "../io/atomic-write";
 import { testSplit } from "../data/test-split";
+import { cutIntoLineBlocks, tooFewDocumentsToSplit } from "../data/line-blocks";
 import { createHash } from "node:crypto";
 
 /** Loads the documents a run config names (a built-in corpus, or every file in data.paths). */
@@ -33,15 +34,27 @@ export function givenValidationDocuments(cfg: RunConfig): Document[] | undefined
 
 /**
  * The documents a pretraining run trains and validates on: the run's documents, less the classification test split
- * that `data.holdout` names (by genre for Brown, by label otherwise, as classification runs split them).
+ * that `data.holdout` names (by genre for Brown, by label otherwise, as classification runs split them). Documents
+ * too few for the validation split by whole documents (one text file, say) are cut into blocks of consecutive lines.
  */
 export function pretrainingDocuments(cfg: RunConfig): Document[] {
+  return pretrainingCorpus(cfg).docs;
+}
+
+/** pretrainingDocuments, with a note for the log when the documents were cut into line blocks. */
+export function pretrainingCorpus(cfg: RunConfig): { docs: Document[]; note?: string } {
   const docs = loadRunDocuments(cfg);
   const h = cfg.data.holdout;
-  if (h === undefined) return docs;
-  const kept = testSplit(docs, { by: cfg.data.corpus === "brown" ? "genre" : "label", splitSeed: h.split_seed, testFraction: h.test_fraction }).train;
+  const kept = h === undefined ? docs : testSplit(docs, { by: cfg.data.corpus === "brown" ? "genre" : "label", splitSeed: h.split_seed, testFraction: h.test_fraction }).train;
   if (kept.length === 0) throw new Error("data.holdout leaves no documents to pretrain on");
-  return kept;
+  const fraction = cfg.data.validation_fraction;
+  if (cfg.data.validation_paths !== undefined || !tooFewDocumentsToSplit(kept.length, fraction)) return { docs: kept };
+  const blocks = cutIntoLineBlocks(kept);
+  if (blocks.length === kept.length) return { docs: kept };
+  return {
+    docs: blocks,
+    note: `${kept.length} document(s) are too few for a ${+(fraction * 100).toFixed(2)}% validation split by whole documents: cut into ${blocks.length} blocks of consecutive lines, split by block`,
+  };
 }
 
 /** Tokenizer options of a run config (uncased unless tokenizer.lowercase is false). */
