@@ -137,9 +137,13 @@ async function main(argv: string[]): Promise<number> {
           .option("output", { type: "string", describe: "also write the predictions as JSONL to this file" })
           .option("batch-size", { type: "number", default: 32, coerce: (v: unknown) => wholeFlag("--batch-size", v, 1) })
           .option("backend", { type: "string", default: "auto", choices: BACKENDS })
+          .option("text-field", { type: "string", default: "text", describe: "JSONL key / CSV column of the text (data.text_field)" })
+          .option("text-pair-field", { type: "string", default: "text_pair", describe: "JSONL key / CSV column of the optional second text (data.text_pair_field)" })
+          .option("label-field", { type: "string", default: "label", describe: "JSONL key / CSV column of the optional gold label, for the accuracy (data.label_field)" })
           .option("json", { type: "boolean", describe: "print JSONL instead of a table" }),
       async (a) => {
-        const preds = await predictFile({ model: a.model, adapter: a.adapter, file: a.file, backend: a.backend, batchSize: a["batch-size"] }).catch((e: unknown) => {
+        const fields = { text: a["text-field"], textPair: a["text-pair-field"], label: a["label-field"] };
+        const preds = await predictFile({ model: a.model, adapter: a.adapter, file: a.file, backend: a.backend, batchSize: a["batch-size"], fields }).catch((e: unknown) => {
           throw asInputError(e, "predict: ");
         });
         const lines = preds.map((p) => JSON.stringify(p));

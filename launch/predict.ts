@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend, type BackendName } from "../shared/backend/select";
 import { loadCorpus, parseCorpusSpec } from "../shared/data/corpus";
+import { DEFAULT_FIELDS, type RecordFields } from "../shared/data/fields";
 import { readUtf8 } from "../shared/data/text-reader";
 import type { Document } from "../shared/data/document";
 import { encodeText } from "../shared/data/labelled";
@@ -30,11 +31,19 @@ export interface Prediction {
  * x.csv.gz is CSV), so predict reads a file as training did; any other file is plain text, one example per
  * non-blank line.
  */
-export function readExamples(file: string): Document[] {
+export function readExamples(file: string, fields: RecordFields = DEFAULT_FIELDS): Document[] {
   if (!fs.existsSync(file)) throw new ConfigError(`predict: input file not found: ${file}`);
   if (fs.statSync(file).isDirectory()) throw new ConfigError(`predict: ${file} is a folder; give one input file`);
   const spec = parseCorpusSpec(file);
-  if (spec.kind !== "text") return loadCorpus(spec);
+  if (spec.kind !== "text") {
+    try {
+      return loadCorpus(spec, fields);
+    } catch (e) {
+      const message = (e as Error).message;
+      // a file with other key or column names: say how to name them
+      throw /field "|column/.test(message) ? new ConfigError(`predict: ${message} (name the file's keys or columns with --text-field, --text-pair-field, --label-field)`) : e;
+    }
+  }
   const docs: Document[] = [];
   readUtf8(file).split("\n").forEach((line, i) => {
     if (line.trim() !== "") docs.push({ id: `${file}:${i + 1}`, text: line.replace(/\r$/, "") });
@@ -44,9 +53,9 @@ export function readExamples(file: string): Document[] {
 }
 
 /** Classifies every example of `file` in batches of `batchSize`. */
-export async function predictFile(opts: { model: string; adapter?: string; file: string; backend: string; batchSize: number }): Promise<Prediction[]> {
+export async function predictFile(opts: { model: string; adapter?: string; file: string; backend: string; batchSize: number; fields?: RecordFields }): Promise<Prediction[]> {
   await selectBackend(opts.backend as BackendName);
-  const examples = readExamples(opts.file);
+  const examples = readExamples(opts.file, opts.fields);
   const loaded = await loadClassifier(opts.model, opts.adapter).catch((e: Error) => {
     throw new ConfigError(`predict: ${e.message}`);
   });

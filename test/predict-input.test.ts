@@ -24,6 +24,23 @@ test("predict reads its input with the corpus readers: TSV and gzipped files by 
   }
 });
 
+test("predict reads other key and column names when told (--text-field etc.), and says how when it finds none", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-predict-fields-"));
+  try {
+    const jsonl = path.join(dir, "dev.jsonl");
+    fs.writeFileSync(jsonl, JSON.stringify({ sentence1: "a cat", sentence2: "a dog", gold: "no" }) + "\n");
+    const fields = { text: "sentence1", textPair: "sentence2", label: "gold" };
+    assert.deepEqual(readExamples(jsonl, fields).map((d) => [d.text, d.textPair, d.label]), [["a cat", "a dog", "no"]]);
+    assert.throws(() => readExamples(jsonl), /field "text".*--text-field/);
+    const csv = path.join(dir, "dev.csv");
+    fs.writeFileSync(csv, "sentence1,gold\nhello,yes\n");
+    assert.deepEqual(readExamples(csv, fields).map((d) => [d.text, d.label]), [["hello", "yes"]]);
+    assert.throws(() => readExamples(csv), /--text-field/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("predict: gold labels that are not classes of the model are named, counted and left out of the accuracy", () => {
   const docs = [{ id: "a", text: "x", label: "pos" }, { id: "b", text: "y", label: "neutral" }, { id: "c", text: "z", label: "neutral" }, { id: "d", text: "w", label: "1.0" }, { id: "e", text: "v" }];
   assert.equal(
