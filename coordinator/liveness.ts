@@ -1,4 +1,5 @@
 import * as net from "node:net";
+import { splitHostPort } from "../shared/net/host-port";
 
 /** What a probe of a silent worker's peer port found. */
 export type Liveness =
@@ -21,9 +22,7 @@ const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
  * accepted by the kernel but never answers; a dead one refuses the connection.
  */
 export function probeLiveness(address: string, timeoutMs: number): Promise<Liveness> {
-  const colon = address.lastIndexOf(":");
-  const host = address.slice(0, colon).replace(/^\[|\]$/g, "");
-  const port = Number(address.slice(colon + 1));
+  const { host, port } = splitHostPort(address);
   return new Promise<Liveness>((resolve) => {
     let connected = false;
     let settled = false;

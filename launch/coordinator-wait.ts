@@ -1,4 +1,5 @@
 import * as net from "node:net";
+import { splitHostPort } from "../shared/net/host-port";
 
 /**
  * Waits until HOST:PORT accepts TCP connections, retrying refused connections and unresolvable names (pods and
@@ -20,9 +21,7 @@ export async function waitForCoordinator(address: string, timeoutMs: number, onR
 
 /** One TCP connection attempt to HOST:PORT: undefined when it was accepted, else why not (an errno code or "connect timed out"). */
 export function probeCoordinator(address: string, timeoutMs: number): Promise<string | undefined> {
-  const colon = address.lastIndexOf(":");
-  const host = address.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
-  const port = Number(address.slice(colon + 1));
+  const { host, port } = splitHostPort(address);
   return new Promise<string | undefined>((resolve) => {
     const socket = net.connect({ host, port });
     socket.setTimeout(timeoutMs);

@@ -3,6 +3,7 @@
  * and this node's workers, show progress, and stop everything together.
  */
 import * as crypto from "node:crypto";
+import { isIpv6Literal, joinHostPort, splitHostPort, wildcardHost } from "../shared/net/host-port";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -129,7 +130,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     await atomicWriteFile(path.join(runDir, RUN_CONFIG_FILE), stringify(cfg));
     await atomicWriteFile(path.join(runDir, "vocab.txt"), job.vocab.join("\n") + "\n");
     const schedule = scheduleOf(cfg);
-    const port = coordinatorAddress ? Number(coordinatorAddress.slice(coordinatorAddress.lastIndexOf(":") + 1)) : 0;
+    const port = coordinatorAddress ? splitHostPort(coordinatorAddress).port : 0;
     coordinator = constructOrInputError(source, () => new Coordinator({
       jobId, token, config: cfg, runDir,
       worldSize: world.worldSize, workersPerNode: world.workersPerNode,
@@ -141,7 +142,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
       snapshotDirFor: cfg.elastic.snapshot_interval_steps > 0 ? (step) => checkpointDirFor(snapshots, step) : undefined,
       startStep: resume?.step ?? 0,
       resumeCheckpointDir: resume?.dir,
-      bindAddress: `${multiNode ? "0.0.0.0" : "127.0.0.1"}:${port}`,
+      bindAddress: joinHostPort(multiNode ? wildcardHost(usesIpv6(world, args.advertiseHost)) : "127.0.0.1", port),
     }));
     if (coordinator.droppedMetricRecords > 0) log(`metrics.jsonl: dropped ${coordinator.droppedMetricRecords} record(s) after step ${resume?.step} (those steps are trained again from the checkpoint)`);
     const bound = await coordinator.start();
@@ -314,6 +315,12 @@ function jobToken(world: World): string {
   return crypto.randomBytes(24).toString("base64url");
 }
 
+/** Whether this job's nodes talk IPv6: the coordinator's or this node's advertised address is an IPv6 literal. */
+function usesIpv6(world: World, advertiseHost: string | undefined): boolean {
+  const coordinatorHost = world.coordinatorAddress === undefined ? "" : splitHostPort(world.coordinatorAddress).host;
+  return isIpv6Literal(coordinatorHost) || (advertiseHost !== undefined && isIpv6Literal(advertiseHost));
+}
+
 function workerEnv(world: World, local: number, rank: number, jobId: string, token: string, coordinator: string, comm: string, advertiseHost?: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -327,7 +334,7 @@ function workerEnv(world: World, local: number, rank: number, jobId: string, tok
     LOCAL_WORLD_SIZE: String(world.workersPerNode),
     WORLD_SIZE: String(world.worldSize),
     RANK: String(rank),
-    RINGTRAIN_BIND_HOST: world.nodes > 1 ? "0.0.0.0" : "127.0.0.1",
+    RINGTRAIN_BIND_HOST: world.nodes > 1 ? wildcardHost(usesIpv6(world, advertiseHost)) : "127.0.0.1",
   };
   delete env.RINGTRAIN_TOKEN_FILE;
   // A single node binds loopback and all its peers are local: an advertised host would not match.

@@ -1,5 +1,6 @@
 import { ConfigError } from "../shared/config/load";
 import { wholeFlag } from "./input-error";
+import { HOST_PORT_PATTERN, joinHostPort, splitHostPort } from "../shared/net/host-port";
 
 /** Command-line view of where this launch sits in the job (torchrun-style). */
 export interface WorldArgs {
@@ -39,7 +40,7 @@ export function resolveWorld(args: WorldArgs, env: NodeJS.ProcessEnv = process.e
   const nodes = args.nodes ?? envInt("NNODES") ?? 1;
   const nodeRank = args.nodeRank ?? envInt("NODE_RANK") ?? 0;
   let coordinator = args.coordinator ?? env.COORDINATOR_ADDR;
-  if (coordinator === undefined && env.MASTER_ADDR) coordinator = `${env.MASTER_ADDR}:${env.MASTER_PORT ?? "29400"}`;
+  if (coordinator === undefined && env.MASTER_ADDR) coordinator = joinHostPort(env.MASTER_ADDR, env.MASTER_PORT ?? "29400");
   wholeFlag(useGpus ? "--gpus" : "--workers", workersPerNode, 1);
   wholeFlag("--nodes", nodes, 1);
   wholeFlag("--node-rank", nodeRank, 0);
@@ -47,10 +48,10 @@ export function resolveWorld(args: WorldArgs, env: NodeJS.ProcessEnv = process.e
   if (nodes > 1 && coordinator === undefined) {
     throw new ConfigError("multi-node runs need --coordinator HOST:PORT (or COORDINATOR_ADDR): the address of node 0's coordinator");
   }
-  if (coordinator !== undefined && !/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/.test(coordinator)) {
-    throw new ConfigError(`--coordinator '${coordinator}' is not HOST:PORT`);
+  if (coordinator !== undefined && !HOST_PORT_PATTERN.test(coordinator)) {
+    throw new ConfigError(`--coordinator '${coordinator}' is not HOST:PORT (an IPv6 address in brackets: [fd00::1]:29400)`);
   }
-  const coordinatorPort = coordinator === undefined ? 1 : Number(coordinator.slice(coordinator.lastIndexOf(":") + 1));
+  const coordinatorPort = coordinator === undefined ? 1 : splitHostPort(coordinator).port;
   if (coordinatorPort < 1 || coordinatorPort > 65535) throw new ConfigError(`--coordinator '${coordinator}': port must be 1..65535`);
   const worldSize = nodes * workersPerNode;
   const envWorld = envInt("WORLD_SIZE");

@@ -135,3 +135,31 @@ test("node 1 with the wrong token, other communication settings or another confi
   }
   fs.rmSync(root, { recursive: true, force: true });
 });
+
+test("two nodes over IPv6: --coordinator [::1]:PORT on node 0, MASTER_ADDR=::1 on node 1; the ring advertises ::1", { timeout: 120_000 }, async (t) => {
+  if (!(await canListenIpv6())) {
+    t.skip("no IPv6 loopback (::1) on this machine");
+    return;
+  }
+  const root = tempDir("mn-ipv6");
+  const port = await freePort();
+  const common = (out: string): string[] => tinyArgs(out, "--nodes", "2", "--workers", "1", "--advertise-host", "::1", "--max-steps", "2", ...FAST);
+  const n0 = startLaunch([...common(path.join(root, "n0")).filter((a) => a !== "--quiet"), "--node-rank", "0", "--coordinator", `[::1]:${port}`], { RINGTRAIN_TOKEN: TOKEN });
+  // torchrun's variables, as a scheduler sets them: a bare IPv6 MASTER_ADDR
+  const n1 = startLaunch(common(path.join(root, "n1")), { RINGTRAIN_TOKEN: TOKEN, NODE_RANK: "1", MASTER_ADDR: "::1", MASTER_PORT: String(port) });
+  const [r0, r1] = await Promise.all([n0.done, n1.done]);
+  assert.equal(r0.code, 0, r0.stderr);
+  assert.equal(r1.code, 0, r1.stderr);
+  const metrics = fs.readFileSync(path.join(root, "n0", "metrics.jsonl"), "utf8").trim().split("\n");
+  assert.equal(metrics.length, 2);
+  assert.match(r0.stderr, new RegExp(`coordinator listening on \\[::\\]:${port}`), "node 0 listens on IPv6 (dual stack)");
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+async function canListenIpv6(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen(0, "::1", () => server.close(() => resolve(true)));
+  });
+}

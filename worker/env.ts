@@ -70,7 +70,7 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
     worldSize,
     rank,
     bindHost,
-    advertiseHost: env.RINGTRAIN_ADVERTISE_HOST || (bindHost === "0.0.0.0" || bindHost === "::" ? os.hostname() : bindHost),
+    advertiseHost: env.RINGTRAIN_ADVERTISE_HOST || (bindHost === "0.0.0.0" || bindHost === "::" ? os.hostname() : bindHost).replace(/^\[(.*)\]$/, "$1"),
     peerPort: peerPortBase === 0 ? 0 : peerPortBase + localRank,
     hostname: os.hostname(),
     timelineDir: env.RINGTRAIN_TIMELINE_DIR || undefined,

@@ -5,6 +5,7 @@
  * What is trained (MLM pretraining, or a classifier fine-tuned with some method) is the Task's business (worker/tasks).
  */
 import type { RunConfig } from "../shared/config/schema";
+import { joinHostPort, splitHostPort } from "../shared/net/host-port";
 import { selectBackend, type BackendName } from "../shared/backend/select";
 import { measurePeakFlops } from "../shared/backend/peak-flops";
 import type { StepPlan, StepReport } from "../proto/coordinator";
@@ -57,7 +58,7 @@ export async function runWorker(
   try {
     const joined = await client.join(
       { job_id: env.jobId, node_rank: env.nodeRank, local_rank: env.localRank, hostname: env.hostname,
-        peer_address: `${env.advertiseHost}:${ring.address.slice(ring.address.lastIndexOf(":") + 1)}`, pid: process.pid },
+        peer_address: joinHostPort(env.advertiseHost, splitHostPort(ring.address).port), pid: process.pid },
       comm.join_timeout_ms + 5_000,
     ).catch((e: unknown) => {
       throw REFUSED_JOIN.has((e as { code?: number }).code ?? -1) ? new JobMismatchError((e as Error).message, false) : e;

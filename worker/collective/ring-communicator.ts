@@ -20,6 +20,7 @@
  * (Abort notice, then stream teardown) so the whole ring leaves quickly. A communicator that failed stays failed.
  */
 import { addInto } from "../../shared/codecs/float32-sum";
+import { HOST_PORT_PATTERN } from "../../shared/net/host-port";
 import { type HalfKind, roundToHalf, decodeHalf } from "../../shared/codecs/half";
 import { RingPhase, WireDtype, bytesPerElement, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "../transport/chunk-wire";
 import { GrpcPeerTransport } from "../transport/grpc-peer-transport";
@@ -253,11 +254,11 @@ export class RingCommunicator {
       throw this.usage("connect", `expected ${this.worldSize} addresses, got ${Array.isArray(addresses) ? addresses.length : typeof addresses}`);
     }
     addresses.forEach((a, i) => {
-      if (typeof a !== "string" || !/^[^\s:]+:\d{1,5}$/.test(a)) throw this.usage("connect", `address of rank ${i} is not "host:port": ${JSON.stringify(a)}`);
+      if (typeof a !== "string" || !HOST_PORT_PATTERN.test(a)) throw this.usage("connect", `address of rank ${i} is not "host:port": ${JSON.stringify(a)}`);
     });
     // Bound to all interfaces (multi-node), this rank is advertised under a routable host: only the port must match.
     const port = (a: string): string => a.slice(a.lastIndexOf(":"));
-    const wildcard = this.address.startsWith("0.0.0.0:") || this.address.startsWith(":::");
+    const wildcard = this.address.startsWith("0.0.0.0:") || this.address.startsWith("[::]:");
     if (addresses[this.rank] !== this.address && !(wildcard && port(addresses[this.rank]) === port(this.address))) {
       throw this.usage("connect", `addresses[${this.rank}] is ${addresses[this.rank]}, but this rank listens on ${this.address}`);
     }

@@ -8,6 +8,7 @@
  * 16 MiB DATA frames (http2-tuning.ts, `largeFrames`).
  */
 import * as grpc from "@grpc/grpc-js";
+import { joinHostPort } from "../../shared/net/host-port";
 import type { MutualTls } from "../../shared/security/tls";
 import { encodeChunk, WireDtype, type ChunkHeader, type DecodedChunk, type MalformedChunk } from "./chunk-wire";
 import {
@@ -83,13 +84,13 @@ export class GrpcPeerTransport implements PeerTransport {
     } as grpc.UntypedServiceImplementation);
     const host = opts.host ?? "127.0.0.1";
     const port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`${host}:${opts.port ?? 0}`, opts.tls?.server() ?? grpc.ServerCredentials.createInsecure(), (err, p) => {
+      server.bindAsync(joinHostPort(host, opts.port ?? 0), opts.tls?.server() ?? grpc.ServerCredentials.createInsecure(), (err, p) => {
         if (err) reject(new Error(`rank ${opts.rank}: cannot bind peer server on ${host}:${opts.port ?? 0}: ${err.message}`));
         else resolve(p);
       });
     });
     enableServerNoDelay(server);
-    self = new GrpcPeerTransport(opts, server, `${host}:${port}`);
+    self = new GrpcPeerTransport(opts, server, joinHostPort(host, port));
     return self;
   }
 

@@ -21,6 +21,7 @@
  *   view] within the receiver's flow-control windows (node:http2 always sends 16 KiB frames). Same wire.
  */
 import http2 = require("node:http2");
+import { joinHostPort, splitHostPort } from "../../shared/net/host-port";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { status as GrpcStatus } from "@grpc/grpc-js";
@@ -81,8 +82,7 @@ function fault(side: "left" | "right", kind: string, detail: string): TransportF
 }
 
 function splitAddress(a: string): { host: string; port: number } {
-  const i = a.lastIndexOf(":");
-  return { host: a.slice(0, i), port: Number(a.slice(i + 1)) };
+  return splitHostPort(a);
 }
 
 /** Reads the single length-prefixed message of a gRPC request body (at most MAX_REQUEST_BYTES). */
@@ -187,7 +187,7 @@ export class Http2PeerTransport implements PeerTransport {
         resolve((server.address() as net.AddressInfo).port);
       });
     });
-    self = new Http2PeerTransport(opts, server, `${host}:${port}`);
+    self = new Http2PeerTransport(opts, server, joinHostPort(host, port));
     return self;
   }
 
@@ -203,7 +203,7 @@ export class Http2PeerTransport implements PeerTransport {
         else self.onRawRequest(st, headers, body);
       },
     });
-    self = new Http2PeerTransport(opts, server, `${host}:${server.port}`);
+    self = new Http2PeerTransport(opts, server, joinHostPort(host, server.port));
     return self;
   }
 

@@ -8,6 +8,7 @@
  * of the call is reported as onInboundEnd with the same fault kinds and texts.
  */
 import { status as GrpcStatus } from "@grpc/grpc-js";
+import { splitHostPort } from "../../shared/net/host-port";
 import { GrpcChunkReader } from "./grpc-frame-reader";
 import { encodePull, grpcFrame, statusName, tokenProof, PROOF_KEY, TOKEN_KEY, type PullRequest } from "./peer-service";
 import type { InboundPlan, TransportEvents, TransportFault } from "./peer-transport";
@@ -76,9 +77,7 @@ export class RawPullInbound {
   async open(deadline: number, timeoutMs: number): Promise<void> {
     const { jobId, token, rank, worldSize, left, leftAddress } = this.o;
     const pull: PullRequest = { jobId, receiverRank: rank, senderRank: left, worldSize };
-    const i = leftAddress.lastIndexOf(":");
-    const host = leftAddress.slice(0, i);
-    const port = Number(leftAddress.slice(i + 1));
+    const { host, port } = splitHostPort(leftAddress);
     let accepted: (() => void) | null = null;
     let refused: ((f: TransportFault) => void) | null = null;
     const acceptance = new Promise<void>((resolve, reject) => {
