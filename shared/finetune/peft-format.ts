@@ -1,15 +1,16 @@
 /**
  * Hugging Face PEFT's on-disk format for a LoRA sequence classifier, so that
  * `PeftModel.from_pretrained(BertForSequenceClassification.from_pretrained(base), adapter_dir)` loads what ringtrain
- * saves. Established by reading PEFT's source (huggingface/peft; commits as stored by the code index):
+ * saves. Established by reading PEFT's source (huggingface/peft; the commit where the code index named one, else the
+ * function, as stored there):
  *
  * - Tensor names: src/peft/utils/save_and_load.py (commit 000b5847), get_peft_model_state_dict keeps the keys of the
  *   PeftModel's state dict that contain "lora_" and removes the adapter name ("...query.lora_A.default.weight" ->
  *   "...query.lora_A.weight"); a PeftModel holds a LoraModel as `base_model`, which holds the transformers model as
  *   `model`, hence the "base_model.model." prefix. set_peft_model_state_dict inserts the adapter name back.
- * - Layout: src/peft/tuners/lora/layer.py, update_layer: lora_A = nn.Linear(in_features, r, bias=False) and
- *   lora_B = nn.Linear(r, out_features, bias=False), so A is [r, in] and B is [out, r]; scaling = lora_alpha / r
- *   (lora_alpha / sqrt(r) only with use_rslora).
+ * - Layout: src/peft/tuners/lora/layer.py (commit b28a09c4), LoraLayer.update_layer: lora_A = nn.Linear(in_features,
+ *   r, bias=False) and lora_B = nn.Linear(r, out_features, bias=False), so A is [r, in] and B is [out, r];
+ *   scaling = lora_alpha / r (lora_alpha / sqrt(r) only with use_rslora); the branch is lora_B(lora_A(dropout(x))).
  * - modules_to_save: ModulesToSaveWrapper.adapter_state_dict (src/peft/utils/other.py) saves the wrapped module's own
  *   state dict under the module's name, so a wrapped `bert.pooler` saves "base_model.model.bert.pooler.dense.weight".
  *   PeftModelForSequenceClassification.__init__ (src/peft/peft_model.py) adds "classifier" and "score" to
@@ -25,7 +26,8 @@
  * Only LoRA with [CLS] pooling maps exactly. PEFT's prompt tuning prepends the soft prompt before [CLS] (the pooler
  * then reads a virtual token; peft_model.py, PeftModelForSequenceClassification.forward) where ringtrain inserts it
  * after [CLS]; PEFT's prefix tuning passes past_key_values to BERT, whose embeddings then shift the positions of the
- * text by the prefix length (transformers modeling_bert.py, BertEmbeddings.forward, past_key_values_length), which
+ * text by the prefix length (huggingface/transformers src/transformers/models/bert/modeling_bert.py, commit
+ * 8ec58104, BertEmbeddings.forward: position_ids[past_key_values_length : seq_length + past_key_values_length]), which
  * ringtrain does not; PEFT has no Houlsby adapter, BitFit or top-K freezing; and BertForSequenceClassification pools
  * [CLS] only. Those keep ringtrain's own format.
  */
