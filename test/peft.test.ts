@@ -185,7 +185,10 @@ test("save -> load -> predict gives the same logits, for every method", async ()
     await saveClassifier(dir, m, { labels: ["a", "b", "c"], maxSeqLen: 8, lowercase: true, baseDir, baseChecksum: checksum, vocab: VOCAB, padTokenId: 0, step: 1 });
     const complete = method === "full" || (method === "lora" && (extra.lora as { merge?: boolean } | undefined)?.merge === true);
     assert.equal(fs.existsSync(path.join(dir, "adapter_model.safetensors")), !complete, `${method}: adapter file`);
-    const recorded = JSON.parse(fs.readFileSync(path.join(dir, complete ? "task.json" : "adapter_config.json"), "utf8")) as { pooling?: string };
+    // LoRA with [CLS] pooling is saved in HF PEFT's layout: ringtrain's fields are then in ringtrain_adapter.json.
+    const peftLayout = method === "lora" && !complete && extra.pooling === undefined;
+    assert.equal(fs.existsSync(path.join(dir, "ringtrain_adapter.json")), peftLayout, `${method}: HF PEFT layout`);
+    const recorded = JSON.parse(fs.readFileSync(path.join(dir, complete ? "task.json" : peftLayout ? "ringtrain_adapter.json" : "adapter_config.json"), "utf8")) as { pooling?: string };
     assert.equal(recorded.pooling, (extra.pooling as string | undefined) ?? "cls", `${method}: pooling recorded`);
     if (complete) {
       // HF's BertForSequenceClassification reads the labels and, with CLS pooling (its head), the architecture

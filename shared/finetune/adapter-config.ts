@@ -1,6 +1,9 @@
 /**
- * adapter_config.json (PEFT runs) and task.json (full classifier checkpoints): what a saved classifier needs beside
- * its tensors. Validated with zod on read; errors name the file and the field.
+ * What a saved classifier needs beside its tensors: task.json (full classifier checkpoints) and, for PEFT runs,
+ * ringtrain's adapter description. LoRA adapters with [CLS] pooling are saved in HF PEFT's format
+ * (peft-format.ts): adapter_config.json is then PEFT's LoraConfig and ringtrain's fields are in ringtrain_adapter.json
+ * (version 2). Every other method, and every adapter written before, has ringtrain's fields in adapter_config.json
+ * (version 1). Validated with zod on read; errors name the file and the field.
  */
 import { z } from "zod";
 import { FINETUNE_METHODS, finetuneSchema } from "../config/schema";
@@ -8,6 +11,8 @@ import { peftSettingsOf, type PeftSettings } from "../peft/settings";
 
 export const ADAPTER_MODEL_FILE = "adapter_model.safetensors";
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";
+/** ringtrain's fields of an adapter saved in HF PEFT's format (its adapter_config.json is PEFT's). */
+export const RINGTRAIN_ADAPTER_FILE = "ringtrain_adapter.json";
 export const TASK_FILE = "task.json";
 
 const taskFields = {
@@ -31,10 +36,8 @@ export const taskFileSchema = z.object({
   ...taskFields,
 }).strict();
 
-/** adapter_config.json of a PEFT run: method, its settings, and the base model it belongs to. */
-export const adapterConfigSchema = z.object({
+const adapterFields = {
   format: z.literal("ringtrain-adapter"),
-  version: z.literal(1),
   method: z.enum(FINETUNE_METHODS),
   /** The method's settings as in the run config (e.g. lora: r, alpha, dropout, target_modules). */
   settings: z.record(z.string(), z.unknown()),
@@ -44,15 +47,24 @@ export const adapterConfigSchema = z.object({
     /** SHA-256 of its model.safetensors. */
     sha256: z.string().regex(/^[0-9a-f]{64}$/),
   }).strict(),
-  /** Tensors in adapter_model.safetensors (HF layouts: linear weights [out, in]). */
+  /** Tensors in adapter_model.safetensors, under their names there (HF layouts: linear weights [out, in]). */
   tensors: z.array(z.string()).min(1),
   ...taskFields,
-}).strict();
+};
+
+/** adapter_config.json of a PEFT run in ringtrain's format: method, its settings, and the base model it belongs to. */
+export const adapterConfigSchema = z.object({ version: z.literal(1), ...adapterFields }).strict();
+
+/**
+ * ringtrain_adapter.json beside an HF PEFT adapter_config.json: the same fields, version 2; the tensor names carry
+ * PEFT's "base_model.model." prefix.
+ */
+export const ringtrainAdapterSchema = z.object({ version: z.literal(2), ...adapterFields }).strict();
 
 /** Parsed task.json. */
 export type TaskFile = z.infer<typeof taskFileSchema>;
-/** Parsed adapter_config.json. */
-export type AdapterConfig = z.infer<typeof adapterConfigSchema>;
+/** Parsed ringtrain adapter description: adapter_config.json (version 1) or ringtrain_adapter.json (version 2). */
+export type AdapterConfig = z.infer<typeof adapterConfigSchema> | z.infer<typeof ringtrainAdapterSchema>;
 
 /** Parses and validates JSON text against a schema; errors name the file and field. */
 export function parseConfigFile<T>(schema: z.ZodType<T>, text: string, file: string): T {

@@ -1,12 +1,12 @@
 /**
  * Building classifiers: for training (base checkpoint + fresh head and method parameters) and for prediction (a
- * complete classifier checkpoint, or a base checkpoint plus an adapter whose recorded base checksum must match).
+ * complete classifier checkpoint, or a base checkpoint plus an adapter, in HF PEFT's or ringtrain's layout, whose
+ * recorded base checksum must match).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadCheckpoint, type LoadedCheckpoint } from "../checkpoint/checkpoint";
 import { readManifest, readVerifiedFile } from "../checkpoint/manifest";
-import { decodeSafetensors, tensorToFloat32 } from "../checkpoint/safetensors";
 import { BertModel } from "../model/bert";
 import { assignValues, importHfTensors, transpose2d, type HostTensor } from "../model/hf";
 import { PeftClassifier, type PeftClassifierOptions } from "../peft/classifier";
@@ -14,7 +14,8 @@ import { peftSettingsOf, type PeftSettings } from "../peft/settings";
 import { finetuneSchema } from "../config/schema";
 import { BertTokenizer } from "../tokenizer/bert-tokenizer";
 import { Vocab } from "../tokenizer/vocab";
-import { ADAPTER_CONFIG_FILE, ADAPTER_MODEL_FILE, adapterConfigSchema, parseConfigFile, settingsOfAdapter, TASK_FILE, taskFileSchema } from "./adapter-config";
+import { ADAPTER_CONFIG_FILE, ADAPTER_MODEL_FILE, parseConfigFile, TASK_FILE, taskFileSchema } from "./adapter-config";
+import { readAdapterDescription, readAdapterTensors } from "./read-adapter";
 import { isHeadTensor, modelChecksum, resolveCheckpointDir } from "./base-model";
 
 /**
@@ -59,11 +60,8 @@ export async function loadClassifier(modelDir: string, adapterDir?: string): Pro
   }
   const adapter = await resolveCheckpointDir(adapterDir, "--adapter");
   const manifest = await readManifest(adapter);
-  const configFile = path.join(adapter, ADAPTER_CONFIG_FILE);
-  if (!Object.prototype.hasOwnProperty.call(manifest.files, ADAPTER_CONFIG_FILE)) {
-    throw new Error(`--adapter ${adapterDir}: ${adapter} holds no ${ADAPTER_CONFIG_FILE} (a complete classifier checkpoint is given with --model alone)`);
-  }
-  const cfg = parseConfigFile(adapterConfigSchema, (await readVerifiedFile(adapter, manifest, ADAPTER_CONFIG_FILE)).toString("utf8"), configFile);
+  const desc = await readAdapterDescription(adapter, manifest, `--adapter ${adapterDir}`);
+  const cfg = desc.config;
   const actual = await modelChecksum(baseDir);
   if (actual !== cfg.base_model.sha256) {
     throw new Error(
@@ -71,14 +69,9 @@ export async function loadClassifier(modelDir: string, adapterDir?: string): Pro
         `but --model ${baseDir} has sha256 ${actual}: refusing to load it onto a different base model`,
     );
   }
-  const settings = settingsOfAdapter(cfg, configFile);
-  const model = PeftClassifier.create(buildBase(base), settings, 0);
-  const file = path.join(adapter, ADAPTER_MODEL_FILE);
-  const st = decodeSafetensors(await readVerifiedFile(adapter, manifest, ADAPTER_MODEL_FILE), file);
-  const tensors = new Map<string, HostTensor>([...st.tensors].map(([k, t]) => [k, { shape: t.shape, data: tensorToFloat32(t, `${file}: ${k}`) }]));
-  const missing = cfg.tensors.filter((n) => !tensors.has(n));
-  if (missing.length > 0) throw new Error(`${file}: lacks tensors listed in ${ADAPTER_CONFIG_FILE}: ${missing.join(", ")}`);
-  assignNamed(model, tensors, file);
+  const tensors = await readAdapterTensors(adapter, manifest, desc, base.config);
+  const model = PeftClassifier.create(buildBase(base), desc.settings, 0);
+  assignNamed(model, tensors, path.join(adapter, ADAPTER_MODEL_FILE));
   return { model, tokenizer: new BertTokenizer(new Vocab(base.vocab), { lowerCase: cfg.lowercase }), labels: cfg.labels, maxSeqLen: cfg.max_seq_len };
 }
 

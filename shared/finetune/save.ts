@@ -1,8 +1,11 @@
 /**
  * Saving a fine-tuned classifier. Full fine-tuning (and LoRA with merge) writes a complete checkpoint, as pretraining
  * does, plus the head (classifier.*) and task.json. Every other method writes only what it trained:
- * adapter_model.safetensors (HF layouts) and adapter_config.json, naming the base model by path and checksum. Both
- * end with a checkpoint.json manifest, so run checkpoints are listed, verified and pruned the same way.
+ * adapter_model.safetensors (HF layouts) and a description naming the base model by path and checksum. LoRA with
+ * [CLS] pooling is written in HF PEFT's format (peft-format.ts: PEFT tensor names, PEFT's adapter_config.json,
+ * ringtrain's fields in ringtrain_adapter.json); the other methods have no exact PEFT equivalent and keep ringtrain's
+ * format (adapter_config.json version 1). All end with a checkpoint.json manifest, so run checkpoints are listed,
+ * verified and pruned the same way.
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
@@ -14,7 +17,8 @@ import { exportHfTensors, transpose2d, type HostTensor } from "../model/hf";
 import type { PeftClassifier } from "../peft/classifier";
 import { methodSettings } from "../peft/settings";
 import { prefixTableSpec, type ExtraSpec } from "../peft/specs";
-import { ADAPTER_CONFIG_FILE, ADAPTER_MODEL_FILE, TASK_FILE, type AdapterConfig, type TaskFile } from "./adapter-config";
+import { ADAPTER_CONFIG_FILE, ADAPTER_MODEL_FILE, RINGTRAIN_ADAPTER_FILE, TASK_FILE, type AdapterConfig, type TaskFile } from "./adapter-config";
+import { peftExportable, peftLoraConfig, toPeftKey } from "./peft-format";
 
 /** What a saved classifier records beside its tensors. */
 export interface ClassifierMeta {
@@ -62,23 +66,34 @@ export function adapterTensors(model: PeftClassifier, opts: { includeBase: boole
 }
 
 async function saveAdapter(dir: string, model: PeftClassifier, meta: ClassifierMeta): Promise<void> {
-  const tensors = adapterTensors(model);
+  const peft = peftExportable(model.settings);
+  // HF PEFT names every tensor from the PeftModel down: base_model.model.<transformers name>.
+  const tensors = new Map([...adapterTensors(model)].map(([k, t]) => [peft ? toPeftKey(k) : k, t]));
   const st = new Map<string, SafetensorsTensor>([...tensors].map(([k, t]) => [k, { dtype: "F32", shape: t.shape, data: t.data }]));
   const chunks = encodeSafetensors(st, { format: "pt" }, path.join(dir, ADAPTER_MODEL_FILE));
-  const config: AdapterConfig = {
-    format: "ringtrain-adapter", version: 1,
+  const baseDir = path.resolve(meta.baseDir);
+  const fields = {
+    format: "ringtrain-adapter" as const,
     method: model.settings.method, settings: methodSettings(model.settings),
-    base_model: { path: path.resolve(meta.baseDir), sha256: meta.baseChecksum },
+    base_model: { path: baseDir, sha256: meta.baseChecksum },
     tensors: [...tensors.keys()],
     labels: meta.labels, max_seq_len: meta.maxSeqLen, lowercase: meta.lowercase, classifier_dropout: model.settings.classifierDropout, pooling: model.settings.pooling,
   };
+  const description: AdapterConfig = peft ? { ...fields, version: 2 } : { ...fields, version: 1 };
   await fs.mkdir(dir, { recursive: true });
   await fs.rm(path.join(dir, MANIFEST_FILE), { force: true });
+  await fs.rm(path.join(dir, RINGTRAIN_ADAPTER_FILE), { force: true });
   const written: Record<string, WrittenFile> = {};
   written[ADAPTER_MODEL_FILE] = await atomicWriteFile(path.join(dir, ADAPTER_MODEL_FILE), async (sink) => {
     for (const c of chunks) await sink.write(c);
   });
-  written[ADAPTER_CONFIG_FILE] = await atomicWriteFile(path.join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(config, null, 2) + "\n");
+  const json = (v: unknown): string => JSON.stringify(v, null, 2) + "\n";
+  if (peft) {
+    written[ADAPTER_CONFIG_FILE] = await atomicWriteFile(path.join(dir, ADAPTER_CONFIG_FILE), json(peftLoraConfig(model.base.config, model.settings, baseDir)));
+    written[RINGTRAIN_ADAPTER_FILE] = await atomicWriteFile(path.join(dir, RINGTRAIN_ADAPTER_FILE), json(description));
+  } else {
+    written[ADAPTER_CONFIG_FILE] = await atomicWriteFile(path.join(dir, ADAPTER_CONFIG_FILE), json(description));
+  }
   await writeManifest(dir, written, meta.step ?? null);
 }
 
