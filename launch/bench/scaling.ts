@@ -15,7 +15,7 @@ import type { RankTimes, StepMetrics } from "../../coordinator/metrics";
 import { ConfigError, loadRunConfig, validateForWorld } from "../../shared/config/load";
 import { repoRoot } from "../../shared/paths";
 import { EXIT_OK } from "../../shared/exit-codes";
-import { checkInt, checkWritable, formatTable, median, parseIntList, writeJsonFile } from "./common";
+import { checkInt, checkWritable, checkWritableDir, formatTable, median, parseIntList, writeJsonFile } from "./common";
 import { colour, countCharts, writeHtmlReport, type Report, type ReportChart } from "./report";
 
 /** What `runScalingBench` measures. */
@@ -189,6 +189,7 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingResu
   if (opts.workers.length === 0) throw new ConfigError("--workers: name at least one worker count");
   for (const n of opts.workers) checkInt(n, "workers", 1);
   if (opts.microBatch !== undefined) checkInt(opts.microBatch, "micro-batch", 1);
+  checkWritableDir(opts.keepRuns, "keep-runs");
   const userSet = opts.set ?? [];
   const base = loadRunConfig(opts.config, { set: userSet, backend: opts.backend });
   const micro = opts.microBatch ?? base.batch.micro_batch_size;
@@ -312,7 +313,8 @@ export function formatScalingTables(res: ScalingResult): string {
   ]));
   s += `\ntime split per rank, ms per step (medians of steps ${from}..${to}): compute = forward + backward, comm = exposed all-reduce\n`;
   s += "(after the backward pass), data = waiting for the next batch, optim = optimizer, other = the rest of the rank's step\n";
-  s += "(plans, reports), idle = waiting for the slowest rank; step = the rank's own step time (without idle)\n\n";
+  s += "(plans, reports), idle = waiting for the slowest rank; step = the rank's own step time (without idle); each column\n";
+  s += "is its own median over the steps, so the parts of a row need not add up to its step (the report's charts show every step)\n\n";
   s += formatTable(["N", "rank", "seqs", "step", "compute", "comm", "data", "optim", "other", "idle"], res.runs.flatMap((r) => r.per_rank.map((p) => [
     String(r.N), String(p.rank), Number.isFinite(p.sequences) ? String(p.sequences) : "—", p.step_ms.toFixed(1), p.compute_ms.toFixed(1), p.communication_ms.toFixed(1), p.data_wait_ms.toFixed(1),
     p.optimizer_ms.toFixed(1), p.other_ms.toFixed(1), p.idle_ms.toFixed(1),
@@ -420,7 +422,7 @@ export function scalingReport(res: ScalingResult, command: string): Report {
         heading: "Time split per rank",
         notes: [
           "compute = forward + backward; exposed comm = all-reduce after the backward pass; data wait = waiting for the next batch; other = the rest of the rank's step (plans, reports); idle = waiting for the slowest rank. A stacked bar's height is the job's step time.",
-          `Medians of steps ${from}..${to}, ms per step:`,
+          `Medians of steps ${from}..${to}, ms per step (each column is its own median, so the parts of a row need not add up to its step ms; the charts below show every step):`,
         ],
         tables: [{
           columns: ["N", "rank", "step ms", "compute", "exposed comm", "data wait", "optimizer", "other", "idle"],
