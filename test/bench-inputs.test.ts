@@ -3,18 +3,19 @@
  * (a folder, a file in the way, a path under /proc), sizes out of range, a vocabulary too small for the synthetic
  * batches, a rank that fails. Each must end with a one-line message naming the flag and the right exit code
  * (2 for bad input, before anything runs; 3 when a rank fails), never a stack trace or a hang.
- * Also: `--min-bytes`/`--max-bytes` take the same sizes as `--sizes`, and the simulator never prints a negative
- * exposed communication time.
+ * Also: `--min-bytes`/`--max-bytes` take the same sizes as `--sizes`, the simulator never prints a negative
+ * exposed communication time, and a SIGTERM to `launch bench scaling` stops the training job it runs.
  */
 import { test } from "node:test";
+import { execFileSync } from "node:child_process";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { EXIT_CONFIG, EXIT_OK, EXIT_WORKER_FAILURE } from "../shared/exit-codes";
+import { EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKER_FAILURE } from "../shared/exit-codes";
 import type { AllreduceResult } from "../launch/bench/allreduce";
 import type { SimulationReport } from "../launch/bench/simulate";
-import { startLaunch, tempDir, TINY_CONFIG, type LaunchResult } from "./helpers/launch";
+import { isAlive, startLaunch, tempDir, TEST_CACHE_DIR, TINY_CONFIG, type LaunchResult } from "./helpers/launch";
 import { makePki, opensslUnavailable } from "./helpers/pki";
 
 /** Runs `launch ARGS`; a run still going after `ms` is killed (SIGKILL to its pid) and reported with code null. */
@@ -131,4 +132,55 @@ test("bench allreduce: a failing rank ends the run with exit 3 and a line naming
   assert.doesNotMatch(r.stderr, /^launch: \w*Error/m, "launch's own error is an uncaught exception");
   assert.match(r.stderr.trimEnd().split("\n").pop() ?? "", /^launch bench allreduce: all-reduce benchmark: rank \d exited/);
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Pids of the processes whose command line mentions `marker` (a unique temporary path). */
+function pidsMentioning(marker: string): number[] {
+  const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" });
+  return out.split("\n").filter((l) => l.includes(marker)).map((l) => Number.parseInt(l.trim(), 10)).filter((p) => p !== process.pid && Number.isInteger(p));
+}
+
+/** Pids of the direct children of `parents`. */
+function childrenOf(parents: number[]): number[] {
+  const out = execFileSync("ps", ["-eo", "pid=,ppid="], { encoding: "utf8" });
+  return out.split("\n").map((l) => l.trim().split(/\s+/).map(Number)).filter(([, ppid]) => parents.includes(ppid)).map(([pid]) => pid);
+}
+
+async function waitFor(what: string, cond: () => boolean, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+test("bench scaling: SIGTERM stops the running training job too and exits 130", async () => {
+  const dir = tempDir("bench-inputs-sigterm");
+  const runs = path.join(dir, "runs");
+  const { child, stderrSoFar } = startLaunch(["bench", "scaling", TINY_CONFIG, "--workers", "2", "--steps", "100000", "--warmup-steps", "1",
+    "--set", `data.cache_dir=${TEST_CACHE_DIR}`, "--keep-runs", runs]);
+  // on exit, not close: an orphaned child job would hold the shared stderr pipe open until it ends
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  try {
+    // the job is training once its first step is recorded
+    await waitFor("the first step of the 2-worker job", () => fs.existsSync(path.join(runs, "workers-2", "metrics.jsonl")), 120_000);
+    const launches = pidsMentioning(runs);
+    assert.ok(launches.length >= 1, "the child launch runs with the run directory on its command line");
+    const job = [...launches, ...childrenOf(launches)]; // the launch and its workers
+    assert.ok(job.length >= 3, `the child launch and its 2 workers: ${job.join(", ")}`);
+    process.kill(child.pid!, "SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    const r = await exited;
+    clearTimeout(timer);
+    assert.equal(r.code, EXIT_INTERRUPTED, `exit ${r.code} (signal ${r.signal})\n${stderrSoFar()}`);
+    await waitFor("the last line", () => /launch bench scaling: interrupted by SIGTERM/.test(stderrSoFar()), 10_000);
+    // the child launch and its workers are gone too (was: they trained on, orphaned)
+    await waitFor("the child launch and its workers to stop", () => job.every((pid) => !isAlive(pid)), 30_000);
+  } finally {
+    // whatever a failed run left behind: the child launch and its workers
+    const left = pidsMentioning(runs);
+    for (const pid of [...left, ...childrenOf(left)]) process.kill(pid, "SIGKILL");
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
