@@ -13,11 +13,11 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import type { ArgumentsCamelCase, Argv, CommandModule } from "yargs";
 import { repoRoot } from "../../shared/paths";
 import { ConfigError } from "../../shared/config/load";
-import { EXIT_OK } from "../../shared/exit-codes";
+import { EXIT_OK, EXIT_WORKER_FAILURE } from "../../shared/exit-codes";
 import { DEFAULT_CHUNK_BYTES, DEFAULT_TRANSPORT, RING_TRANSPORT_KINDS, type RingTransportKind } from "../../worker/collective/ring-communicator";
 import { workerMallocEnv } from "../../worker/transport/malloc-env";
 import type { RankCommand, RankTiming } from "./allreduce-rank";
-import { checkInt, checkWritable, fmtBytes, median, parseIntList, parseSizeList, writeJsonFile } from "./common";
+import { checkInt, checkWritable, fmtBytes, median, parseIntList, parseSize, parseSizeList, writeJsonFile } from "./common";
 import { colour, countCharts, writeHtmlReport, type Report, type ReportChart } from "./report";
 import type { TlsFiles } from "../../shared/security/tls";
 import { childNodeFlags } from "../child-node-flags";
@@ -120,6 +120,14 @@ export function glooUnavailable(script: string): string | undefined {
   return undefined;
 }
 
+/** A rank process of the benchmark failed (exited, or could not start its ring); the message names it. */
+export class RankFailedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RankFailedError";
+  }
+}
+
 class Ring {
   private lines: string[][] = [];
   private waiters: (() => void)[] = [];
@@ -144,7 +152,7 @@ class Ring {
   }
   async next<T>(): Promise<T[]> {
     while (this.lines.some((l) => l.length === 0)) {
-      if (this.exited !== undefined) throw new Error(`all-reduce benchmark: ${this.exited}`);
+      if (this.exited !== undefined) throw new RankFailedError(`all-reduce benchmark: ${this.exited} (its output is above)`);
       await new Promise<void>((r) => this.waiters.push(r));
     }
     return this.lines.map((l) => JSON.parse(l.shift()!) as T);
@@ -231,6 +239,13 @@ export async function runAllreduceBench(o: AllreduceOptions): Promise<AllreduceR
   if (o.ranks.length === 0 || o.sizes.length === 0) throw new ConfigError("all-reduce benchmark: name at least one world size and one message size");
   for (const n of o.ranks) if (!Number.isInteger(n) || n < 2) throw new ConfigError(`--workers: ${n} is not an integer >= 2 (an all-reduce needs two ranks)`);
   for (const t of o.transports) if (!RING_TRANSPORT_KINDS.includes(t)) throw new ConfigError(`--transport: '${String(t)}' is not one of ${RING_TRANSPORT_KINDS.join(", ")}`);
+  // every rank holds the whole message (plus its receive chunks): N x S must fit in this machine's memory
+  const biggest = Math.max(...o.sizes);
+  const widest = Math.max(...o.ranks);
+  if (widest * biggest > os.totalmem()) {
+    throw new ConfigError(`--sizes: ${fmtBytes(biggest)} on ${widest} ranks needs at least ${widest} x ${fmtBytes(biggest)} of memory (each rank holds the whole message); `
+      + `this machine has ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB`);
+  }
   const glooScript = o.glooScript ?? defaultGlooScript();
   const glooSkipped = o.gloo ? glooUnavailable(glooScript) : "not asked (--gloo)";
   const gloo = glooSkipped === undefined;
@@ -255,7 +270,7 @@ export async function runAllreduceBench(o: AllreduceOptions): Promise<AllreduceR
           const ring = rings[k];
           ring.send({ bytes, iters, warmup: o.warmup });
           const res = await ring.next<RankTiming>();
-          if (res.some((r) => r.bad > 0)) throw new Error(`wrong all-reduce result at N=${N}, ${bytes} bytes (${impls[k]})`);
+          if (res.some((r) => r.bad > 0)) throw new RankFailedError(`wrong all-reduce result at N=${N}, ${bytes} bytes (${impls[k]})`);
           const perIter = res[0].times.map((_, j) => Math.max(...res.map((r) => r.times[j])));
           const sec = median(perIter);
           const alg = bytes / sec / 1e9;
@@ -305,17 +320,20 @@ export async function runAllreduceBench(o: AllreduceOptions): Promise<AllreduceR
   };
 }
 
+/** Width of the table's impl column: the longest implementation name (`ringtrain-http2-socket`). */
+const IMPL_WIDTH = Math.max("torch-gloo".length, ...RING_TRANSPORT_KINDS.map((t) => `ringtrain-${t}`.length));
+
 /** The table header of the all-reduce benchmark (two lines: the loopback limit and the column names). */
 export function allreduceHeader(tcp: TcpLimit, o: Pick<AllreduceOptions, "chunkBytes" | "compression" | "warmup">): string {
   return `# loopback TCP limit: ${tcp.GBps.toFixed(2)} GB/s (${tcp.how}); chunkBytes=${o.chunkBytes} compression=${o.compression} warmup=${o.warmup}\n`
-    + `${"size".padStart(10)} ${"N".padStart(3)}  ${"impl".padEnd(14)} ${"time".padStart(13)} ${"algbw".padStart(8)} ${"busbw".padStart(8)}  (GB/s; ratio = ringtrain busbw / gloo busbw)\n`;
+    + `${"size".padStart(10)} ${"N".padStart(3)}  ${"impl".padEnd(IMPL_WIDTH)} ${"time".padStart(13)} ${"algbw".padStart(8)} ${"busbw".padStart(8)}  (GB/s; ratio = ringtrain busbw / gloo busbw)\n`;
 }
 
 /** One table line of the all-reduce benchmark. */
 export function allreduceLine(row: AllreduceRow, extra = ""): string {
   const user = row.userCpuSec === undefined ? "" : ` (user ${(row.userCpuSec * 1e3).toFixed(2)})`;
   const cpu = row.cpuSec === undefined ? "" : `cpu ${(row.cpuSec * 1e3).toFixed(2)} ms/rank${user} `;
-  return `${fmtBytes(row.bytes).padStart(10)} ${String(row.N).padStart(3)}  ${row.impl.padEnd(14)} ${(row.seconds * 1e3).toFixed(3).padStart(10)} ms ${row.algbwGBps.toFixed(3).padStart(8)} ${row.busbwGBps.toFixed(3).padStart(8)}  ${cpu}${extra}`.trimEnd() + "\n";
+  return `${fmtBytes(row.bytes).padStart(10)} ${String(row.N).padStart(3)}  ${row.impl.padEnd(IMPL_WIDTH)} ${(row.seconds * 1e3).toFixed(3).padStart(10)} ms ${row.algbwGBps.toFixed(3).padStart(8)} ${row.busbwGBps.toFixed(3).padStart(8)}  ${cpu}${extra}`.trimEnd() + "\n";
 }
 
 /** The summary lines (ratios to Gloo at >= 4 MiB), empty when Gloo was not measured. */
@@ -381,8 +399,8 @@ export function allreduceReport(res: AllreduceResult, command: string): Report {
 interface AllreduceArgs {
   workers: string;
   sizes?: string;
-  "min-bytes": number;
-  "max-bytes": number;
+  "min-bytes": string;
+  "max-bytes": string;
   iters?: number;
   warmup: number;
   transport?: string;
@@ -415,8 +433,8 @@ export function allreduceCommand(setCode: (code: number) => void): CommandModule
       y
         .option("workers", { type: "string", default: "2,4", describe: "ranks per ring, comma-separated (one process each)" })
         .option("sizes", { type: "string", describe: "message sizes, comma-separated: 4096,1MiB,64MiB (default: --min-bytes to --max-bytes, x4 each)" })
-        .option("min-bytes", { type: "number", default: 1024 })
-        .option("max-bytes", { type: "number", default: 256 * 1024 * 1024 })
+        .option("min-bytes", { type: "string", default: "1KiB", describe: "smallest size of the default sweep (4096, 64KiB, ...)" })
+        .option("max-bytes", { type: "string", default: "256MiB", describe: "largest size of the default sweep" })
         .option("iters", { type: "number", describe: "timed iterations per size (default 5..50 by size)" })
         .option("warmup", { type: "number", default: DEFAULT_WARMUP, describe: "untimed all-reduces per size (V8 compiles the hot path during the first few)" })
         .option("transport", { type: "string", describe: `ring transports, comma-separated: http2,http2-raw,http2-socket,grpc (default ${DEFAULT_TRANSPORT})` })
@@ -428,7 +446,7 @@ export function allreduceCommand(setCode: (code: number) => void): CommandModule
         .option("html", { type: "string", describe: "write a self-contained HTML report with charts to FILE" }) as unknown as Argv<AllreduceArgs>,
     handler: async (a: ArgumentsCamelCase<AllreduceArgs>): Promise<void> => {
       const ranks = parseIntList(a.workers, "workers", 2);
-      const sizes = a.sizes !== undefined ? parseSizeList(a.sizes, "sizes") : sizeSweep(checkInt(a["min-bytes"], "min-bytes", 4), checkInt(a["max-bytes"], "max-bytes", 4));
+      const sizes = a.sizes !== undefined ? parseSizeList(a.sizes, "sizes") : sizeSweep(parseSize(a["min-bytes"], "min-bytes"), parseSize(a["max-bytes"], "max-bytes"));
       if (sizes.length === 0) throw new ConfigError(`--min-bytes ${a["min-bytes"]} exceeds --max-bytes ${a["max-bytes"]}`);
       if (a.iters !== undefined) checkInt(a.iters, "iters", 1);
       checkInt(a.warmup, "warmup", 1);
@@ -446,7 +464,17 @@ export function allreduceCommand(setCode: (code: number) => void): CommandModule
         },
         onRow: (row, extra) => process.stdout.write(allreduceLine(row, extra)),
       };
-      const res = await runAllreduceBench(opts);
+      let res: AllreduceResult;
+      try {
+        res = await runAllreduceBench(opts);
+      } catch (err) {
+        if (err instanceof RankFailedError) {
+          process.stderr.write(`launch bench allreduce: ${err.message}\n`);
+          setCode(EXIT_WORKER_FAILURE);
+          return;
+        }
+        throw err;
+      }
       process.stdout.write(allreduceSummaryLines(res));
       if (a.json !== undefined) {
         writeJsonFile(a.json, res);

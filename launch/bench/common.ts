@@ -57,18 +57,30 @@ export function parseIntList(value: string | number | undefined, flagName: strin
   });
 }
 
-/** Byte sizes such as `4096`, `64KiB`, `4MiB`, `1GiB` (also KB/MB/GB as powers of 1024, case-insensitive). */
+/** The largest message the all-reduce benchmark can hold: 2^32 float32 elements (16 GiB), V8's longest typed array. */
+export const MAX_MESSAGE_BYTES = 4 * 2 ** 32;
+
+/**
+ * One byte size such as `4096`, `64KiB`, `4MiB`, `1GiB` (also K/M/G and KB/MB/GB, as powers of 1024,
+ * case-insensitive): a positive multiple of 4 (float32 elements) of at most MAX_MESSAGE_BYTES. ConfigError naming
+ * the flag otherwise.
+ */
+export function parseSize(value: string | number, flagName: string): number {
+  const text = String(value).trim();
+  const m = /^(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(text);
+  if (!m) throw new ConfigError(`--${flagName}: '${text}' is not a byte size (examples: 4096, 64KiB, 4MiB)`);
+  const unit = (m[2] ?? "b").toLowerCase()[0];
+  const bytes = Number(m[1]) * (unit === "k" ? 1024 : unit === "m" ? 1 << 20 : unit === "g" ? 1 << 30 : 1);
+  if (bytes < 4 || bytes % 4 !== 0) throw new ConfigError(`--${flagName}: ${text} must be a positive multiple of 4 bytes (float32 elements)`);
+  if (bytes > MAX_MESSAGE_BYTES) throw new ConfigError(`--${flagName}: ${text} exceeds the largest message, 16 GiB (2^32 float32 elements)`);
+  return bytes;
+}
+
+/** A comma-separated list of byte sizes, each as `parseSize` reads it. */
 export function parseSizeList(value: string | number | undefined, flagName: string): number[] {
   const text = String(value ?? "").trim();
   if (text === "") throw new ConfigError(`--${flagName}: expected a comma-separated list of byte sizes, got nothing`);
-  return text.split(",").map((part) => {
-    const m = /^(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(part.trim());
-    if (!m) throw new ConfigError(`--${flagName}: '${part.trim()}' is not a byte size (examples: 4096, 64KiB, 4MiB)`);
-    const unit = (m[2] ?? "b").toLowerCase()[0];
-    const bytes = Number(m[1]) * (unit === "k" ? 1024 : unit === "m" ? 1 << 20 : unit === "g" ? 1 << 30 : 1);
-    if (bytes < 4 || bytes % 4 !== 0) throw new ConfigError(`--${flagName}: ${part.trim()} must be a positive multiple of 4 bytes (float32 elements)`);
-    return bytes;
-  });
+  return text.split(",").map((part) => parseSize(part, flagName));
 }
 
 /** Throws ConfigError unless `value` is an integer >= min. */
@@ -77,22 +89,94 @@ export function checkInt(value: number, flagName: string, min: number): number {
   return value;
 }
 
+/** An fs-style error (`code` set), as fs itself would throw it. */
+function fsError(code: string, message: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: ${message}`), { code });
+}
+
+/**
+ * Creates `dir` and its missing parents (`mkdir -p`), one level at a time. Node's own `fs.mkdirSync(dir,
+ * { recursive: true })` spins forever, at 100% CPU, on a path whose parent exists but cannot hold it (anything
+ * under /proc, a dangling symbolic link: mkdir reports ENOENT although the parent is there, and Node retries the
+ * parent); this throws that ENOENT instead, and ENOTDIR when a component is a file.
+ */
+export function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let cur = path.resolve(dir); ; cur = path.dirname(cur)) {
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(cur);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+    if (st !== undefined) {
+      if (!st.isDirectory()) throw fsError("ENOTDIR", `not a directory, '${cur}'`);
+      break;
+    }
+    missing.push(cur);
+    if (path.dirname(cur) === cur) break;
+  }
+  for (const d of missing.reverse()) {
+    try {
+      fs.mkdirSync(d);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+  }
+}
+
 /** Writes `data` as indented JSON to `file` (creating its folder). */
 export function writeJsonFile(file: string, data: unknown): void {
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  makeDirs(path.dirname(path.resolve(file)));
   fs.writeFileSync(file, JSON.stringify(data, null, 1) + "\n");
 }
 
-/** Checks that an output file's folder can be created before a long benchmark runs (ConfigError if not). */
+/** The error code of a failed fs call, for a one-line message. */
+function codeOf(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? String(err);
+}
+
+/**
+ * Checks that an output file can be written before a long benchmark runs: its folder exists or can be created and
+ * is writable, and the name is not a folder. Throws ConfigError naming the flag (exit 2) if not.
+ */
 export function checkWritable(file: string | undefined, flagName: string): void {
   if (file === undefined) return;
   if (file.trim() === "") throw new ConfigError(`--${flagName}: needs a file name`);
-  const dir = path.dirname(path.resolve(file));
+  const abs = path.resolve(file);
+  let existing: fs.Stats | undefined;
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    existing = fs.statSync(abs);
+  } catch {
+    existing = undefined;
+  }
+  if (existing?.isDirectory()) throw new ConfigError(`--${flagName}: ${file} is a directory; name a file in it`);
+  const dir = path.dirname(abs);
+  try {
+    makeDirs(dir);
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (err) {
-    throw new ConfigError(`--${flagName}: cannot write into ${dir} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    throw new ConfigError(`--${flagName}: cannot write into ${dir} (${codeOf(err)})`);
+  }
+  if (existing !== undefined) {
+    try {
+      fs.accessSync(abs, fs.constants.W_OK);
+    } catch (err) {
+      throw new ConfigError(`--${flagName}: cannot write ${file} (${codeOf(err)})`);
+    }
+  }
+}
+
+/** Checks that `dir` is a folder that exists or can be created, and is writable; ConfigError naming the flag if not. */
+export function checkWritableDir(dir: string | undefined, flagName: string): void {
+  if (dir === undefined) return;
+  if (dir.trim() === "") throw new ConfigError(`--${flagName}: needs a folder name`);
+  try {
+    makeDirs(dir);
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (err) {
+    const code = codeOf(err);
+    throw new ConfigError(code === "ENOTDIR" ? `--${flagName}: ${dir} is not a folder (a file is in the way)` : `--${flagName}: cannot write into ${dir} (${code})`);
   }
 }
 

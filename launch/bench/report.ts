@@ -6,6 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ChartConfiguration } from "chart.js";
+import { makeDirs } from "./common";
 
 /** A table of the report: column names and rows of cells. */
 export interface ReportTable {
@@ -165,7 +166,7 @@ export function renderHtmlReport(report: Report): string {
 
 /** Writes the report to `file` (creating its folder). */
 export function writeHtmlReport(file: string, report: Report): void {
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  makeDirs(path.dirname(path.resolve(file)));
   fs.writeFileSync(file, renderHtmlReport(report));
 }
 

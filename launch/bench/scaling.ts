@@ -6,7 +6,7 @@
  * optimizer / idle), medians over the steps after the warm-up. Evaluation and checkpoints are turned off so they
  * do not disturb the timings.
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -14,8 +14,8 @@ import type { ArgumentsCamelCase, Argv, CommandModule } from "yargs";
 import type { RankTimes, StepMetrics } from "../../coordinator/metrics";
 import { ConfigError, loadRunConfig, validateForWorld } from "../../shared/config/load";
 import { repoRoot } from "../../shared/paths";
-import { EXIT_OK } from "../../shared/exit-codes";
-import { checkInt, checkWritable, formatTable, median, parseIntList, writeJsonFile } from "./common";
+import { EXIT_INTERRUPTED, EXIT_OK } from "../../shared/exit-codes";
+import { checkInt, checkWritable, checkWritableDir, formatTable, median, parseIntList, writeJsonFile } from "./common";
 import { colour, countCharts, writeHtmlReport, type Report, type ReportChart } from "./report";
 
 /** What `runScalingBench` measures. */
@@ -141,12 +141,20 @@ function launchScript(): string {
   return path.join(__dirname, "..", "main.js");
 }
 
-function runLaunch(args: string[]): Promise<number> {
+/** Runs `launch ARGS` as a child; it is in `running` until it exits. Resolves to its exit code. */
+function runLaunch(args: string[], running: Set<ChildProcess>): Promise<number> {
   return new Promise((resolve, reject) => {
     // the child's progress goes to stderr so that stdout holds only the table
     const child = spawn(process.execPath, [launchScript(), ...args], { stdio: ["ignore", 2, 2] });
-    child.on("error", reject);
-    child.on("close", (code, signal) => resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1)));
+    running.add(child);
+    child.on("error", (err) => {
+      running.delete(child);
+      reject(err);
+    });
+    child.on("close", (code, signal) => {
+      running.delete(child);
+      resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1));
+    });
   });
 }
 
@@ -189,6 +197,7 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingResu
   if (opts.workers.length === 0) throw new ConfigError("--workers: name at least one worker count");
   for (const n of opts.workers) checkInt(n, "workers", 1);
   if (opts.microBatch !== undefined) checkInt(opts.microBatch, "micro-batch", 1);
+  checkWritableDir(opts.keepRuns, "keep-runs");
   const userSet = opts.set ?? [];
   const base = loadRunConfig(opts.config, { set: userSet, backend: opts.backend });
   const micro = opts.microBatch ?? base.batch.micro_batch_size;
@@ -211,14 +220,30 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingResu
   if (opts.independent && !opts.workers.includes(1)) throw new ConfigError("--independent needs N = 1 in --workers (its tokens/s is the baseline)");
   const workRoot = opts.keepRuns ?? fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-bench-scaling-"));
   let keep = opts.keepRuns !== undefined; // a failed run's directory (logs, failure.json) is kept for the user
+  // SIGINT/SIGTERM: passed on to the running launch (which stops its workers and exits); then this benchmark stops.
+  // Without it a SIGTERM (a scheduler, `timeout`) ended this process only, and the child job trained on, orphaned.
+  const running = new Set<ChildProcess>();
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    interrupted ??= signal;
+    log(`bench scaling: ${signal}: stopping the running job`);
+    for (const child of running) child.kill(signal);
+  };
+  const checkInterrupted = (): void => {
+    if (interrupted !== undefined) throw new LaunchRunError(`interrupted by ${interrupted}; the runs were stopped`, EXIT_INTERRUPTED);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
     for (const n of opts.workers) {
+      checkInterrupted(); // a signal between two runs
       const out = path.join(workRoot, `workers-${n}`);
       fs.rmSync(out, { recursive: true, force: true });
       const args = [opts.config, "--workers", String(n), "--max-steps", String(opts.steps), "--output", out, "--quiet",
         ...runSets(n).flatMap((s) => ["--set", s]), ...(opts.backend ? ["--backend", opts.backend] : [])];
       log(`bench scaling: launch --workers ${n} (${opts.steps} steps, global batch ${micro * n})`);
-      const code = await runLaunch(args);
+      const code = await runLaunch(args, running);
+      checkInterrupted();
       if (code !== EXIT_OK) {
         keep = true;
         throw new LaunchRunError(`launch --workers ${n} ${opts.config} failed with exit code ${code} (its run directory, kept: ${out})`, code);
@@ -244,13 +269,15 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingResu
     }
     if (opts.independent) {
       for (const n of opts.workers.filter((k) => k > 1)) {
+        checkInterrupted();
         log(`bench scaling: ${n} independent launch --workers 1 jobs at the same time (${opts.steps} steps each)`);
         const outs = Array.from({ length: n }, (_, j) => path.join(workRoot, `independent-${n}`, `job-${j}`));
         const codes = await Promise.all(outs.map((out) => {
           fs.rmSync(out, { recursive: true, force: true });
           return runLaunch([opts.config, "--workers", "1", "--max-steps", String(opts.steps), "--output", out, "--quiet",
-            ...runSets(1).flatMap((s) => ["--set", s]), ...(opts.backend ? ["--backend", opts.backend] : [])]);
+            ...runSets(1).flatMap((s) => ["--set", s]), ...(opts.backend ? ["--backend", opts.backend] : [])], running);
         }));
+        checkInterrupted();
         const failed = codes.findIndex((c) => c !== EXIT_OK);
         if (failed >= 0) {
           keep = true;
@@ -260,6 +287,8 @@ export async function runScalingBench(opts: ScalingOptions): Promise<ScalingResu
       }
     }
   } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
     if (!keep) fs.rmSync(workRoot, { recursive: true, force: true });
   }
   const baseRun = runs.find((r) => r.N === 1) ?? [...runs].sort((a, b) => a.N - b.N)[0];
@@ -312,7 +341,8 @@ export function formatScalingTables(res: ScalingResult): string {
   ]));
   s += `\ntime split per rank, ms per step (medians of steps ${from}..${to}): compute = forward + backward, comm = exposed all-reduce\n`;
   s += "(after the backward pass), data = waiting for the next batch, optim = optimizer, other = the rest of the rank's step\n";
-  s += "(plans, reports), idle = waiting for the slowest rank; step = the rank's own step time (without idle)\n\n";
+  s += "(plans, reports), idle = waiting for the slowest rank; step = the rank's own step time (without idle); each column\n";
+  s += "is its own median over the steps, so the parts of a row need not add up to its step (the report's charts show every step)\n\n";
   s += formatTable(["N", "rank", "seqs", "step", "compute", "comm", "data", "optim", "other", "idle"], res.runs.flatMap((r) => r.per_rank.map((p) => [
     String(r.N), String(p.rank), Number.isFinite(p.sequences) ? String(p.sequences) : "—", p.step_ms.toFixed(1), p.compute_ms.toFixed(1), p.communication_ms.toFixed(1), p.data_wait_ms.toFixed(1),
     p.optimizer_ms.toFixed(1), p.other_ms.toFixed(1), p.idle_ms.toFixed(1),
@@ -420,7 +450,7 @@ export function scalingReport(res: ScalingResult, command: string): Report {
         heading: "Time split per rank",
         notes: [
           "compute = forward + backward; exposed comm = all-reduce after the backward pass; data wait = waiting for the next batch; other = the rest of the rank's step (plans, reports); idle = waiting for the slowest rank. A stacked bar's height is the job's step time.",
-          `Medians of steps ${from}..${to}, ms per step:`,
+          `Medians of steps ${from}..${to}, ms per step (each column is its own median, so the parts of a row need not add up to its step ms; the charts below show every step):`,
         ],
         tables: [{
           columns: ["N", "rank", "step ms", "compute", "exposed comm", "data wait", "optimizer", "other", "idle"],

@@ -304,7 +304,8 @@ export function simulateStep(spec: SimSpec, gpus: number): SimResult {
     computeMs,
     optimizerMs: c.optimizerMs,
     commMs,
-    exposedCommMs: stepMs - computeMs - c.optimizerMs,
+    // never below 0: at 1 GPU (no all-reduce) the difference is 0 up to rounding, which printed as "-0.00"
+    exposedCommMs: Math.max(0, stepMs - computeMs - c.optimizerMs),
     buckets: buckets.length,
     efficiency: single / stepMs,
     tokensPerS: (gpus * accumulation * spec.workload.microBatch * spec.workload.seqLen) / (stepMs / 1e3),

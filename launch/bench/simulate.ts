@@ -11,6 +11,7 @@ import * as os from "node:os";
 import type { Argv, CommandModule } from "yargs";
 import { ConfigError } from "../../shared/config/load";
 import type { BackendName } from "../../shared/backend/select";
+import { checkWritable, writeJsonFile } from "./common";
 import { measureCompute } from "./simulate-measure";
 import {
   fitAlphaBeta, flopsComputeProfile, gradientTensors, H100_ASSUMPTIONS, SIM_PRESETS, simulateStep, workloadConfig, ZERO_SOFTWARE,
@@ -262,13 +263,15 @@ export function simulateCommand(setCode: (code: number) => void): CommandModule<
         .option("reps", { type: "number", default: 3, describe: "timed repetitions for --compute-from measure" })
         .option("json", { type: "string", describe: "also write the report as JSON to FILE (no FILE, or -: print the JSON instead of the table)" }) as unknown as Argv<SimulateFlags>,
     handler: async (a) => {
+      const json = (a as unknown as SimulateFlags).json;
+      const toStdout = json === "" || json === "-";
+      if (!toStdout) checkWritable(json, "json"); // before a --compute-from measure spends its time
       const { spec, gpus, fit, cores } = await resolveSimulation(a as unknown as SimulateFlags);
       const report = runSimulation(spec, gpus, { fit, cores });
-      const json = (a as unknown as SimulateFlags).json;
-      if (json === "" || json === "-") process.stdout.write(JSON.stringify(report, null, 2) + "\n");
+      if (toStdout) process.stdout.write(JSON.stringify(report, null, 2) + "\n");
       else {
         process.stdout.write(formatSimulation(report));
-        if (json !== undefined) fs.writeFileSync(json, JSON.stringify(report, null, 2) + "\n");
+        if (json !== undefined) writeJsonFile(json, report);
       }
       setCode(0);
     },

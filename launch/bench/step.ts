@@ -228,6 +228,8 @@ function kernelBench(): KernelRow[] {
 export async function runStepBench(o: StepOptions): Promise<StepResult> {
   const shape = o.shape;
   for (const [k, v] of Object.entries(shape)) checkInt(v, k, 1);
+  // the synthetic batches draw token ids from [2, vocab) (0 and 1 are padding and [MASK]): at least one real token
+  checkInt(shape.vocab, "vocab", 3);
   checkInt(o.steps, "steps", 1);
   checkInt(o.warmup, "warmup", 0);
   const tokens = shape.batch * shape.seq;
