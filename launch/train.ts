@@ -32,6 +32,7 @@ import { checkFinetuneConfig, checkInitFrom, classificationReport, prepareJobDat
 import { waitForCoordinator, watchCoordinator } from "./coordinator-wait";
 import { asInputError } from "./input-error";
 import { mergeTimelines, timelineFileName } from "../worker/timeline";
+import { makeDirs } from "../shared/io/make-dirs";
 
 /** Arguments of a training launch. */
 export interface TrainArgs extends WorldArgs {
@@ -114,7 +115,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     clearRun(runDir, args.restarting === true);
   }
   try {
-    fs.mkdirSync(runDir, { recursive: true });
+    makeDirs(runDir);
   } catch (e) {
     throw new ConfigError(`${source}: field output_dir: cannot create ${runDir}: ${(e as Error).message}`);
   }

@@ -119,3 +119,14 @@ test("numeric labels are ordered by value; macro-F1 averages over the classes pr
   const p = classificationMetrics([1, 0, 1, 0, 1, 0, 0, 0, 0], ["a", "b", "c"]);
   assert.ok(Math.abs(p.macro_f1 - (2 / 3 + 1 + 0) / 3) < 1e-12, String(p.macro_f1));
 });
+
+test("an output_dir or data.cache_dir that cannot be created (under /proc) exits 2 naming it, instead of spinning in mkdir", { timeout: 60_000 }, async () => {
+  const out = await runLaunch(tinyArgs("/proc/ringtrain-no/run", "--workers", "1"));
+  assert.equal(out.code, 2, out.stderr);
+  assert.match(out.stderr, /field output_dir: cannot create \/proc\/ringtrain-no\/run: ENOENT/);
+  const dir = tempDir("cache-proc");
+  const cache = await runLaunch([...tinyArgs(path.join(dir, "run"), "--workers", "1"), "--set", "data.cache_dir=/proc/ringtrain-no/cache"]);
+  assert.equal(cache.code, 2, cache.stderr);
+  assert.match(cache.stderr, /cache_dir \/proc\/ringtrain-no\/cache cannot be created: ENOENT/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});

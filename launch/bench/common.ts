@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { ConfigError } from "../../shared/config/load";
 import type { Rng } from "../../shared/rng";
 import type { Batch } from "../../shared/train/batch";
+import { makeDirs } from "../../shared/io/make-dirs";
 
 /** Median of a non-empty list (mean of the two middle values for an even count); NaN for an empty list. */
 export function median(xs: readonly number[]): number {
@@ -89,41 +90,7 @@ export function checkInt(value: number, flagName: string, min: number): number {
   return value;
 }
 
-/** An fs-style error (`code` set), as fs itself would throw it. */
-function fsError(code: string, message: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${code}: ${message}`), { code });
-}
 
-/**
- * Creates `dir` and its missing parents (`mkdir -p`), one level at a time. Node's own `fs.mkdirSync(dir,
- * { recursive: true })` spins forever, at 100% CPU, on a path whose parent exists but cannot hold it (anything
- * under /proc, a dangling symbolic link: mkdir reports ENOENT although the parent is there, and Node retries the
- * parent); this throws that ENOENT instead, and ENOTDIR when a component is a file.
- */
-export function makeDirs(dir: string): void {
-  const missing: string[] = [];
-  for (let cur = path.resolve(dir); ; cur = path.dirname(cur)) {
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.statSync(cur);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-    }
-    if (st !== undefined) {
-      if (!st.isDirectory()) throw fsError("ENOTDIR", `not a directory, '${cur}'`);
-      break;
-    }
-    missing.push(cur);
-    if (path.dirname(cur) === cur) break;
-  }
-  for (const d of missing.reverse()) {
-    try {
-      fs.mkdirSync(d);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
-  }
-}
 
 /** Writes `data` as indented JSON to `file` (creating its folder). */
 export function writeJsonFile(file: string, data: unknown): void {
@@ -191,3 +158,5 @@ export function formatTable(header: string[], rows: string[][]): string {
   const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i])).join("  ");
   return [line(header), ...rows.map(line)].join("\n") + "\n";
 }
+
+export { makeDirs };

@@ -7,6 +7,7 @@ import type { Document } from "./document";
 import { packDocuments } from "./pack";
 import { checkPacked, type PackedSequences } from "./packed";
 import { splitDocuments, stratifiedSplit } from "./split";
+import { makeConfiguredDirs } from "../io/make-dirs";
 
 /** Options of preparePackedData. */
 export interface PrepareOptions {
@@ -90,7 +91,7 @@ interface SplitHeader {
  * on one machine never read a half-written file.
  */
 export function writePackedFile(file: string, key: string, splits: readonly PackedSequences[]): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  makeConfiguredDirs("cache_dir", path.dirname(file));
   const header: { key: string; splits: SplitHeader[] } = {
     key,
     splits: splits.map((s) => ({ seqLen: s.seqLen, count: s.count, wordStarts: s.wordStarts !== undefined })),

@@ -7,6 +7,7 @@ import { atomicWriteFile } from "../io/atomic-write";
 import { testSplit } from "../data/test-split";
 import { cutIntoLineBlocks, tooFewDocumentsToSplit } from "../data/line-blocks";
 import { createHash } from "node:crypto";
+import { makeConfiguredDirs } from "../io/make-dirs";
 
 /** Loads the documents a run config names (a built-in corpus, or every file in data.paths). */
 export function loadRunDocuments(cfg: RunConfig): Document[] {
@@ -81,7 +82,7 @@ export async function prepareTokenizer(cfg: RunConfig, docs: readonly Document[]
     minFrequency: cfg.tokenizer.min_frequency,
     ...normalizer(cfg),
   });
-  fs.mkdirSync(cfg.data.cache_dir, { recursive: true });
+  makeConfiguredDirs("cache_dir", cfg.data.cache_dir);
   await atomicWriteFile(cached, tokenizer.vocab.tokens.join("\n") + "\n");
   log(`trained a WordPiece vocabulary of ${tokenizer.vocabSize} tokens on ${docs.length} documents in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   return tokenizer;
