@@ -184,3 +184,9 @@ test("bench scaling: SIGTERM stops the running training job too and exits 130", 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("bench scaling: --set takes one value, so the config after it is the config (it was swallowed into the --set list)", async () => {
+  const r = await launchWithin(["bench", "scaling", "--set", "data.max_seq_len=64", TINY_CONFIG, "--workers", "0"]);
+  assertBadInput(r, /--workers/, "bench scaling --set X CONFIG --workers 0");
+  assert.doesNotMatch(r.stderr, /Not enough non-option arguments|config/i, r.stderr);
+});

@@ -492,7 +492,7 @@ export function scalingCommand(setCode: (code: number) => void): CommandModule<o
         .option("warmup-steps", { type: "number", default: 2, describe: "leading steps left out of the medians" })
         .option("micro-batch", { type: "number", describe: "sequences per worker per step (default: the config's micro_batch_size)" })
         .option("backend", { type: "string", choices: ["auto", "wasm", "cpu", "tensorflow"], describe: "override the config's backend" })
-        .option("set", { type: "string", array: true, describe: "override any config field in every run: --set data.cache_dir=/tmp/c" })
+        .option("set", { type: "string", array: true, nargs: 1, describe: "override any config field in every run: --set data.cache_dir=/tmp/c" })
         .option("json", { type: "string", describe: "write all results (with every step's metrics) to FILE" })
         .option("html", { type: "string", describe: "write a self-contained HTML report with charts to FILE" })
         .option("keep-runs", { type: "string", describe: "keep the run directories under DIR (default: temporary, removed)" })
