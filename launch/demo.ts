@@ -21,5 +21,11 @@ export async function runDemo(opts: { workers: number; maxSteps: number; output:
   for (const r of results) {
     process.stdout.write(`  ${r.text}\n    -> ${r.candidates.map((c) => `${c.token} (${(c.prob * 100).toFixed(1)}%)`).join(", ")}\n`);
   }
+  // the same frequent tokens for every sentence is expected this early, not a bug: say so
+  process.stdout.write(
+    `\n(${opts.maxSteps} steps leave bert-tiny on the unigram plateau of masked-LM pretraining: it predicts frequent tokens,\n` +
+      ` much the same for every sentence, while its loss falls; context shows after a few thousand steps, e.g.\n` +
+      ` npm run launch -- --workers 2 examples/pretrain-brown.yaml --max-steps 5000)\n`,
+  );
   return EXIT_OK;
 }
