@@ -24,8 +24,8 @@ export async function runDemo(opts: { workers: number; maxSteps: number; output:
   // the same frequent tokens for every sentence is expected this early, not a bug: say so
   process.stdout.write(
     `\n(${opts.maxSteps} steps leave bert-tiny on the unigram plateau of masked-LM pretraining: it predicts frequent tokens,\n` +
-      ` much the same for every sentence, while its loss falls; context shows after a few thousand steps, e.g.\n` +
-      ` npm run launch -- --workers 2 examples/pretrain-brown.yaml --max-steps 5000)\n`,
+      ` much the same for every sentence, while its loss falls. Leaving it takes many thousands of steps (docs/RESULTS.md:\n` +
+      ` still on it at 1,000); train longer with npm run launch -- --workers 2 examples/pretrain-brown.yaml --max-steps N)\n`,
   );
   return EXIT_OK;
 }
