@@ -73,12 +73,7 @@ export async function latestGoodCheckpoint(runDir: string): Promise<LatestGood> 
   for (let i = all.length - 1; i >= 0; i--) {
     const c = all[i];
     try {
-      const manifest = await verifyCheckpoint(c.dir);
-      // A resume starts at the manifest's step: one that disagrees with the directory name (an edited or
-      // copied manifest) would restart the schedule and the data stream at the wrong place.
-      if (manifest.step !== null && manifest.step !== c.step) {
-        throw new CheckpointError(path.join(c.dir, MANIFEST_FILE), `manifest says step ${manifest.step}, but its directory ${path.basename(c.dir)} is step ${c.step}`);
-      }
+      await verifyRunCheckpoint(c);
       return { checkpoint: c, warnings };
     } catch (e) {
       const fallback = i > 0 ? "falling back to an earlier checkpoint" : "no earlier checkpoint left";
@@ -86,6 +81,19 @@ export async function latestGoodCheckpoint(runDir: string): Promise<LatestGood> 
     }
   }
   return { checkpoint: undefined, warnings };
+}
+
+/**
+ * Verifies every file of a run's checkpoint against its manifest, and that the manifest records the step the
+ * directory is named for: a resume starts at the manifest's step, so one that disagrees (an edited or copied
+ * manifest) would restart the schedule and the data stream at the wrong place. Throws a CheckpointError naming
+ * the file.
+ */
+export async function verifyRunCheckpoint(c: CheckpointEntry): Promise<void> {
+  const manifest = await verifyCheckpoint(c.dir);
+  if (manifest.step !== null && manifest.step !== c.step) {
+    throw new CheckpointError(path.join(c.dir, MANIFEST_FILE), `manifest says step ${manifest.step}, but its directory ${path.basename(c.dir)} is step ${c.step}`);
+  }
 }
 
 /**
