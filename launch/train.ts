@@ -105,6 +105,13 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   };
   const runDir = path.resolve(cfg.output_dir);
   const snapshots = snapshotRoot(cfg);
+  // Checked before anything in it changes: an unwritable run directory is bad input (exit 2), not a crash.
+  try {
+    makeDirs(runDir);
+  } catch (e) {
+    throw new ConfigError(`${source}: field output_dir: cannot create ${runDir}: ${(e as Error).message}`);
+  }
+  checkWritable(runDir, source);
   // A restart or resume keeps the earlier attempt's failure record in logs/, so failure.json names only this attempt's.
   if (world.nodeRank === 0 && (resume !== undefined || args.restarting === true)) {
     const kept = archiveFailureRecord(runDir);
@@ -113,11 +120,6 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   if (previousRun !== undefined) {
     log(`replacing the previous run in ${runDir} (${previousRun})`);
     clearRun(runDir, args.restarting === true);
-  }
-  try {
-    makeDirs(runDir);
-  } catch (e) {
-    throw new ConfigError(`${source}: field output_dir: cannot create ${runDir}: ${(e as Error).message}`);
   }
   const timelineDir = cfg.training.timeline ? prepareTimelineDir(runDir, world, resume !== undefined) : undefined;
 
@@ -368,6 +370,23 @@ export function previousRunIn(runDir: string): string | undefined {
   const metrics = path.join(runDir, "metrics.jsonl");
   if (fs.existsSync(metrics) && fs.statSync(metrics).size > 0) return "metrics.jsonl from an earlier run";
   return undefined;
+}
+
+/**
+ * Throws a ConfigError naming output_dir unless a file can be created in `runDir` and in its logs/ folder (a
+ * read-only or full file system, or a directory without write permission), so that launch refuses at once.
+ */
+export function checkWritable(runDir: string, source: string): void {
+  for (const dir of [runDir, path.join(runDir, "logs")]) {
+    const probe = path.join(dir, `.ringtrain-write-test-${process.pid}`);
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+      fs.closeSync(fs.openSync(probe, "wx"));
+      fs.rmSync(probe, { force: true });
+    } catch (e) {
+      throw new ConfigError(`${source}: field output_dir: cannot write in ${dir}: ${(e as Error).message}`);
+    }
+  }
 }
 
 /** Moves RUN_DIR/failure.json to RUN_DIR/logs/failure-K.json (the next free K); returns the new path, if one was moved. */

@@ -6,7 +6,7 @@
 import type { Dirent } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { looksComplete, MANIFEST_FILE, verifyCheckpoint } from "./manifest";
+import { CheckpointError, looksComplete, MANIFEST_FILE, verifyCheckpoint } from "./manifest";
 
 const CHECKPOINTS_DIR = "checkpoints";
 const STEP_DIR_RE = /^step-(\d+)$/;
@@ -63,8 +63,9 @@ export async function listCheckpoints(runDir: string): Promise<CheckpointEntry[]
 }
 
 /**
- * The newest checkpoint whose files all match its manifest (checksums verified). Newer checkpoints that are
- * incomplete or corrupt are skipped, each with a warning naming it and the problem.
+ * The newest checkpoint whose files all match its manifest (checksums verified) and whose manifest records the
+ * step its directory is named for. Newer checkpoints that are incomplete, corrupt or disagree about their step
+ * are skipped, each with a warning naming it and the problem.
  */
 export async function latestGoodCheckpoint(runDir: string): Promise<LatestGood> {
   const warnings: string[] = [];
@@ -72,7 +73,7 @@ export async function latestGoodCheckpoint(runDir: string): Promise<LatestGood> 
   for (let i = all.length - 1; i >= 0; i--) {
     const c = all[i];
     try {
-      await verifyCheckpoint(c.dir);
+      await verifyRunCheckpoint(c);
       return { checkpoint: c, warnings };
     } catch (e) {
       const fallback = i > 0 ? "falling back to an earlier checkpoint" : "no earlier checkpoint left";
@@ -80,6 +81,19 @@ export async function latestGoodCheckpoint(runDir: string): Promise<LatestGood> 
     }
   }
   return { checkpoint: undefined, warnings };
+}
+
+/**
+ * Verifies every file of a run's checkpoint against its manifest, and that the manifest records the step the
+ * directory is named for: a resume starts at the manifest's step, so one that disagrees (an edited or copied
+ * manifest) would restart the schedule and the data stream at the wrong place. Throws a CheckpointError naming
+ * the file.
+ */
+export async function verifyRunCheckpoint(c: CheckpointEntry): Promise<void> {
+  const manifest = await verifyCheckpoint(c.dir);
+  if (manifest.step !== null && manifest.step !== c.step) {
+    throw new CheckpointError(path.join(c.dir, MANIFEST_FILE), `manifest says step ${manifest.step}, but its directory ${path.basename(c.dir)} is step ${c.step}`);
+  }
 }
 
 /**
