@@ -36,6 +36,8 @@ export interface AllreduceBenchArgs {
   cpuProf?: string;
   nodeArgs: string[];
   tls?: TlsFiles;
+  /** Ring neighbours may use Unix sockets (default true). */
+  unixSockets: boolean;
 }
 
 function parseTransports(value: string): RingTransportKind[] {
@@ -70,6 +72,7 @@ export function parseArgs(argv: string[]): AllreduceBenchArgs {
     .option("cpu-prof", { type: "string", requiresArg: true, describe: "write a V8 CPU profile of every rank process into DIR" })
     .option("node-args", { type: "string", requiresArg: true, describe: 'extra node flags for the rank processes, e.g. "--trace-gc"' })
     .option("tls", { type: "string", requiresArg: true, describe: "mutual TLS on the ring: CA,CERT,KEY (PEM files, as communication.tls)" })
+    .option("unix-sockets", { type: "boolean", default: true, describe: "neighbours connect over Unix sockets (communication.unix_sockets); --unix-sockets false: loopback TCP, as Gloo" })
     .parserConfiguration({ "duplicate-arguments-array": false, "boolean-negation": false })
     .strict()
     .parseSync();
@@ -91,6 +94,7 @@ export function parseArgs(argv: string[]): AllreduceBenchArgs {
     ...(a["cpu-prof"] !== undefined ? { cpuProf: a["cpu-prof"] } : {}),
     nodeArgs: a["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${a["cpu-prof"]}`, ...extra] : extra,
     ...(a.tls !== undefined ? { tls: tlsFilesOf(a.tls) } : {}),
+    unixSockets: a["unix-sockets"],
   };
 }
 
@@ -113,6 +117,7 @@ async function main(): Promise<void> {
     ...(a.glooScript !== undefined ? { glooScript: a.glooScript } : {}),
     nodeArgs: a.nodeArgs,
     ...(a.tls !== undefined ? { tls: a.tls } : {}),
+    unixSockets: a.unixSockets,
     onStart: (tcp, skipped) => {
       if (skipped !== undefined && a.gloo) console.error(`Gloo skipped: ${skipped}`);
       if (json) console.log(JSON.stringify({ impl: "loopback-tcp", GBps: tcp.GBps, how: tcp.how }));

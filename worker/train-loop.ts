@@ -48,6 +48,7 @@ export async function runWorker(
     jobId: env.jobId, token: env.token, rank: env.rank, worldSize: env.worldSize, timeoutMs: comm.timeout_ms,
     host: env.bindHost, port: env.peerPort, chunkBytes: comm.chunk_bytes, bucketBytes: comm.bucket_bytes, compression: comm.compression,
     transport: comm.transport === "auto" ? undefined : comm.transport,
+    localSockets: comm.unix_sockets, advertisedHost: env.advertiseHost,
     onEvent: timeline?.collective.observe,
   };
   const ring: Collective = comm.overlap

@@ -1,11 +1,11 @@
 /**
  * One rank process of `launch bench allreduce` (started by allreduce.ts, never by hand): listens on the ring,
  * then follows JSON commands on stdin (one per line) and answers on stdout:
- *   {addresses: [...]}            -> connects the ring                 -> {connected: true}
+ *   {addresses: [...]}            -> connects the ring                 -> {connected: true, via: "unix"|"tcp"|null}
  *   {bytes, iters, warmup}        -> times `iters` all-reduces of bytes -> {times: [s...], bad, cpuSec}
  *   {quit: true}                  -> closes and exits
  * Arguments: RANK N CHUNK_BYTES COMPRESSION INFLIGHT_BYTES SEND(zero-copy|copy) FRAMES(large-frames|default-frames) TRANSPORT
- *   TLS(- or the JSON of communication.tls's three PEM files)
+ *   TLS(- or the JSON of communication.tls's three PEM files) LINK(unix|tcp: whether Unix sockets are allowed)
  */
 import * as readline from "node:readline";
 import { RingCommunicator, type RingTransportKind } from "../../worker/collective/ring-communicator";
@@ -41,7 +41,8 @@ export async function rankMain(args: string[]): Promise<void> {
   const zeroCopySend = args[5] !== "copy";
   const transport = args[7] as RingTransportKind;
   const tls = args[8] === undefined || args[8] === "-" ? undefined : loadMutualTls(JSON.parse(args[8]) as TlsFiles);
-  const opts = { jobId: "bench", token: "bench-token", rank, worldSize: N, timeoutMs: 120_000, chunkBytes, compression, maxInflightBytes: inflight, zeroCopySend, transport, tls };
+  const localSockets = args[9] !== "tcp";
+  const opts = { jobId: "bench", token: "bench-token", rank, worldSize: N, timeoutMs: 120_000, chunkBytes, compression, maxInflightBytes: inflight, zeroCopySend, transport, tls, localSockets };
   // large-frames: the gRPC transport with 16 MiB HTTP/2 DATA frames on the inbound connection
   const comm = args[6] === "large-frames"
     ? RingCommunicator.withTransport(opts, await GrpcPeerTransport.listen({ ...opts, chunkBytes, largeFrames: true }))
@@ -54,7 +55,7 @@ export async function rankMain(args: string[]): Promise<void> {
     if (cmd.quit) break;
     if (cmd.addresses) {
       await comm.connect(cmd.addresses);
-      process.stdout.write(JSON.stringify({ connected: true }) + "\n");
+      process.stdout.write(JSON.stringify({ connected: true, via: comm.inboundVia }) + "\n");
       continue;
     }
     const n = Math.floor((cmd.bytes ?? 0) / 4);

@@ -41,6 +41,8 @@ export interface AllreduceRow {
   userCpuSec?: number;
   /** A remark (e.g. Gloo's result error when it was not exact). */
   note?: string;
+  /** How ringtrain's ranks reached their neighbours: "unix" (same-host Unix sockets), "tcp", or "mixed". */
+  link?: "unix" | "tcp" | "mixed";
 }
 
 /** Median ratios of one ringtrain transport to Gloo at sizes >= 4 MiB. */
@@ -77,6 +79,8 @@ export interface AllreduceOptions {
   nodeArgs?: string[];
   /** Mutual TLS on every ring (PEM files as communication.tls); plaintext when absent. */
   tls?: TlsFiles;
+  /** Neighbours connect over Unix sockets rather than loopback TCP (communication.unix_sockets; default true). */
+  unixSockets?: boolean;
   /** Called for every row as soon as it is measured; `extra` has the ratio to Gloo on Gloo rows. */
   onRow?: (row: AllreduceRow, extra: string) => void;
   /** Called once the loopback limit is known, before the first row. */
@@ -102,6 +106,8 @@ export interface AllreduceResult {
   chunk_bytes: number;
   compression: string;
   warmup: number;
+  /** Whether ringtrain's neighbours were allowed Unix sockets (each row's `link` says what they used). */
+  unix_sockets: boolean;
   /** Why Gloo was not measured (not asked, or torch missing); absent when it was. */
   gloo_skipped?: string;
   rows: AllreduceRow[];
@@ -132,6 +138,8 @@ class Ring {
   private lines: string[][] = [];
   private waiters: (() => void)[] = [];
   private exited: string | undefined;
+  /** How the ranks reached their neighbours, once connected. */
+  link: "unix" | "tcp" | "mixed" = "tcp";
   constructor(readonly procs: ChildProcess[]) {
     procs.forEach((p, i) => {
       this.lines[i] = [];
@@ -168,13 +176,15 @@ class Ring {
 async function startRing(N: number, o: AllreduceOptions, transport: RingTransportKind): Promise<Ring> {
   const script = path.join(__dirname, "allreduce-rank.js");
   const procs = Array.from({ length: N }, (_, r) => spawn(process.execPath, [...childNodeFlags(), ...(o.nodeArgs ?? []), script, String(r), String(N), String(o.chunkBytes), o.compression,
-    String(o.inflightBytes), o.send, o.largeFrames ? "large-frames" : "default-frames", transport, o.tls === undefined ? "-" : JSON.stringify(o.tls)],
+    String(o.inflightBytes), o.send, o.largeFrames ? "large-frames" : "default-frames", transport, o.tls === undefined ? "-" : JSON.stringify(o.tls),
+    o.unixSockets === false ? "tcp" : "unix"],
   { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...workerMallocEnv() } }));
   const ring = new Ring(procs);
   try {
     const addrs = await ring.next<{ address: string }>();
     ring.send({ addresses: addrs.map((a) => a.address) });
-    await ring.next();
+    const vias = (await ring.next<{ via?: string | null }>()).map((c) => c.via ?? "tcp");
+    ring.link = vias.every((v) => v === "unix") ? "unix" : vias.every((v) => v === "tcp") ? "tcp" : "mixed";
   } catch (err) {
     ring.kill();
     throw err;
@@ -275,7 +285,7 @@ export async function runAllreduceBench(o: AllreduceOptions): Promise<AllreduceR
           const sec = median(perIter);
           const alg = bytes / sec / 1e9;
           const row: AllreduceRow = { N, bytes, seconds: sec, algbwGBps: alg, busbwGBps: (alg * 2 * (N - 1)) / N, impl: impls[k], iters,
-            cpuSec: res.reduce((a, r) => a + r.cpuSec, 0) / res.length, userCpuSec: res.reduce((a, r) => a + r.userSec, 0) / res.length };
+            cpuSec: res.reduce((a, r) => a + r.cpuSec, 0) / res.length, userCpuSec: res.reduce((a, r) => a + r.userSec, 0) / res.length, link: ring.link };
           ours.push(row);
           emit(row);
         }
@@ -316,7 +326,7 @@ export async function runAllreduceBench(o: AllreduceOptions): Promise<AllreduceR
   const cpus = os.cpus();
   return {
     kind: "allreduce", date: new Date().toISOString(), cpu_cores: cpus.length, cpu_model: cpus[0]?.model ?? "unknown", tcp, ranks: o.ranks, sizes: o.sizes,
-    transports: o.transports, chunk_bytes: o.chunkBytes, compression: o.compression, warmup: o.warmup, ...(gloo ? {} : { gloo_skipped: glooSkipped }), rows, summary,
+    transports: o.transports, chunk_bytes: o.chunkBytes, compression: o.compression, warmup: o.warmup, unix_sockets: o.unixSockets !== false, ...(gloo ? {} : { gloo_skipped: glooSkipped }), rows, summary,
   };
 }
 
@@ -324,8 +334,9 @@ export async function runAllreduceBench(o: AllreduceOptions): Promise<AllreduceR
 const IMPL_WIDTH = Math.max("torch-gloo".length, ...RING_TRANSPORT_KINDS.map((t) => `ringtrain-${t}`.length));
 
 /** The table header of the all-reduce benchmark (two lines: the loopback limit and the column names). */
-export function allreduceHeader(tcp: TcpLimit, o: Pick<AllreduceOptions, "chunkBytes" | "compression" | "warmup">): string {
-  return `# loopback TCP limit: ${tcp.GBps.toFixed(2)} GB/s (${tcp.how}); chunkBytes=${o.chunkBytes} compression=${o.compression} warmup=${o.warmup}\n`
+export function allreduceHeader(tcp: TcpLimit, o: Pick<AllreduceOptions, "chunkBytes" | "compression" | "warmup" | "unixSockets">): string {
+  const link = o.unixSockets === false ? "loopback TCP" : "Unix sockets where the transport supports them (http2-socket without TLS), else TCP";
+  return `# loopback TCP limit: ${tcp.GBps.toFixed(2)} GB/s (${tcp.how}); chunkBytes=${o.chunkBytes} compression=${o.compression} warmup=${o.warmup}; ringtrain peers: ${link}; Gloo: TCP\n`
     + `${"size".padStart(10)} ${"N".padStart(3)}  ${"impl".padEnd(IMPL_WIDTH)} ${"time".padStart(13)} ${"algbw".padStart(8)} ${"busbw".padStart(8)}  (GB/s; ratio = ringtrain busbw / gloo busbw)\n`;
 }
 
@@ -333,7 +344,8 @@ export function allreduceHeader(tcp: TcpLimit, o: Pick<AllreduceOptions, "chunkB
 export function allreduceLine(row: AllreduceRow, extra = ""): string {
   const user = row.userCpuSec === undefined ? "" : ` (user ${(row.userCpuSec * 1e3).toFixed(2)})`;
   const cpu = row.cpuSec === undefined ? "" : `cpu ${(row.cpuSec * 1e3).toFixed(2)} ms/rank${user} `;
-  return `${fmtBytes(row.bytes).padStart(10)} ${String(row.N).padStart(3)}  ${row.impl.padEnd(IMPL_WIDTH)} ${(row.seconds * 1e3).toFixed(3).padStart(10)} ms ${row.algbwGBps.toFixed(3).padStart(8)} ${row.busbwGBps.toFixed(3).padStart(8)}  ${cpu}${extra}`.trimEnd() + "\n";
+  const link = row.link === undefined ? "" : `via ${row.link} `;
+  return `${fmtBytes(row.bytes).padStart(10)} ${String(row.N).padStart(3)}  ${row.impl.padEnd(IMPL_WIDTH)} ${(row.seconds * 1e3).toFixed(3).padStart(10)} ms ${row.algbwGBps.toFixed(3).padStart(8)} ${row.busbwGBps.toFixed(3).padStart(8)}  ${cpu}${link}${extra}`.trimEnd() + "\n";
 }
 
 /** The summary lines (ratios to Gloo at >= 4 MiB), empty when Gloo was not measured. */
@@ -408,6 +420,7 @@ interface AllreduceArgs {
   compression: string;
   gloo: boolean;
   tls?: string;
+  "unix-sockets": boolean;
   json?: string;
   html?: string;
 }
@@ -442,6 +455,7 @@ export function allreduceCommand(setCode: (code: number) => void): CommandModule
         .option("compression", { type: "string", default: "none", choices: ["none", "fp16", "bf16"] })
         .option("gloo", { type: "boolean", default: false, describe: "also measure PyTorch Gloo (needs /usr/bin/python3 with torch)" })
         .option("tls", { type: "string", describe: "mutual TLS on the rings: CA,CERT,KEY (PEM files, as communication.tls)" })
+        .option("unix-sockets", { type: "boolean", default: true, describe: "neighbours on this machine connect over Unix sockets (communication.unix_sockets); --no-unix-sockets: loopback TCP, as Gloo" })
         .option("json", { type: "string", describe: "write all results to FILE" })
         .option("html", { type: "string", describe: "write a self-contained HTML report with charts to FILE" }) as unknown as Argv<AllreduceArgs>,
     handler: async (a: ArgumentsCamelCase<AllreduceArgs>): Promise<void> => {
@@ -456,7 +470,7 @@ export function allreduceCommand(setCode: (code: number) => void): CommandModule
       const transports = (a.transport ?? DEFAULT_TRANSPORT).split(",").map((t) => t.trim()) as RingTransportKind[];
       const opts: AllreduceOptions = {
         ranks, sizes, iters: a.iters, warmup: a.warmup, transports, chunkBytes: a["chunk-bytes"], compression: a.compression as AllreduceOptions["compression"],
-        inflightBytes: 0, send: "zero-copy", largeFrames: false, gloo: a.gloo,
+        inflightBytes: 0, send: "zero-copy", largeFrames: false, gloo: a.gloo, unixSockets: a["unix-sockets"],
         ...(a.tls !== undefined ? { tls: tlsFilesOf(a.tls) } : {}),
         onStart: (tcp, skipped) => {
           if (a.gloo && skipped) process.stderr.write(`Gloo skipped: ${skipped}\n`);

@@ -208,6 +208,12 @@ export const communicationSchema = z.object({
    * frames; supports TLS); `http2`: node:http2 on both sides; `grpc`: grpc-js (supports TLS).
    */
   transport: z.enum(["auto", "http2-raw", "http2-socket", "http2", "grpc"]).default("auto"),
+  /**
+   * Ring neighbours on the same machine (the same network namespace) exchange the same gRPC stream over a Unix
+   * socket instead of loopback TCP: less kernel work per byte (docs/PERFORMANCE.md). Linux, http2-socket without
+   * TLS; peers on other machines always use TCP. false: TCP everywhere.
+   */
+  unix_sockets: z.boolean().default(true),
 }).strict().superRefine((c, ctx) => {
   if (c.tls !== undefined && (c.transport === "http2" || c.transport === "http2-raw")) {
     ctx.addIssue({ code: "custom", path: ["transport"], message: `${c.transport} does not support tls; use auto (http2-socket) or grpc` });

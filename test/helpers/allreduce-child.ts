@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   const opts = {
     jobId: spec.jobId, token: spec.token, rank: spec.rank, worldSize: spec.worldSize, timeoutMs: spec.timeoutMs,
     chunkBytes: spec.chunkBytes, bucketBytes: spec.bucketBytes, compression: spec.compression, transport: spec.transport,
-    tls: loadMutualTls(spec.tls),
+    tls: loadMutualTls(spec.tls), ...(spec.localSockets !== undefined ? { localSockets: spec.localSockets } : {}),
   };
   const comm: Collective = spec.threaded === true ? await ThreadedRing.listen(opts) : await RingCommunicator.listen(opts);
   process.stdout.write(`ADDRESS ${comm.address}\n`);
@@ -37,6 +37,7 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   try {
     await comm.connect(JSON.parse(line) as string[]);
+    if (comm instanceof RingCommunicator) result.via = comm.inboundVia;
     for (const c of spec.cases) {
       if (c.stall) {
         process.stdout.write(`STALLED ${c.step}\n`);

@@ -41,6 +41,8 @@ export interface ChildSpec {
   threaded?: boolean;
   /** Mutual TLS PEM files (communication.tls); plaintext when absent. */
   tls?: { ca_file: string; cert_file: string; key_file: string };
+  /** RingOptions.localSockets (Unix sockets between same-host neighbours; the communicator's default when absent). */
+  localSockets?: boolean;
   cases: CaseSpec[];
   outFile: string;
 }
@@ -61,6 +63,8 @@ export interface ChildError {
 export interface ChildResult {
   rank: number;
   address: string;
+  /** How the rank's inbound stream reached its left neighbour (RingCommunicator.inboundVia; absent when threaded). */
+  via?: "unix" | "tcp" | null;
   /** On failure, `tensorsAfter` holds the tensors as the failed call left them (to check nothing was corrupted). */
   cases: ({ ok: true; tensors: string[] } | { ok: false; error: ChildError; tensorsAfter?: string[] })[];
 }

@@ -14,11 +14,27 @@ export interface H2ServerOptions extends H2ServerConnectionOptions {
   port: number;
   /** Mutual TLS: serve only clients whose certificate the CA signed (plaintext when absent). */
   tls?: TlsPem;
+  /**
+   * Also serve on this Unix socket (an abstract name, local-socket.ts), given the bound TCP port; plaintext only.
+   * Best effort: when the name cannot be bound, the server stays TCP-only and neighbours dial TCP.
+   */
+  localName?: (port: number) => string;
 }
 
 /** Listening HTTP/2 server; requests go to `opts.onRequest`. */
 export class H2Server {
-  private constructor(private readonly server: net.Server, private readonly conns: Set<H2ServerConnection>, readonly port: number) {}
+  private constructor(
+    private readonly server: net.Server,
+    private readonly conns: Set<H2ServerConnection>,
+    readonly port: number,
+    /** The Unix socket server (localName), when it could bind. */
+    private readonly local: net.Server | null,
+  ) {}
+
+  /** Whether the server also listens on its Unix socket name. */
+  get servesLocal(): boolean {
+    return this.local !== null;
+  }
 
   /** Binds `host:port` (0 = any free port); rejects with an error naming `opts.self` and the address. */
   static async listen(opts: H2ServerOptions): Promise<H2Server> {
@@ -43,7 +59,18 @@ export class H2Server {
         resolve((server.address() as net.AddressInfo).port);
       });
     });
-    return new H2Server(server, conns, port);
+    let local: net.Server | null = null;
+    if (opts.localName !== undefined && opts.tls === undefined) {
+      const candidate = net.createServer(serve);
+      local = await new Promise<net.Server | null>((resolve) => {
+        candidate.once("error", () => resolve(null));
+        candidate.listen(opts.localName!(port), () => {
+          candidate.on("error", () => undefined);
+          resolve(candidate);
+        });
+      });
+    }
+    return new H2Server(server, conns, port, local);
   }
 
   /**
@@ -56,6 +83,7 @@ export class H2Server {
         for (const c of this.conns) c.destroy();
         resolve();
       }, graceMs);
+      this.local?.close();
       this.server.close(() => {
         clearTimeout(t);
         resolve();

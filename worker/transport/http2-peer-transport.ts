@@ -22,6 +22,7 @@
  */
 import http2 = require("node:http2");
 import { joinHostPort, splitHostPort } from "../../shared/net/host-port";
+import { localSocketName, localSocketsSupported } from "./local-socket";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { status as GrpcStatus } from "@grpc/grpc-js";
@@ -64,6 +65,14 @@ export interface Http2TransportOptions {
    * Peers must present a certificate signed by the CA, and the server's must match the address dialled.
    */
   tls?: MutualTls;
+  /**
+   * Between neighbours in the same network namespace, use a Unix socket instead of loopback TCP (local-socket.ts;
+   * "http2-socket" without TLS only; default false here, the ring turns it on): the peer port also listens on the
+   * socket named after `advertisedHost`:port, and the inbound Pull dials the left neighbour's name first.
+   */
+  localSockets?: boolean;
+  /** The host the ring lists this rank under (default: `host`; with a wildcard `host` and none, no Unix socket). */
+  advertisedHost?: string;
 }
 
 const PULL_PATH = "/ringtrain.peer.Peer/Pull";
@@ -79,6 +88,13 @@ interface CallStatus {
 
 function fault(side: "left" | "right", kind: string, detail: string): TransportFault {
   return { side, kind, detail };
+}
+
+/** The host of this rank's advertised address when it serves a Unix socket too (see localSockets), else undefined. */
+function localAddressHost(o: Http2TransportOptions): string | undefined {
+  if (o.localSockets !== true || o.tls !== undefined || o.rawSend !== true || !localSocketsSupported()) return undefined;
+  const host = o.advertisedHost ?? o.host ?? "127.0.0.1";
+  return host === "0.0.0.0" || host === "::" ? undefined : host;
 }
 
 function splitAddress(a: string): { host: string; port: number } {
@@ -198,6 +214,7 @@ export class Http2PeerTransport implements PeerTransport {
     const server = await H2Server.listen({
       self: `rank ${opts.rank} (${host}:${opts.port ?? 0})`, host, port: opts.port ?? 0, maxRequestBytes: MAX_REQUEST_BYTES, maxConcurrentStreams: 16,
       ...(opts.tls !== undefined ? { tls: opts.tls.pem } : {}),
+      ...(localAddressHost(opts) !== undefined ? { localName: (port: number) => localSocketName(opts.jobId, joinHostPort(localAddressHost(opts)!, port)) } : {}),
       onRequest: (st, headers, body) => {
         if (self === null) st.respondTrailersOnly(trailersOnly(GrpcStatus.UNAVAILABLE, "peer server is starting"));
         else self.onRawRequest(st, headers, body);
@@ -205,6 +222,11 @@ export class Http2PeerTransport implements PeerTransport {
     });
     self = new Http2PeerTransport(opts, server, joinHostPort(host, server.port));
     return self;
+  }
+
+  /** How the inbound Pull reached the left neighbour: "unix" (localSockets, same namespace), "tcp", or null (not yet, or node:http2). */
+  get inboundVia(): "unix" | "tcp" | null {
+    return this.rawIn?.connectedVia ?? null;
   }
 
   /** Registers the collective's callbacks. */
@@ -278,6 +300,7 @@ export class Http2PeerTransport implements PeerTransport {
       jobId, token, rank, worldSize, left: this.left, leftAddress: leftAddr, chunkBytes, windowBytes: this.windowBytes,
       maxFrameBytes: this.maxFrameBytes, events: () => this.ev(), live: () => this.rawIn === inbound && !this.down,
       ...(this.opts.tls !== undefined ? { tls: this.opts.tls.pem } : {}),
+      localSockets: this.opts.localSockets === true,
     });
     this.rawIn = inbound;
     await this.bothStreamsOpen((settled) => inbound.open(deadline, timeoutMs).then(settled), deadline, timeoutMs);

@@ -83,6 +83,8 @@ export interface PeerTransport {
   connect(addresses: readonly string[], timeoutMs: number): Promise<void>;
   /** True while the outbound stream is open and not failed. */
   readonly canSend: boolean;
+  /** How the inbound stream reached the left neighbour, once connected ("unix": a same-host Unix socket); optional. */
+  readonly inboundVia?: "unix" | "tcp" | null;
   /**
    * Sends one Chunk to the right neighbour. The payload (float32 elements, encoded as the header's dtype) is
    * read when the transport frames it, possibly after send() returns; `onWritten` runs once the transport no

@@ -52,6 +52,8 @@ export interface RawPullOptions {
   readBufferBytes?: number;
   /** Mutual TLS (ALPN "h2"): our certificate, and the CA the server's certificate must be signed by. */
   tls?: TlsPem;
+  /** Dial this Unix socket (local-socket.ts) instead of host:port; plaintext only (ignored with `tls`). */
+  localPath?: string;
 }
 
 /** Why RawPullClient.connect failed; `handshake` marks a TLS handshake failure, which retrying will not cure. */
@@ -141,7 +143,7 @@ export class RawPullClient implements H2FrameSink {
       callback: (n: number, buf: Uint8Array): boolean => (client === null ? false : client.onRead(buf, n)),
     };
     const socket: net.Socket = opts.tls === undefined
-      ? net.connect({ host: opts.host, port: opts.port, noDelay: true, onread })
+      ? net.connect(opts.localPath !== undefined ? { path: opts.localPath, onread } : { host: opts.host, port: opts.port, noDelay: true, onread })
       // node:tls honours onread (documented for tls.connect) although @types/node leaves it out of ConnectionOptions
       : tls.connect({ host: opts.host, port: opts.port, ...opts.tls, ALPNProtocols: ["h2"], onread } as tls.ConnectionOptions);
     client = new RawPullClient(opts, events, socket, readBuffer);

@@ -13,6 +13,7 @@ import { GrpcChunkReader } from "./grpc-frame-reader";
 import { encodePull, grpcFrame, statusName, tokenProof, PROOF_KEY, TOKEN_KEY, type PullRequest } from "./peer-service";
 import type { InboundPlan, TransportEvents, TransportFault } from "./peer-transport";
 import { RawConnectError, RawPullClient, type CallStatus } from "./raw-pull-client";
+import { localSocketName, localSocketsSupported } from "./local-socket";
 import type { TlsPem } from "../../shared/security/tls";
 
 const PULL_PATH = "/ringtrain.peer.Peer/Pull";
@@ -32,6 +33,8 @@ export interface RawInboundOptions {
   maxFrameBytes: number;
   /** Mutual TLS for the connection (plaintext when absent). */
   tls?: TlsPem;
+  /** Dial the neighbour's Unix socket first (local-socket.ts; plaintext only): on the same machine it is there. */
+  localSockets?: boolean;
   /** The collective's callbacks (looked up on every event). */
   events(): TransportEvents;
   /** False once the transport is failing or closing: events are then swallowed. */
@@ -50,6 +53,8 @@ export class RawPullInbound {
   private ended = false;
   private readonly endWaiters: (() => void)[] = [];
   private readonly peer: string;
+  /** How the connection to the left neighbour was made, once it was. */
+  connectedVia: "unix" | "tcp" | null = null;
 
   constructor(private readonly o: RawInboundOptions) {
     this.peer = `rank ${o.left} (${o.leftAddress})`;
@@ -106,14 +111,24 @@ export class RawPullInbound {
       bodyTarget: (maxBytes: number): Uint8Array | null => (this.active() ? this.reader.directTarget(maxBytes) : null),
     };
     let lastErr = "";
+    const request = {
+      host, port, peer: this.peer, path: PULL_PATH, headers: [{ name: TOKEN_KEY, value: token, sensitive: true }],
+      body: grpcFrame(encodePull(pull)), windowBytes: this.o.windowBytes, maxFrameBytes: this.o.maxFrameBytes,
+      ...(this.o.tls !== undefined ? { tls: this.o.tls } : {}),
+    };
+    const localPath = this.o.localSockets === true && this.o.tls === undefined && localSocketsSupported() ? localSocketName(jobId, leftAddress) : undefined;
     while (this.client === null) {
       if (this.stopped) throw fault("closed", "transport closed while connecting");
       try {
-        this.client = await RawPullClient.connect({
-          host, port, peer: this.peer, path: PULL_PATH, headers: [{ name: TOKEN_KEY, value: token, sensitive: true }],
-          body: grpcFrame(encodePull(pull)), windowBytes: this.o.windowBytes, maxFrameBytes: this.o.maxFrameBytes,
-          ...(this.o.tls !== undefined ? { tls: this.o.tls } : {}),
-        }, events, deadline);
+        // the neighbour's Unix socket exists only when it runs in this network namespace: else TCP
+        if (localPath !== undefined) {
+          this.client = await RawPullClient.connect({ ...request, localPath }, events, deadline).catch(() => null);
+          if (this.client !== null) this.connectedVia = "unix";
+        }
+        if (this.client === null) {
+          this.client = await RawPullClient.connect(request, events, deadline);
+          this.connectedVia = "tcp";
+        }
       } catch (e) {
         if (e instanceof RawConnectError && e.handshake) throw fault("auth", e.message);
         lastErr = e instanceof Error ? e.message : String(e);
