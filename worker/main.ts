@@ -4,7 +4,7 @@
  */
 import { readWorkerEnv } from "./env";
 import { runWorker, type CommSettings } from "./train-loop";
-import { CollectiveError } from "./collective/collective-error";
+import { CollectiveError, responsibleOf } from "./collective/collective-error";
 import { CoordinatorClient, CoordinatorUnreachableError, JobMismatchError } from "./coordinator-client";
 import { MISMATCH_PHASE } from "../proto/coordinator";
 import { workerStatus } from "./heartbeat";
@@ -35,7 +35,11 @@ async function main(): Promise<number> {
     log(`stopping: ${reason}`);
     return reason === "done" ? EXIT_OK : EXIT_WORKER_FAILURE;
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
+    // A collective counts steps from 0 (the optimizer's completed steps), the plan and metrics.jsonl from 1: name
+    // only the training step, so a message never carries two numbers for one step.
+    const message = err instanceof CollectiveError
+      ? `all-reduce failed${err.phase === "idle" ? " between collectives" : ` in phase ${err.phase}`}: ${responsibleOf(err)}: ${err.detail}`
+      : err instanceof Error ? err.message : String(err);
     fail(`rank ${env.rank} (${env.hostname}, pid ${process.pid}) failed at step ${workerStatus.step} (${workerStatus.phase}): ${message}`);
     if (err instanceof CoordinatorUnreachableError) return EXIT_COORDINATOR_LOST;
     // Refused before joining: the coordinator never counted this rank, and a retry cannot help.
@@ -43,7 +47,7 @@ async function main(): Promise<number> {
     // Tell the coordinator at once, so every rank stops now instead of at its next deadline.
     const client = new CoordinatorClient(env.coordinatorAddress, env.token, loadMutualTls(comm.tls)?.channel());
     const phase = err instanceof JobMismatchError ? MISMATCH_PHASE : err instanceof CollectiveError ? String(err.phase) : workerStatus.phase;
-    const step = err instanceof CollectiveError ? err.step : workerStatus.step;
+    const step = workerStatus.step;
     const reportError = await client
       .reportFailure({ job_id: env.jobId, rank: env.rank, step: Math.max(0, step), phase, message }, 2000)
       .then(() => undefined, (e: unknown) => e);

@@ -24,10 +24,12 @@ export class CollectiveError extends Error implements CollectiveErrorInfo {
   readonly step: number;
   readonly reportedBy: number;
   readonly kind: string;
+  /** What went wrong, without the rank, phase and step of the message (e.g. "stream to us failed: ..."). */
+  readonly detail: string;
 
   constructor(info: CollectiveErrorInfo, detail: string) {
-    const who = info.rank >= 0 ? `rank ${info.rank} (${info.address || "unknown address"})` : "unknown rank";
-    super(`[rank ${info.reportedBy}] collective failed in phase ${info.phase} of step ${info.step}: ${who}: ${detail}`);
+    super(`[rank ${info.reportedBy}] collective failed in phase ${info.phase} of step ${info.step}: ${responsibleOf(info)}: ${detail}`);
+    this.detail = detail;
     this.name = "CollectiveError";
     this.rank = info.rank;
     this.address = info.address;
@@ -36,4 +38,9 @@ export class CollectiveError extends Error implements CollectiveErrorInfo {
     this.reportedBy = info.reportedBy;
     this.kind = info.kind;
   }
+}
+
+/** "rank R (host:port)" of the rank held responsible, or "unknown rank". */
+export function responsibleOf(info: Pick<CollectiveErrorInfo, "rank" | "address">): string {
+  return info.rank >= 0 ? `rank ${info.rank} (${info.address || "unknown address"})` : "unknown rank";
 }

@@ -11,7 +11,7 @@ import type { RingThreadData, RingThreadReply, RingThreadRequest, SerializedErro
 
 function serialize(e: unknown): SerializedError {
   if (e instanceof CollectiveError) {
-    return { name: e.name, message: e.message, info: { rank: e.rank, address: e.address, phase: e.phase, step: e.step, reportedBy: e.reportedBy, kind: e.kind } };
+    return { name: e.name, message: e.message, info: { rank: e.rank, address: e.address, phase: e.phase, step: e.step, reportedBy: e.reportedBy, kind: e.kind }, detail: e.detail };
   }
   return e instanceof Error ? { name: e.name, message: e.message } : { name: "Error", message: String(e) };
 }

@@ -27,6 +27,8 @@ export interface SerializedError {
   name: string;
   message: string;
   info?: CollectiveErrorInfo;
+  /** CollectiveError.detail, with `info`. */
+  detail?: string;
 }
 
 /** Collective thread -> main thread. */

@@ -40,7 +40,7 @@ function isShared(a: Float32Array): boolean {
 /** Rebuilds an error sent by the collective thread, keeping a CollectiveError's fields and exact message. */
 function revive(e: SerializedError): Error {
   if (e.info !== undefined) {
-    const err = new CollectiveError(e.info, "");
+    const err = new CollectiveError(e.info, e.detail ?? "");
     err.message = e.message;
     return err;
   }
