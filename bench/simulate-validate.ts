@@ -4,7 +4,8 @@
  *   node dist/bench/simulate-validate.js [--model bert-tiny --vocab 8192 --micro 16 --seq 128 --steps 10
  *       --workers 2,4 --rates 1gbit,100mbit --sizes 262144,1048576,4194304,6291456,16777216 --reps 3 --json FILE]
  *
- * 1. All-reduce times of ringtrain's ring (bench/allreduce.js --json, N = 2 and 4, loopback) -> least-squares fit of
+ * 1. All-reduce times of ringtrain's ring over loopback TCP (bench/allreduce.js --json --unix-sockets false, N = 2 and 4;
+ *    TCP, as between machines, not the Unix sockets same-host neighbours use by default) -> least-squares fit of
  *    the software α, β, γ, with the per-byte cost multiplied by max(1, N / cores) (ranks sharing cores).
  * 2. For every case, right before and right after its real run (so the prediction sees the machine load of the
  *    run; the mean of the two is used): the compute profile (launch/bench/simulate-measure.ts) measured in k
@@ -192,6 +193,8 @@ function runArgs(w: SimWorkload, workers: number, globalWorkers: number, steps: 
     "--set", `batch.micro_batch_size=${w.microBatch}`, "--set", `batch.global_batch_size=${w.microBatch * globalWorkers}`,
     "--set", "training.eval_interval_steps=0", "--set", "training.checkpoint_interval_steps=0", "--set", "schedule.warmup_steps=1",
     "--set", "model.hidden_dropout=0", "--set", "model.attention_dropout=0",
+    // TCP between the workers, as the fit above and as between machines (not the same-host Unix sockets)
+    "--set", "communication.unix_sockets=false",
   ];
 }
 
@@ -231,7 +234,7 @@ async function runNamespaces(w: SimWorkload, rate: string, steps: number, root: 
 // ---- driver -------------------------------------------------------------------------------------------------
 
 function measureAllReduce(sizes: string, ranks: number[]): AllReduceSample[] {
-  const r = spawnSync(process.execPath, [path.join(DIST, "bench", "allreduce.js"), "--json", "--no-gloo", "--sizes", sizes, "--ranks", ranks.join(","), "--iters", "12", "--warmup", "2"],
+  const r = spawnSync(process.execPath, [path.join(DIST, "bench", "allreduce.js"), "--json", "--no-gloo", "--unix-sockets", "false", "--sizes", sizes, "--ranks", ranks.join(","), "--iters", "12", "--warmup", "2"],
     { encoding: "utf8", timeout: 900_000, stdio: ["ignore", "pipe", "inherit"] });
   if (r.status !== 0) throw new Error(`bench/allreduce.js exited ${r.status}`);
   const samples: AllReduceSample[] = [];
