@@ -36,7 +36,7 @@ export async function launchWithRestarts(args: TrainArgs, maxRestarts: number): 
     process.stderr.write(`launch: restart ${attempt + 1}/${maxRestarts} with ${workers} worker(s) from ${from}\n`);
     const world = args.gpus !== undefined ? { gpus: workers, workers: undefined } : { workers, gpus: undefined };
     current = entry !== undefined
-      ? { ...args, ...world, config: undefined, resume: runDir, overrides: { ...args.overrides, output: undefined } }
+      ? { ...args, ...world, config: undefined, resume: runDir, overrides: { ...args.overrides, output: undefined }, restarting: true }
       : { ...args, ...world, overwrite: true, restarting: true }; // from the start: the failed attempt's metrics and logs are replaced
   }
 }

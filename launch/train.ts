@@ -47,7 +47,10 @@ export interface TrainArgs extends WorldArgs {
   quiet?: boolean;
   /** Replace a previous run in output_dir (its checkpoints, metrics, logs) instead of refusing to start. */
   overwrite?: boolean;
-  /** Set by --max-restarts when an attempt starts over: the failed attempt's logs stay (appended to). */
+  /**
+   * Set by --max-restarts on every attempt after the first: an attempt that starts over keeps the failed one's logs
+   * (appended to), and a resumed one gives no advice about the worker count it chose itself.
+   */
   restarting?: boolean;
 }
 
@@ -63,7 +66,8 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     return EXIT_OK;
   }
   validateForWorld(cfg, world.worldSize, source);
-  if (resume !== undefined && world.nodeRank === 0) {
+  // an automatic restart (--max-restarts, elastic) chose its world itself: no advice to the user then
+  if (resume !== undefined && world.nodeRank === 0 && args.restarting !== true) {
     const before = lastWorldSize(path.resolve(cfg.output_dir));
     if (before !== undefined && before !== world.worldSize) {
       process.stderr.write(`launch: note: resuming with ${world.worldSize} worker(s); the run last trained with ${before} (the global batch stays the same; pass --workers ${before} to train as before)\n`);

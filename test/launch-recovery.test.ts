@@ -77,6 +77,7 @@ test("a worker killed at a random step is recovered; the result equals an uninte
     assert.equal(r.code, 0, `recovery failed (killed after step ${atStep}):\n${r.stderr}`);
     const m = new RegExp(`restart 1/1 with ${elastic ? 2 : 3} worker\\(s\\) from the (checkpoint|in-memory snapshot) of step (\\d+)`).exec(r.stderr);
     assert.ok(m, r.stderr);
+    assert.doesNotMatch(r.stderr, /to train as before/, "an automatic restart chose its worker count itself: no advice to pass another");
     if (variant === "snapshot") {
       assert.equal(m[1], "in-memory snapshot");
       assert.ok(Number(m[2]) >= atStep - 1, `a snapshot loses at most the step in flight: killed after step ${atStep}, resumed from ${m[2]}`);
