@@ -193,3 +193,8 @@ test("bench scaling: --set takes one value, so the config after it is the config
   assert.ok(fs.existsSync(path.join(dir, "s.json")));
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test("bench: a single-valued flag given twice is refused naming it (yargs merged both values into a list)", async () => {
+  assertBadInput(await launchWithin(["bench", "allreduce", "--workers", "2", "--workers", "4", "--sizes", "4KiB"]), /--workers given 2 times \(2, 4\); give it once/, "bench allreduce --workers twice");
+  assertBadInput(await launchWithin(["bench", "simulate", "--gpus", "8", "--gpus", "16"]), /--gpus given 2 times/, "bench simulate --gpus twice");
+});

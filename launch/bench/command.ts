@@ -9,6 +9,7 @@ import { simulateCommand } from "./simulate";
 import { allreduceCommand } from "./allreduce";
 import { scalingCommand } from "./scaling";
 import { stepCommand } from "./step";
+import { onceFlag } from "../input-error";
 
 /** Adds the `bench` command and its subcommands to the launch CLI. `setCode` receives the process exit code. */
 export function registerBenchCommand(y: Argv, setCode: (code: number) => void): Argv {
@@ -17,6 +18,12 @@ export function registerBenchCommand(y: Argv, setCode: (code: number) => void): 
     "benchmarks: allreduce (nccl-tests style), step (tokens/s, MFU), scaling (tokens/s per N, efficiency, time split), simulate (predict large clusters)",
     (b) =>
       b
+        // a single-valued flag given twice is refused, as launch's own flags are (yargs would collect both values)
+        .middleware((argv) => {
+          for (const [key, value] of Object.entries(argv)) {
+            if (key !== "_" && key !== "set" && /^[a-z][a-z-]*$/.test(key) && Array.isArray(value)) onceFlag(key, value);
+          }
+        })
         .command(allreduceCommand(setCode))
         .command(scalingCommand(setCode))
         .command(stepCommand(setCode))
