@@ -198,3 +198,9 @@ test("bench: a single-valued flag given twice is refused naming it (yargs merged
   assertBadInput(await launchWithin(["bench", "allreduce", "--workers", "2", "--workers", "4", "--sizes", "4KiB"]), /--workers given 2 times \(2, 4\); give it once/, "bench allreduce --workers twice");
   assertBadInput(await launchWithin(["bench", "simulate", "--gpus", "8", "--gpus", "16"]), /--gpus given 2 times/, "bench simulate --gpus twice");
 });
+
+test("a number flag given text names what was typed, not NaN", async () => {
+  assertBadInput(await launchWithin(["bench", "step", "--steps", "x"]), /--steps: 'x' is not an integer >= 1/, "bench step --steps x");
+  assertBadInput(await launchWithin(["bench", "allreduce", "--iters=abc", "--sizes", "4KiB"]), /--iters: 'abc' is not an integer >= 1/, "bench allreduce --iters=abc");
+  assertBadInput(await launchWithin([TINY_CONFIG, "--workers", "two", "--dry-run"]), /--workers must be an integer >= 1 \(got 'two'\)/, "launch --workers two");
+});

@@ -88,7 +88,7 @@ test("bad data and bad world flags exit 2 with one line naming the problem, befo
   // fill-mask and predict: bad values are arguments errors too (exit 2, no stack)
   for (const [args, why] of [
     [["fill-mask", "--model", dir, "--top-k", "0", "a [MASK] b"], /--top-k must be an integer >= 1 \(got 0\)/],
-    [["predict", "--model", dir, "--batch-size", "abc", bad], /--batch-size must be an integer >= 1 \(got NaN\)/],
+    [["predict", "--model", dir, "--batch-size", "abc", bad], /--batch-size must be an integer >= 1 \(got 'abc'\)/],
     [["predict", "--model", dir, "--backend", "gpu", bad], /Invalid values:[\s\S]*backend/],
     [["predict", "--model", run, bad], /predict: /],
   ] as const) {

@@ -7,6 +7,7 @@ import { ConfigError } from "../../shared/config/load";
 import type { Rng } from "../../shared/rng";
 import type { Batch } from "../../shared/train/batch";
 import { makeDirs } from "../../shared/io/make-dirs";
+import { typedValue } from "../input-error";
 
 /** Median of a non-empty list (mean of the two middle values for an even count); NaN for an empty list. */
 export function median(xs: readonly number[]): number {
@@ -86,7 +87,7 @@ export function parseSizeList(value: string | number | undefined, flagName: stri
 
 /** Throws ConfigError unless `value` is an integer >= min. */
 export function checkInt(value: number, flagName: string, min: number): number {
-  if (!Number.isInteger(value) || value < min) throw new ConfigError(`--${flagName}: ${value} is not an integer >= ${min}`);
+  if (!Number.isInteger(value) || value < min) throw new ConfigError(`--${flagName}: ${Number.isNaN(value) ? typedValue(flagName) : value} is not an integer >= ${min}`);
   return value;
 }
 
