@@ -23,6 +23,7 @@ import { MetricsWriter, type StepMetrics } from "./metrics";
 import { addClassificationMetrics } from "./classification";
 import { probeLiveness, type Liveness } from "./liveness";
 import { loadMutualTls } from "../shared/security/tls";
+import { joinHostPort, splitHostPort } from "../shared/net/host-port";
 
 /** Everything the coordinator needs to run one job. */
 export interface CoordinatorOptions {
@@ -132,7 +133,7 @@ export class Coordinator extends EventEmitter {
     const port = await new Promise<number>((resolve, reject) =>
       this.server.bindAsync(bind, loadMutualTls(this.opts.config.communication.tls)?.server() ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
-    this.address = `${bind.slice(0, bind.lastIndexOf(":"))}:${port}`;
+    this.address = joinHostPort(splitHostPort(bind).host, port);
     const { join_timeout_ms: joinTimeout, heartbeat_interval_ms: interval } = this.opts.config.communication;
     this.joinTimer = setTimeout(() => this.joinTimedOut(), joinTimeout);
     this.heartbeatTimer = setInterval(() => this.checkHeartbeats(), Math.max(100, Math.min(interval, 1000)));

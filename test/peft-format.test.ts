@@ -29,7 +29,7 @@ import { saveClassifier } from "../shared/finetune/save";
 import { ringtrainAdapterSchema } from "../shared/finetune/adapter-config";
 import { hfClassifierLinears, peftTargetModules, peftTargets } from "../shared/finetune/peft-format";
 import { repoRoot } from "../shared/paths";
-import { randomBatch, tinyConfig } from "./helpers/model-fixtures";
+import { classifierLogits, maxAbsDiffOf, randomBatch, tinyConfig } from "./helpers/model-fixtures";
 import { runLaunch } from "./helpers/launch";
 
 before(async () => {
@@ -106,16 +106,7 @@ function perturb(m: PeftClassifier, seed: number): void {
   }
 }
 
-function logits(m: PeftClassifier, b: { batchSize: number; seqLen: number; inputIds: Int32Array; tokenTypeIds: Int32Array; attentionMask: Int32Array }): Float32Array {
-  return tf.tidy(() => Float32Array.from(m.logits(b).dataSync() as Float32Array));
-}
 
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
-  return d;
-}
 
 async function savedLora(root: string, lora: Record<string, unknown>, seed = 3): Promise<{ baseDir: string; dir: string; model: PeftClassifier }> {
   const baseDir = path.join(root, "base");
@@ -244,13 +235,13 @@ test("an adapter written before (ringtrain's layout) still loads and gives the l
   const { batch, logits: want } = fixtureBatch();
   const old = await loadClassifier(path.join(FIXTURE, "base"), path.join(FIXTURE, "adapter"));
   assert.deepEqual(old.labels, LABELS);
-  assert.ok(maxDiff(logits(old.model, batch), want) < 1e-5, "old-layout adapter: logits as recorded");
+  assert.ok(maxAbsDiffOf(classifierLogits(old.model, batch), want) < 1e-5, "old-layout adapter: logits as recorded");
   const root = tmp("v1");
   const dir = path.join(root, "peft");
   await saveClassifier(dir, old.model, { labels: old.labels, maxSeqLen: old.maxSeqLen, lowercase: true, baseDir: path.join(FIXTURE, "base"), baseChecksum: await modelChecksum(path.join(FIXTURE, "base")), vocab: VOCAB, padTokenId: 0, step: 1 });
   assert.ok(fs.existsSync(path.join(dir, "ringtrain_adapter.json")));
   const again = await loadClassifier(path.join(FIXTURE, "base"), dir);
-  assert.equal(maxDiff(logits(again.model, batch), logits(old.model, batch)), 0, "same weights in either layout: identical logits");
+  assert.equal(maxAbsDiffOf(classifierLogits(again.model, batch), classifierLogits(old.model, batch)), 0, "same weights in either layout: identical logits");
   old.model.dispose();
   again.model.dispose();
   fs.rmSync(root, { recursive: true, force: true });
@@ -316,7 +307,7 @@ test("independent check: torch applies the PEFT files as PEFT does and reproduce
     const { baseDir, dir, model } = await savedLora(root, lora);
     const b = randomBatch(cfg, 4, 8, 5, 0, 2);
     const batch = { batchSize: 4, seqLen: 8, inputIds: b.inputIds, tokenTypeIds: b.tokenTypeIds, attentionMask: b.attentionMask };
-    const want = logits(model, batch);
+    const want = classifierLogits(model, batch);
     const rows = (a: Int32Array): number[][] => Array.from({ length: 4 }, (_, i) => Array.from(a.subarray(i * 8, (i + 1) * 8)));
     const merged: Record<string, number[][]> = {};
     for (const [name, w] of model.mergedWeights()) {
@@ -331,7 +322,7 @@ test("independent check: torch applies the PEFT files as PEFT does and reproduce
     const got = JSON.parse(r.stdout) as { logits: number[][]; merged: Record<string, number>; wrapped: string[]; saved_modules: string[] };
     assert.deepEqual(got.saved_modules, ["bert.pooler", "classifier"]);
     assert.equal(got.wrapped.length, model.extraSpecs.filter((p) => p.name.endsWith("lora_A.weight")).length);
-    const d = maxDiff(got.logits.flat(), want);
+    const d = maxAbsDiffOf(got.logits.flat(), want);
     assert.ok(d < 1e-4, `torch (PEFT rules) vs ringtrain logits differ by ${d}`);
     assert.ok(Math.max(...got.logits.flat().map(Math.abs)) > 1e-3, "non-trivial logits");
     for (const [name, diff] of Object.entries(got.merged)) assert.ok(diff < 1e-5, `${name}: merged weights differ by ${diff}`);

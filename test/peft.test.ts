@@ -27,7 +27,7 @@ import { buildClassifier, loadClassifier } from "../shared/finetune/load";
 import { saveClassifier } from "../shared/finetune/save";
 import { adapterConfigSchema } from "../shared/finetune/adapter-config";
 import { loadCheckpoint } from "../shared/checkpoint/checkpoint";
-import { randomBatch, tinyConfig } from "./helpers/model-fixtures";
+import { classifierLogits, maxAbsDiffOf, randomBatch, tinyConfig } from "./helpers/model-fixtures";
 
 before(async () => {
   await selectBackend("wasm");
@@ -45,16 +45,7 @@ function batch(seed: number, size = 4, seqLen = 8): ClassificationBatch {
   return { batchSize: size, seqLen, inputIds: b.inputIds, tokenTypeIds: b.tokenTypeIds, attentionMask: b.attentionMask, labels: Int32Array.from({ length: size }, (_, i) => (i + seed) % 3) };
 }
 
-function logits(m: PeftClassifier, b: ClassificationBatch): Float32Array {
-  return tf.tidy(() => Float32Array.from(m.logits(b).dataSync() as Float32Array));
-}
 
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
-  return d;
-}
 
 /** Sets every LoRA B (or adapter up-projection) to random values, so the method changes the output. */
 function perturb(m: PeftClassifier, pattern: RegExp, scale = 0.05): void {
@@ -71,7 +62,7 @@ test("LoRA with B = 0 and adapters at init leave the outputs unchanged (and chan
   const b = batch(1);
   const plain = PeftClassifier.create(BertModel.create(cfg, 3), settings("full"), 5);
   perturb(plain, /^classifier\.weight$/, 1); // a larger head makes small changes of the encoder visible in the logits
-  const ref = logits(plain, b);
+  const ref = classifierLogits(plain, b);
   const cases: [string, RegExp, Record<string, unknown>][] = [
     ["lora", /lora_B/, { lora: { target_modules: ["query", "key", "value", "dense"] } }],
     ["adapter", /\.up\.weight/, {}],
@@ -81,9 +72,9 @@ test("LoRA with B = 0 and adapters at init leave the outputs unchanged (and chan
   for (const [method, pattern, extra] of cases) {
     const m = PeftClassifier.create(BertModel.create(cfg, 3), settings(method, extra), 5);
     perturb(m, /^classifier\.weight$/, 1);
-    assert.equal(maxDiff(logits(m, b), ref), 0, `${method} at init must be the identity`);
+    assert.equal(maxAbsDiffOf(classifierLogits(m, b), ref), 0, `${method} at init must be the identity`);
     perturb(m, pattern, 1);
-    assert.ok(maxDiff(logits(m, b), ref) > 1e-4, `${method} with non-zero weights must change the output`);
+    assert.ok(maxAbsDiffOf(classifierLogits(m, b), ref) > 1e-4, `${method} with non-zero weights must change the output`);
     m.dispose();
   }
   plain.dispose();
@@ -93,19 +84,19 @@ test("LoRA merge / unmerge: merged outputs equal the unmerged ones, and unmerge 
   const m = PeftClassifier.create(BertModel.create(cfg, 3), settings("lora", { lora: { r: 4, alpha: 8, target_modules: ["query", "value", "output.dense"] } }), 5);
   perturb(m, /lora_B/, 0.2);
   const b = batch(2);
-  const before = logits(m, b);
+  const before = classifierLogits(m, b);
   const weights = getParamValues(m.base);
   m.merge();
-  const merged = logits(m, b);
-  assert.ok(maxDiff(merged, before) < 1e-5, `merged logits differ by ${maxDiff(merged, before)}`);
+  const merged = classifierLogits(m, b);
+  assert.ok(maxAbsDiffOf(merged, before) < 1e-5, `merged logits differ by ${maxAbsDiffOf(merged, before)}`);
   const folded = getParamValues(m.base).get("bert.encoder.layer.0.attention.self.query.weight")!;
-  assert.ok(maxDiff(folded, weights.get("bert.encoder.layer.0.attention.self.query.weight")!) > 1e-4, "merge changed the weight");
+  assert.ok(maxAbsDiffOf(folded, weights.get("bert.encoder.layer.0.attention.self.query.weight")!) > 1e-4, "merge changed the weight");
   assert.throws(() => m.merge(), /already merged/);
   m.unmerge();
   let worst = 0;
-  for (const [name, w] of getParamValues(m.base)) worst = Math.max(worst, maxDiff(w, weights.get(name)!));
+  for (const [name, w] of getParamValues(m.base)) worst = Math.max(worst, maxAbsDiffOf(w, weights.get(name)!));
   assert.ok(worst < 1e-6, `unmerge should restore the weights, max diff ${worst}`);
-  assert.ok(maxDiff(logits(m, b), before) < 1e-5);
+  assert.ok(maxAbsDiffOf(classifierLogits(m, b), before) < 1e-5);
   m.dispose();
 });
 
@@ -145,7 +136,7 @@ for (const method of ["lora", "adapter", "prefix", "prompt", "bitfit", "freeze"]
       if (!trainableNames.has(name)) assert.ok(same, `frozen ${name} changed`);
       else if (!same) changed++;
     }
-    for (const [name, v] of m.extras) if (maxDiff(v.dataSync() as Float32Array, extrasBefore.get(name)!) > 0) changed++;
+    for (const [name, v] of m.extras) if (maxAbsDiffOf(v.dataSync() as Float32Array, extrasBefore.get(name)!) > 0) changed++;
     assert.ok(changed > 2, `training must change trainable parameters (${changed} changed)`);
     if (method !== "freeze" && method !== "bitfit") assert.ok(counts.percent < 50, `${method} trains ${counts.percent}%`);
     m.dispose();
@@ -180,7 +171,7 @@ test("save -> load -> predict gives the same logits, for every method", async ()
     perturb(m, /lora_B|\.up\.weight|prefix|prompt|classifier/, 0.1);
     const trainer = new Trainer<ClassificationBatch>(m.base, { schedule: { peakLr: 1e-2, warmupSteps: 0, totalSteps: 10, decay: "constant" }, params: m.trainable, objective: classificationObjective(m) });
     await trainer.trainStep([batch(20)]);
-    const want = logits(m, b);
+    const want = classifierLogits(m, b);
     const dir = path.join(root, `${method}-${JSON.stringify(extra).replace(/\W/g, "")}`);
     await saveClassifier(dir, m, { labels: ["a", "b", "c"], maxSeqLen: 8, lowercase: true, baseDir, baseChecksum: checksum, vocab: VOCAB, padTokenId: 0, step: 1 });
     const complete = method === "full" || (method === "lora" && (extra.lora as { merge?: boolean } | undefined)?.merge === true);
@@ -200,8 +191,8 @@ test("save -> load -> predict gives the same logits, for every method", async ()
     const loaded = complete ? await loadClassifier(dir) : await loadClassifier(baseDir, dir);
     assert.deepEqual(loaded.labels, ["a", "b", "c"]);
     assert.equal(loaded.model.settings.pooling, recorded.pooling);
-    const got = logits(loaded.model, b);
-    assert.ok(maxDiff(got, want) < 2e-5, `${method} ${JSON.stringify(extra)}: reloaded logits differ by ${maxDiff(got, want)}`);
+    const got = classifierLogits(loaded.model, b);
+    assert.ok(maxAbsDiffOf(got, want) < 2e-5, `${method} ${JSON.stringify(extra)}: reloaded logits differ by ${maxAbsDiffOf(got, want)}`);
     if (!complete) {
       const bytes = fs.statSync(path.join(dir, "adapter_model.safetensors")).size;
       assert.ok(bytes < fs.statSync(path.join(baseDir, "model.safetensors")).size, `${method}: the adapter holds only what was trained`);
@@ -236,14 +227,14 @@ test("mean pooling: the pooler reads the mean of the text's own positions (paddi
       const ref = tf.tanh(tf.add(tf.matMul(tf.tensor2d(mean, [b.batchSize, H]), base.param("bert.pooler.dense.weight")), base.param("bert.pooler.dense.bias")));
       return [Float32Array.from(meanPooledOutput(base, hidden, b.attentionMask, b.batchSize, TT).dataSync()), Float32Array.from(ref.dataSync())];
     });
-    assert.ok(maxDiff(got, want) < 1e-5, `${method}: mean pooling vs reference ${maxDiff(got, want)}`);
+    assert.ok(maxAbsDiffOf(got, want) < 1e-5, `${method}: mean pooling vs reference ${maxAbsDiffOf(got, want)}`);
     // Padded positions do not count: changing their token ids leaves the logits as they were.
     const changed = { ...b, inputIds: b.inputIds.map((id, i) => (b.attentionMask[i] ? id : 7)) };
-    assert.ok(maxDiff(logits(m, changed), logits(m, b)) < 1e-6, `${method}: padding leaked into the mean`);
+    assert.ok(maxAbsDiffOf(classifierLogits(m, changed), classifierLogits(m, b)) < 1e-6, `${method}: padding leaked into the mean`);
     // And the mean differs from [CLS] pooling (the setting is used).
     const cls = PeftClassifier.create(BertModel.create(cfg, 5), settings(method, extra), 7);
     for (const s of m.extraSpecs) cls.param(s.name).assign(m.param(s.name));
-    assert.ok(maxDiff(logits(cls, b), logits(m, b)) > 1e-4, `${method}: mean and cls pooling gave the same logits`);
+    assert.ok(maxAbsDiffOf(classifierLogits(cls, b), classifierLogits(m, b)) > 1e-4, `${method}: mean and cls pooling gave the same logits`);
     cls.dispose();
     m.dispose();
   }

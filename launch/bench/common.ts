@@ -160,4 +160,3 @@ export function formatTable(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join("\n") + "\n";
 }
 
-export { makeDirs };

@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ChartConfiguration } from "chart.js";
-import { makeDirs } from "./common";
+import { makeDirs } from "../../shared/io/make-dirs";
 
 /** A table of the report: column names and rows of cells. */
 export interface ReportTable {

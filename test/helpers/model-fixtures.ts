@@ -2,6 +2,9 @@
 import { Rng } from "../../shared/rng";
 import { bertConfig, type BertConfig } from "../../shared/model/config";
 import type { Batch } from "../../shared/train/batch";
+import * as tf from "@tensorflow/tfjs";
+import type { PeftClassifier } from "../../shared/peft/classifier";
+import type { ClassificationBatch } from "../../shared/data/labelled";
 
 /** A tiny BERT for fast tests (custom shape). */
 export function tinyConfig(overrides: Partial<BertConfig> = {}): BertConfig {
@@ -78,4 +81,17 @@ export function maxScaledDiff(a: ArrayLike<number>, b: ArrayLike<number>): numbe
     s = Math.max(s, Math.abs(b[i]));
   }
   return s === 0 ? d : d / s;
+}
+
+/** Largest |a - b| over two arrays of equal length (asserts the lengths match). */
+export function maxAbsDiffOf(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}
+
+/** A classifier's logits for one batch, copied out of the backend ([batch x classes], row-major). */
+export function classifierLogits(m: PeftClassifier, b: Omit<ClassificationBatch, "labels">): Float32Array {
+  return tf.tidy(() => Float32Array.from(m.logits(b).dataSync() as Float32Array));
 }

@@ -171,11 +171,12 @@ export class H2ServerConnection implements H2FrameSink {
   private lastError = "";
 
   /** Takes over `socket` (already connected) and sends the server preface. */
-  private readonly remoteName: string;
+  /** Who is at the other end, for error texts ("host:port", or the Unix socket). */
+  readonly remote: string;
 
   constructor(private readonly socket: net.Socket, private readonly opts: H2ServerConnectionOptions) {
     // read now: a closed socket no longer has an address; a same-host neighbour on the Unix socket (local-socket.ts) never had one
-    this.remoteName = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort ?? "?"}` : "a neighbour on this machine's Unix socket";
+    this.remote = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort ?? "?"}` : "a neighbour on this machine's Unix socket";
     this.parser = new H2FrameParser(DEFAULT_MAX_FRAME, MAX_CONTROL_BYTES, this);
     socket.setNoDelay(true);
     socket.on("data", (b: Buffer) => this.onBytes(b));
@@ -186,10 +187,6 @@ export class H2ServerConnection implements H2FrameSink {
     ]));
   }
 
-  /** Who is at the other end, for error texts ("host:port", or the Unix socket). */
-  get remote(): string {
-    return this.remoteName;
-  }
 
   /** Graceful close: GOAWAY now, the socket ends once every open stream is over. */
   close(): void {

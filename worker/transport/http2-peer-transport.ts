@@ -97,9 +97,6 @@ function localAddressHost(o: Http2TransportOptions): string | undefined {
   return host === "0.0.0.0" || host === "::" ? undefined : host;
 }
 
-function splitAddress(a: string): { host: string; port: number } {
-  return splitHostPort(a);
-}
 
 /** Reads the single length-prefixed message of a gRPC request body (at most MAX_REQUEST_BYTES). */
 function readUnaryBody(st: http2.ServerHttp2Stream): Promise<Buffer | string> {
@@ -210,11 +207,12 @@ export class Http2PeerTransport implements PeerTransport {
   /** listen() for `rawSend`: the peer port served by H2Server. */
   private static async listenRaw(opts: Http2TransportOptions): Promise<Http2PeerTransport> {
     const host = opts.host ?? "127.0.0.1";
+    const localHost = localAddressHost(opts);
     let self: Http2PeerTransport | null = null;
     const server = await H2Server.listen({
       self: `rank ${opts.rank} (${host}:${opts.port ?? 0})`, host, port: opts.port ?? 0, maxRequestBytes: MAX_REQUEST_BYTES, maxConcurrentStreams: 16,
       ...(opts.tls !== undefined ? { tls: opts.tls.pem } : {}),
-      ...(localAddressHost(opts) !== undefined ? { localName: (port: number) => localSocketName(opts.jobId, joinHostPort(localAddressHost(opts)!, port)) } : {}),
+      ...(localHost !== undefined ? { localName: (port: number) => localSocketName(opts.jobId, joinHostPort(localHost, port)) } : {}),
       onRequest: (st, headers, body) => {
         if (self === null) st.respondTrailersOnly(trailersOnly(GrpcStatus.UNAVAILABLE, "peer server is starting"));
         else self.onRawRequest(st, headers, body);
@@ -439,7 +437,7 @@ export class Http2PeerTransport implements PeerTransport {
   // client side
 
   private openSession(addr: string, deadline: number, bulk: boolean): Promise<http2.ClientHttp2Session> {
-    const { host, port } = splitAddress(addr);
+    const { host, port } = splitHostPort(addr);
     const settings: http2.Settings = bulk
       ? { enablePush: false, initialWindowSize: this.windowBytes, maxFrameSize: this.maxFrameBytes }
       : { enablePush: false };
