@@ -10,3 +10,13 @@
 export function childNodeFlags(): string[] {
   return process.allowedNodeEnvironmentFlags.has("--disable-warning") ? ["--disable-warning=DEP0123"] : [];
 }
+
+/**
+ * V8 heap flags for worker processes (`training.worker_initial_old_space_mb`; 0 passes none). A training step
+ * leaves megabytes of short-lived gradient and parameter copies behind; with node's small initial old space V8
+ * answers with a full collection nearly every step, whose main-thread part lands in the step and whose concurrent
+ * marking threads compete with the other workers for the cores (docs/PERFORMANCE.md, "Garbage collection").
+ */
+export function workerHeapFlags(initialOldSpaceMb: number): string[] {
+  return initialOldSpaceMb > 0 ? [`--initial-old-space-size=${initialOldSpaceMb}`] : [];
+}

@@ -26,10 +26,12 @@ export class Supervisor {
   private readonly children = new Map<number, ChildProcess>();
   private readonly exits: Promise<WorkerExit>[] = [];
 
+  /** `nodeFlags`: node/V8 flags for every worker, after the launcher's own (childNodeFlags). */
   constructor(
     private readonly script: string,
     private readonly logDir: string,
     private readonly onExit: (exit: WorkerExit) => void,
+    private readonly nodeFlags: readonly string[] = [],
   ) {
     fs.mkdirSync(logDir, { recursive: true });
   }
@@ -37,7 +39,7 @@ export class Supervisor {
   /** Spawns one worker; its stdout and stderr go to its log file (and stderr lines also to ours when `echoErrors`). */
   start(spec: WorkerSpec, echoErrors: boolean): ChildProcess {
     const log = fs.openSync(path.join(this.logDir, `rank-${spec.rank}.log`), "a");
-    const child = spawn(process.execPath, [...childNodeFlags(), this.script], {
+    const child = spawn(process.execPath, [...childNodeFlags(), ...this.nodeFlags, this.script], {
       env: spec.env,
       stdio: ["ignore", log, echoErrors ? "pipe" : log],
     });

@@ -26,6 +26,7 @@ import { EXIT_CONFIG, EXIT_COORDINATOR_LOST, EXIT_INTERRUPTED, EXIT_OK, EXIT_WOR
 import { resolveWorld, type World, type WorldArgs } from "./world";
 import { gpuFallbackReason, installedNativeBackend } from "../shared/backend/select";
 import { Supervisor, type WorkerExit } from "./supervisor";
+import { workerHeapFlags } from "./child-node-flags";
 import { ProgressReporter } from "./progress";
 import { dropSnapshots, newestResumePoint, pruneSnapshots, snapshotRoot } from "./snapshots";
 import { checkFinetuneConfig, checkInitFrom, classificationReport, prepareJobData } from "./job-data";
@@ -162,7 +163,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     process.stderr.write(`launch: coordinator ${coordinatorAddress} not reachable within communication.join_timeout_ms (${cfg.communication.join_timeout_ms} ms)\n`);
     return EXIT_COORDINATOR_LOST;
   }
-  const supervisor = new Supervisor(path.join(__dirname, "..", "worker", "main.js"), path.join(runDir, "logs"), (exit) => onWorkerExit(exit));
+  const supervisor = new Supervisor(path.join(__dirname, "..", "worker", "main.js"), path.join(runDir, "logs"), (exit) => onWorkerExit(exit), workerHeapFlags(cfg.training.worker_initial_old_space_mb));
   let interrupted = false;
   /** Reports of this node's dead workers to node 0's coordinator, awaited before launch exits. */
   const exitReports: Promise<void>[] = [];

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
-  TID_BUCKET_BASE, TID_COLLECTIVE, TID_STEP, TimelineRecorder, mergeTimelines, readTimeline, type TraceEvent,
+  TID_BUCKET_BASE, TID_COLLECTIVE, TID_GC, TID_STEP, TimelineRecorder, mergeTimelines, readTimeline, type TraceEvent,
 } from "../worker/timeline";
 import { traceNow } from "../worker/collective/collective-event";
 import { runLaunch, startLaunch, tempDir, tinyArgs, waitFor } from "./helpers/launch";
@@ -175,10 +175,13 @@ test("launch --timeline: every rank and step has compute and all-reduce spans, b
     assert.ok(ev.every((e) => e.pid === rank), `rank ${rank}'s file holds only its own process`);
     const pname = merged.find((e) => e.ph === "M" && e.name === "process_name" && e.pid === rank);
     assert.match(String(pname?.args?.name), new RegExp(`^rank ${rank} \\(.+, pid \\d+\\)$`));
-    for (const [tid, name] of [[TID_STEP, "step"], [TID_COLLECTIVE, "collective"]] as const) {
+    for (const [tid, name] of [[TID_STEP, "step"], [TID_COLLECTIVE, "collective"], [TID_GC, "gc"]] as const) {
       assert.ok(ev.some((e) => e.ph === "M" && e.name === "thread_name" && e.tid === tid && e.args?.name === name), `rank ${rank}: thread ${name} is named`);
     }
     const x = complete(ev);
+    // loading the data and building the model alone allocates enough for V8 to collect at least once
+    const gc = x.filter((e) => e.tid === TID_GC);
+    assert.ok(gc.length > 0 && gc.every((e) => /^gc: (major|minor|incremental|weak callbacks)$/.test(e.name) && e.cat === "gc"), `rank ${rank}: V8's pauses on the gc row (${gc.length})`);
     for (let step = 1; step <= steps; step++) {
       const at = (name: string, tid: number): TraceEvent[] => x.filter((e) => e.name === name && e.tid === tid && e.args?.step === step);
       const stepSpan = at("step", TID_STEP);

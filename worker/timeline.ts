@@ -10,18 +10,20 @@
  * files into `RUN_DIR/timeline.json` (`mergeTimelines`). Open either in https://ui.perfetto.dev or chrome://tracing.
  *
  * Rows: one process per rank (`pid` = rank), thread "step" (the training loop), thread "collective" (each
- * all-reduce as a whole, and the wait for the left neighbour to join it) and one thread per fusion bucket
+ * all-reduce as a whole, and the wait for the left neighbour to join it), thread "gc" (V8's pauses of the
+ * training loop's thread: a full collection lands in a step like any other work) and one thread per fusion bucket
  * ("bucket b": its reduce-scatter, then its all-gather). No tfjs here; events are plain serialisable objects with
  * absolute times, so a collective running in another thread can record them and post them here (`recordAll`).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { PerformanceObserver, constants as perfConstants, type PerformanceEntry } from "node:perf_hooks";
 import type { CollectiveEvent, CollectiveObserver } from "./collective/collective-event";
 
 /** One Chrome trace event (the subset this module writes). */
 export interface TraceEvent {
   name: string;
-  /** Category: idle, data, compute, update, optimizer, wait, collective, eval, checkpoint, step. */
+  /** Category: idle, data, compute, update, optimizer, wait, collective, gc, eval, checkpoint, step. */
   cat?: string;
   /** X = complete event, M = metadata, i = instant. */
   ph: "X" | "M" | "i";
@@ -40,6 +42,8 @@ export interface TraceEvent {
 export const TID_STEP = 1;
 /** Thread of the collectives as a whole (all-reduce spans and the wait for the left neighbour). */
 export const TID_COLLECTIVE = 2;
+/** Thread of the garbage collector's pauses of the training loop's thread (major, minor, incremental). */
+export const TID_GC = 3;
 /** Thread of fusion bucket b is TID_BUCKET_BASE + b. */
 export const TID_BUCKET_BASE = 10;
 
@@ -211,6 +215,7 @@ export class TimelineRecorder {
   private readonly baseInterval: number;
   private readonly maxEvents: number;
   private readonly warn: (line: string) => void;
+  private readonly gcObserver: PerformanceObserver;
   private readonly onExit = (): void => this.flush();
   private readonly onSignal = (signal: NodeJS.Signals): void => {
     this.flush();
@@ -234,8 +239,14 @@ export class TimelineRecorder {
       { name: "thread_sort_index", ph: "M", ts: 0, pid, tid: TID_STEP, args: { sort_index: TID_STEP } },
       { name: "thread_name", ph: "M", ts: 0, pid, tid: TID_COLLECTIVE, args: { name: "collective" } },
       { name: "thread_sort_index", ph: "M", ts: 0, pid, tid: TID_COLLECTIVE, args: { sort_index: TID_COLLECTIVE } },
+      { name: "thread_name", ph: "M", ts: 0, pid, tid: TID_GC, args: { name: "gc" } },
+      { name: "thread_sort_index", ph: "M", ts: 0, pid, tid: TID_GC, args: { sort_index: TID_GC } },
     );
     this.collective = new CollectiveTimeline(pid, (e) => this.record(e));
+    this.gcObserver = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) this.span(`gc: ${gcKind(e)}`, "gc", e.startTime, e.startTime + e.duration, undefined, TID_GC);
+    });
+    this.gcObserver.observe({ entryTypes: ["gc"] });
     if (opts.handleProcessEnd ?? true) {
       process.on("exit", this.onExit);
       process.once("SIGTERM", this.onSignal);
@@ -262,10 +273,10 @@ export class TimelineRecorder {
     for (const e of events) this.record(e);
   }
 
-  /** A span of the training loop between two `performance.now()` values of this thread. */
-  span(name: string, cat: string, start: number, end: number, args?: TraceEvent["args"]): void {
+  /** A span of the training loop (or, with `tid`, another row) between two `performance.now()` values of this thread. */
+  span(name: string, cat: string, start: number, end: number, args?: TraceEvent["args"], tid = TID_STEP): void {
     const o = performance.timeOrigin;
-    this.record(completeEvent(name, cat, this.pid, TID_STEP, o + start, o + end, args));
+    this.record(completeEvent(name, cat, this.pid, tid, o + start, o + end, args));
   }
 
   /** A span of the training loop from `start` (`performance.now()`) until now. */
@@ -340,6 +351,7 @@ export class TimelineRecorder {
   }
 
   private detach(): void {
+    this.gcObserver.disconnect();
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     process.off("exit", this.onExit);
@@ -366,7 +378,7 @@ export class TimelineRecorder {
     } catch {
       return; // no file (a fresh run) or unreadable: start anew
     }
-    const kept = old.filter((e) => !(e.ph === "M" && (e.tid === 0 || e.tid === TID_STEP || e.tid === TID_COLLECTIVE)));
+    const kept = old.filter((e) => !(e.ph === "M" && (e.tid === 0 || e.tid === TID_STEP || e.tid === TID_COLLECTIVE || e.tid === TID_GC)));
     if (kept.length > 0) this.appendChunk(kept);
     this.count = kept.length;
   }
@@ -426,4 +438,16 @@ export function mergeTimelines(dir: string, out: string): MergeResult {
   fs.writeFileSync(tmp, `{"traceEvents":[\n${parts.join(",\n")}\n],"displayTimeUnit":"ms","otherData":${other}}\n`);
   fs.renameSync(tmp, out);
   return { ranks, events, skipped };
+}
+
+/** A gc performance entry's kind as V8 names it: major (mark-compact), minor (scavenge), incremental (marking step), weak callbacks. */
+function gcKind(e: PerformanceEntry): string {
+  const kind = (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind;
+  switch (kind) {
+    case perfConstants.NODE_PERFORMANCE_GC_MAJOR: return "major";
+    case perfConstants.NODE_PERFORMANCE_GC_MINOR: return "minor";
+    case perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL: return "incremental";
+    case perfConstants.NODE_PERFORMANCE_GC_WEAKCB: return "weak callbacks";
+    default: return "other";
+  }
 }

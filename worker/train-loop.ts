@@ -88,7 +88,7 @@ export async function runWorker(
     if (joined.resume_checkpoint_dir !== "" && compression !== undefined) {
       log(await loadCompressionState(joined.resume_checkpoint_dir, compression, { rank: env.rank, worldSize: env.worldSize }));
     }
-    log(`rank ${env.rank}/${env.worldSize} on ${env.hostname} (pid ${process.pid}): backend ${backend}, peak matmul ${(peakFlops / 1e9).toFixed(1)} GFLOP/s, ${task.summary}`);
+    log(`rank ${env.rank}/${env.worldSize} on ${env.hostname} (pid ${process.pid}): backend ${backend}, peak matmul ${(peakFlops / 1e9).toFixed(1)} GFLOP/s, ${task.summary}; node flags: ${process.execArgv.join(" ") || "(none)"}`);
 
     // 3. The loop: the first report is the start barrier carrying the initial parameter checksum.
     const micro = cfg.batch.micro_batch_size;

@@ -142,6 +142,12 @@ export const trainingSchema = z.object({
   log_interval_steps: positiveInt.default(1),
   /** Per-rank Chrome trace-event timeline in RUN_DIR/timeline/ and RUN_DIR/timeline.json (also `launch --timeline`). */
   timeline: z.boolean().default(false),
+  /**
+   * V8's --initial-old-space-size for each worker process, MiB: how far the old generation may grow before V8
+   * starts full (mark-compact) collections. With node's default (0: the flag is not passed) a worker runs one almost
+   * every step, and its concurrent-marking threads take CPU that the other workers on the node need.
+   */
+  worker_initial_old_space_mb: nonNegativeInt.default(256),
 }).strict();
 
 /** Names of the gradient compression methods (config `communication.gradient_compression.method`). */
