@@ -88,7 +88,7 @@ export async function runWorker(
     if (joined.resume_checkpoint_dir !== "" && compression !== undefined) {
       log(await loadCompressionState(joined.resume_checkpoint_dir, compression, { rank: env.rank, worldSize: env.worldSize }));
     }
-    log(`rank ${env.rank}/${env.worldSize} on ${env.hostname} (pid ${process.pid}): backend ${backend}, peak matmul ${(peakFlops / 1e9).toFixed(1)} GFLOP/s, ${task.summary}; node flags: ${process.execArgv.join(" ") || "(none)"}`);
+    log(`rank ${env.rank}/${env.worldSize} on ${env.hostname} (pid ${process.pid}): backend ${backend}, peak matmul ${(peakFlops / 1e9).toFixed(1)} GFLOP/s, ${task.summary}; ${heapSetting()}`);
 
     // 3. The loop: the first report is the start barrier carrying the initial parameter checksum.
     const micro = cfg.batch.micro_batch_size;
@@ -192,6 +192,12 @@ export async function runWorker(
     await ring.close();
     timeline?.close();
   }
+}
+
+/** This process's V8 old-space setting as launch passed it (training.worker_initial_old_space_mb), for the log. */
+function heapSetting(): string {
+  const flag = process.execArgv.find((a) => a.startsWith("--initial-old-space-size="));
+  return flag === undefined ? "V8 initial old space: node's default" : `V8 initial old space: ${flag.split("=")[1]} MB`;
 }
 
 /** The prefetched micro-batch must be the one the coordinator planned (same sharding on both sides). */
