@@ -272,7 +272,9 @@ def main():
     steps = []
     for batch in inp["steps"]:
         t = {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
-        lr = optimizer.param_groups[0]["lr"]  # the rate this update uses (HF logs get_last_lr() after the step)
+        # the rate this update uses: what HF Trainer logs as learning_rate since huggingface/transformers#36973
+        # (before, it logged the next step's, read after scheduler.step())
+        lr = optimizer.param_groups[0]["lr"]
         loss = model(t["input_ids"], t["token_type_ids"], t["attention_mask"], t["labels"])
         loss.backward()
         clip = opt["grad_clip_norm"]
