@@ -11,6 +11,8 @@
  * 2. Packed pretraining rows are full (only a corpus's last row is padded) and all segment 0, so the same comparison
  *    runs the Trainer itself on batches with padding (attention mask), segment-1 tokens and micro-batches of uneven
  *    target counts, under the cosine schedule with a floor.
+ * 3. A causal decoder (objective causal, HF's BertLMHeadModel: causal attention, labels shifted inside the model) from
+ *    ringtrain's causal batches, against HF's labels (the input ids, -100 on padding).
  *
  * Skipped when no python3 imports torch (CI installs Debian's python3-torch).
  */
@@ -37,6 +39,9 @@ import { selectBackend } from "../shared/backend/select";
 import { repoRoot } from "../shared/paths";
 import { runLaunch, tempDir, tinyArgs } from "./helpers/launch";
 import { randomBatch, sliceBatch } from "./helpers/model-fixtures";
+import { makeCausalBatch } from "../shared/data/causal";
+import type { PackedSequences } from "../shared/data/packed";
+import { Rng } from "../shared/rng";
 import { pythonWithTorch } from "./helpers/python";
 
 /** What the torch reference prints. */
@@ -176,10 +181,59 @@ test("the Trainer with padding, segment-1 tokens, uneven micro-batches and cosin
   fs.rmSync(root, { recursive: true, force: true });
 });
 
-/** Runs the torch reference from `initDir` over `batches` (one global batch per step) and compares with `finalDir`. */
+test("a causal decoder (objective causal, HF's BertLMHeadModel) trained by the Trainer equals the torch reference", async (t) => {
+  const py = pythonWithTorch();
+  if (py === undefined) {
+    t.skip("no python3 with torch importable (set PYTHON=...): the torch reference check did not run");
+    return;
+  }
+  await selectBackend("wasm");
+  const root = tempDir("torchref-causal");
+  const config: BertConfig = bertConfig({ hiddenSize: 16, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 32 }, 40, {
+    maxPositionEmbeddings: 16, hiddenDropoutProb: 0, attentionProbsDropoutProb: 0, isDecoder: true,
+  });
+  const vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ...Array.from({ length: config.vocabSize - 5 }, (_, i) => `w${i}`)];
+  const model = BertModel.create(config, 12);
+  const save = (dir: string): Promise<unknown> => saveCheckpoint(dir, { config, tensors: exportHfTensors(model), vocab, padTokenId: 0, lowercase: true });
+  const initDir = path.join(root, "init");
+  await save(initDir);
+  const optimizer: OptimizerSettings = { lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.1, grad_clip_norm: 1.0 };
+  const trainer = new Trainer(model, {
+    schedule: { peakLr: optimizer.lr, warmupSteps: 1, totalSteps: 3, decay: "linear" },
+    adamw: { beta1: optimizer.beta1, beta2: optimizer.beta2, eps: optimizer.eps, weightDecay: optimizer.weight_decay },
+    maxGradNorm: optimizer.grad_clip_norm,
+  });
+  // Packed rows of 12 built by ringtrain's causal batcher: odd rows hold 8 real tokens, then padding.
+  const rng = new Rng(5);
+  const seqLen = 12;
+  const lengths = Int32Array.from({ length: 18 }, (_, i) => (i % 2 === 1 ? 8 : seqLen));
+  const tokens = new Int32Array(18 * seqLen);
+  lengths.forEach((len, i) => { for (let j = 0; j < len; j++) tokens[i * seqLen + j] = 5 + rng.int(config.vocabSize - 5); });
+  const packed: PackedSequences = { seqLen, count: 18, tokens, lengths };
+  const batches = [0, 1, 2].map((s) => makeCausalBatch(packed, [0, 1, 2, 3, 4, 5].map((i) => 6 * s + i)));
+  const figures: StepFigures[] = [];
+  for (const batch of batches) {
+    const result = await trainer.trainStep([sliceBatch(batch, 0, 3), sliceBatch(batch, 3, 3)]);
+    figures.push({ loss: result.mlmLoss, gradNorm: result.gradNorm, lr: result.lr });
+  }
+  const finalDir = path.join(root, "final");
+  await save(finalDir);
+  // HF's causal labels: the input ids themselves, -100 on padding (DataCollatorForLanguageModeling(mlm=False)); the shift is the model's.
+  const hfLabels = (b: Batch): Int32Array => b.inputIds.map((id, i) => (b.attentionMask[i] === 1 ? id : -100));
+  const got = runReference(py, root, initDir, finalDir, optimizer, { kind: "linear", warmup_steps: 1, total_steps: 3, min_lr_ratio: 0 }, batches, hfLabels);
+  for (const line of compareWithReference(got, figures, model.specs)) t.diagnostic(line);
+  model.dispose();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+/**
+ * Runs the torch reference from `initDir` over `batches` (one global batch per step) and compares with `finalDir`.
+ * `labelsOf` gives the labels as HF takes them (default: the MLM labels, which are HF's already).
+ */
 function runReference(
   py: string, root: string, initDir: string, finalDir: string, optimizer: OptimizerSettings,
   schedule: { kind: string; warmup_steps: number; total_steps: number; min_lr_ratio: number }, batches: readonly Batch[],
+  labelsOf: (b: Batch) => Int32Array = (b) => b.mlmLabels,
 ): ReferenceResult {
   const input = path.join(root, "reference-input.json");
   const rows = (batch: Batch, values: Int32Array): number[][] =>
@@ -187,7 +241,7 @@ function runReference(
   fs.writeFileSync(input, JSON.stringify({
     optimizer,
     schedule,
-    steps: batches.map((b) => ({ input_ids: rows(b, b.inputIds), token_type_ids: rows(b, b.tokenTypeIds), attention_mask: rows(b, b.attentionMask), labels: rows(b, b.mlmLabels) })),
+    steps: batches.map((b) => ({ input_ids: rows(b, b.inputIds), token_type_ids: rows(b, b.tokenTypeIds), attention_mask: rows(b, b.attentionMask), labels: rows(b, labelsOf(b)) })),
   }));
   const ref = spawnSync(py, [path.join(repoRoot(), "test", "helpers", "torch_pretrain_reference.py"), initDir, input, finalDir], { encoding: "utf8", timeout: 120_000 });
   assert.equal(ref.status, 0, `torch_pretrain_reference.py failed:\n${ref.stderr}`);

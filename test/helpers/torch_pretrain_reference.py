@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent PyTorch reference for ringtrain's pretraining steps (masked-language modelling).
+"""Independent PyTorch reference for ringtrain's pretraining steps (masked or causal language modelling).
 
 Trains, from the same initial weights and on the same global batches, what PyTorch + Hugging Face would:
   - the model is Hugging Face's BertForMaskedLM, written out module by module with HF's module and parameter
@@ -7,12 +7,14 @@ Trains, from the same initial weights and on the same global batches, what PyTor
     self-attention with HF's additive mask (1 - mask) * finfo(float32).min, exact-erf GELU ("gelu"), the MLM head
     (transform dense + GELU + LayerNorm, decoder tied to the word embeddings, its bias the separate
     cls.predictions.bias), and no pooler (BertForMaskedLM is built with add_pooling_layer=False);
-  - the loss is CrossEntropyLoss(ignore_index=-100) averaged over the masked tokens of the whole global batch (what
+  - with is_decoder in config.json, HF's BertLMHeadModel instead: causal attention, labels shifted by one inside;
+  - the loss is CrossEntropyLoss(ignore_index=-100) averaged over the target tokens of the whole global batch (what
     HF Trainer computes with gradient accumulation and average_tokens_across_devices: the sum over all targets
     divided by their global count);
   - torch.nn.utils.clip_grad_norm_ (its return value is the logged grad_norm), then torch.optim.AdamW with HF
     Trainer's parameter groups (Trainer.get_decay_parameter_names: every parameter outside an nn.LayerNorm whose
-    name has no "bias" decays), then the LambdaLR of HF's get_linear_schedule_with_warmup (or its cosine / constant siblings).
+    name has no "bias" decays), then the LambdaLR of HF's get_linear_schedule_with_warmup (or its cosine and
+    constant siblings).
 
 Nothing here is taken from ringtrain: the weights are read from the checkpoint's model.safetensors by hand
 (8-byte little-endian header length, JSON header, raw little-endian float32) and loaded by parameter name.
@@ -21,6 +23,7 @@ Usage: torch_pretrain_reference.py INIT_CHECKPOINT_DIR INPUT_JSON FINAL_CHECKPOI
 INPUT_JSON: {"optimizer": {"lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip_norm"},
              "schedule": {"kind": "linear" | "cosine" | "constant", "warmup_steps", "total_steps", "min_lr_ratio"},
              "steps": [{"input_ids": [[...]], "token_type_ids": [[...]], "attention_mask": [[...]], "labels": [[...]]}]}
+            (labels as HF takes them: -100 where ignored; a decoder's unshifted, usually input_ids with -100 on padding)
 Prints JSON: {"steps": [{"loss", "grad_norm", "lr"}], "params": {name: {"max_abs_diff", "max_abs", "max_abs_change"}},
               "decay": [names], "no_decay": [names], "not_in_model": {name: max_abs_diff between init and final}}
 where max_abs_diff compares the reference's parameters after the steps with FINAL_CHECKPOINT_DIR's.
@@ -157,12 +160,18 @@ class BertModel(nn.Module):
 
     def __init__(self, c):
         super().__init__()
+        self.is_decoder = c.get("is_decoder", False)
         self.embeddings = BertEmbeddings(c)
         self.encoder = BertEncoder(c)
 
     def forward(self, input_ids, token_type_ids, attention_mask):
-        # HF get_extended_attention_mask: [B, 1, 1, T], 0 where attended, the dtype's minimum on padding
-        additive = (1.0 - attention_mask.to(torch.float32))[:, None, None, :] * torch.finfo(torch.float32).min
+        # HF get_extended_attention_mask: [B, 1, 1, T], 0 where attended, the dtype's minimum on padding; a decoder's
+        # is [B, 1, T, T], query i also masking the keys after i (ModuleUtilsMixin.create_extended_attention_mask_for_decoder)
+        keep = attention_mask.to(torch.float32)[:, None, None, :]
+        if self.is_decoder:
+            seq = torch.arange(input_ids.shape[1])
+            keep = (seq[None, None, :] <= seq[None, :, None]).to(torch.float32)[:, None, :, :] * keep
+        additive = (1.0 - keep) * torch.finfo(torch.float32).min
         return self.encoder(self.embeddings(input_ids, token_type_ids), additive)
 
 
@@ -196,6 +205,8 @@ class BertOnlyMLMHead(nn.Module):
 
 
 class BertForMaskedLM(nn.Module):
+    """HF BertForMaskedLM; with is_decoder, HF BertLMHeadModel (same modules; the loss predicts labels[:, 1:])."""
+
     def __init__(self, c):
         super().__init__()
         self.bert = BertModel(c)
@@ -204,7 +215,9 @@ class BertForMaskedLM(nn.Module):
 
     def forward(self, input_ids, token_type_ids, attention_mask, labels):
         logits = self.cls.predictions(self.bert(input_ids, token_type_ids, attention_mask))
-        return nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+        if self.bert.is_decoder:  # BertLMHeadModel shifts: position i predicts label i + 1
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
 
 def parameter_names(model, forbidden):
