@@ -25,7 +25,7 @@ import { loadRunConfig } from "../shared/config/load";
 import { loadCheckpoint, saveCheckpoint } from "../shared/checkpoint/checkpoint";
 import { listCheckpoints } from "../shared/checkpoint/run-checkpoints";
 import { buildBatch, maskSettingsFor } from "../shared/data/objective";
-import type { Batch } from "../shared/data/batch";
+import { countTargets, type Batch } from "../shared/data/batch";
 import { pretrainingDocuments, preparePretrainingData, tokenizerFromTokens } from "../shared/pipeline/prepare";
 import { modelConfigOf } from "../shared/config/derived";
 import { bertParamSpecs, type ParamSpec } from "../shared/model/params";
@@ -37,11 +37,11 @@ import type { AdamWOptions } from "../shared/train/adamw";
 import type { LrSchedule } from "../shared/train/schedule";
 import { selectBackend } from "../shared/backend/select";
 import { repoRoot } from "../shared/paths";
-import { runLaunch, tempDir, tinyArgs } from "./helpers/launch";
-import { randomBatch, sliceBatch } from "./helpers/model-fixtures";
 import { makeCausalBatch } from "../shared/data/causal";
 import type { PackedSequences } from "../shared/data/packed";
 import { Rng } from "../shared/rng";
+import { runLaunch, tempDir, tinyArgs } from "./helpers/launch";
+import { randomBatch, sliceBatch } from "./helpers/model-fixtures";
 import { pythonWithTorch } from "./helpers/python";
 
 /** What the torch reference prints. */
@@ -82,9 +82,9 @@ interface OptimizerSettings {
  * Parameters may differ by TOLERANCE x max(1, |largest value of that tensor|). Both sides compute in float32 with
  * different summation orders (tfjs/XNNPACK vs torch, per-rank partial sums through the ring): gradients agree to
  * ~1e-6 relative, and Adam normalises each update to about lr = 3e-3 per step, so a rounding-level gradient
- * difference moves a parameter by ~lr x 1e-6 x |g| / (|g| + eps) per step: ~1e-8, far under 1e-5 (measured: at
- * most 1.2e-7, about one float32 ulp of the largest values). A wrong decay group moves a parameter by lr x wd x |p| (3e-4 x |p|)
- * per step, a wrong schedule, clip or loss normalisation by a sizeable share of lr: all far above it.
+ * difference moves a parameter by ~lr x 1e-6 x |g| / (|g| + eps) per step: ~1e-8, far under 1e-5 (measured: at most
+ * 1.2e-7, about one float32 ulp of the largest values). A wrong decay group moves a parameter by lr x wd x |p|
+ * (3e-4 x |p|) per step, a wrong schedule, clip or loss normalisation by a sizeable share of lr: all far above it.
  */
 const TOLERANCE = 1e-5;
 
@@ -147,17 +147,8 @@ test("the Trainer with padding, segment-1 tokens, uneven micro-batches and cosin
     t.skip("no python3 with torch importable (set PYTHON=...): the torch reference check did not run");
     return;
   }
-  await selectBackend("wasm");
   const root = tempDir("torchref-trainer");
-  const config: BertConfig = bertConfig({ hiddenSize: 16, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 32 }, 40, {
-    maxPositionEmbeddings: 16, hiddenDropoutProb: 0, attentionProbsDropoutProb: 0,
-  });
-  const vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ...Array.from({ length: config.vocabSize - 5 }, (_, i) => `w${i}`)];
-  const model = BertModel.create(config, 11);
-  const save = (dir: string): Promise<unknown> => saveCheckpoint(dir, { config, tensors: exportHfTensors(model), vocab, padTokenId: 0, lowercase: true });
-  const initDir = path.join(root, "init");
-  await save(initDir);
-
+  const { config, model, initDir, save } = await smallModel(root, 11, false);
   const optimizer: OptimizerSettings = { lr: 3e-3, beta1: 0.9, beta2: 0.98, eps: 1e-6, weight_decay: 0.1, grad_clip_norm: 1.6 };
   const schedule: LrSchedule = { peakLr: optimizer.lr, warmupSteps: 1, totalSteps: 4, decay: "cosine", minLrRatio: 0.2 };
   const adamw: Partial<AdamWOptions> = { beta1: optimizer.beta1, beta2: optimizer.beta2, eps: optimizer.eps, weightDecay: optimizer.weight_decay };
@@ -167,11 +158,12 @@ test("the Trainer with padding, segment-1 tokens, uneven micro-batches and cosin
   const batches = [0, 1, 2, 3].map((s) => randomBatch(config, 6, 12, 100 + s, 0.25, 4));
   const figures: StepFigures[] = [];
   for (const batch of batches) {
-    const result = await trainer.trainStep([sliceBatch(batch, 0, 2), sliceBatch(batch, 2, 2), sliceBatch(batch, 4, 2)]);
+    const micro = [sliceBatch(batch, 0, 2), sliceBatch(batch, 2, 2), sliceBatch(batch, 4, 2)];
+    assert.ok(new Set(micro.map(countTargets)).size > 1, "the micro-batches hold different numbers of targets");
+    const result = await trainer.trainStep(micro);
     figures.push({ loss: result.mlmLoss, gradNorm: result.gradNorm, lr: result.lr });
   }
-  const finalDir = path.join(root, "final");
-  await save(finalDir);
+  const finalDir = await save("final");
   const got = runReference(py, root, initDir, finalDir, optimizer, { kind: "cosine", warmup_steps: 1, total_steps: 4, min_lr_ratio: 0.2 }, batches);
   for (const line of compareWithReference(got, figures, model.specs)) t.diagnostic(line);
   assert.ok(batches.some((b) => b.attentionMask.includes(0)) && batches.some((b) => b.tokenTypeIds.includes(1)), "padding and segment 1 are exercised");
@@ -187,16 +179,8 @@ test("a causal decoder (objective causal, HF's BertLMHeadModel) trained by the T
     t.skip("no python3 with torch importable (set PYTHON=...): the torch reference check did not run");
     return;
   }
-  await selectBackend("wasm");
   const root = tempDir("torchref-causal");
-  const config: BertConfig = bertConfig({ hiddenSize: 16, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 32 }, 40, {
-    maxPositionEmbeddings: 16, hiddenDropoutProb: 0, attentionProbsDropoutProb: 0, isDecoder: true,
-  });
-  const vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ...Array.from({ length: config.vocabSize - 5 }, (_, i) => `w${i}`)];
-  const model = BertModel.create(config, 12);
-  const save = (dir: string): Promise<unknown> => saveCheckpoint(dir, { config, tensors: exportHfTensors(model), vocab, padTokenId: 0, lowercase: true });
-  const initDir = path.join(root, "init");
-  await save(initDir);
+  const { config, model, initDir, save } = await smallModel(root, 12, true);
   const optimizer: OptimizerSettings = { lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.1, grad_clip_norm: 1.0 };
   const trainer = new Trainer(model, {
     schedule: { peakLr: optimizer.lr, warmupSteps: 1, totalSteps: 3, decay: "linear" },
@@ -216,8 +200,7 @@ test("a causal decoder (objective causal, HF's BertLMHeadModel) trained by the T
     const result = await trainer.trainStep([sliceBatch(batch, 0, 3), sliceBatch(batch, 3, 3)]);
     figures.push({ loss: result.mlmLoss, gradNorm: result.gradNorm, lr: result.lr });
   }
-  const finalDir = path.join(root, "final");
-  await save(finalDir);
+  const finalDir = await save("final");
   // HF's causal labels: the input ids themselves, -100 on padding (DataCollatorForLanguageModeling(mlm=False)); the shift is the model's.
   const hfLabels = (b: Batch): Int32Array => b.inputIds.map((id, i) => (b.attentionMask[i] === 1 ? id : -100));
   const got = runReference(py, root, initDir, finalDir, optimizer, { kind: "linear", warmup_steps: 1, total_steps: 3, min_lr_ratio: 0 }, batches, hfLabels);
@@ -225,6 +208,27 @@ test("a causal decoder (objective causal, HF's BertLMHeadModel) trained by the T
   model.dispose();
   fs.rmSync(root, { recursive: true, force: true });
 });
+
+/**
+ * A small model (2 layers, hidden 16, vocabulary 40, dropout off; a causal decoder when `decoder`) on the wasm backend,
+ * its initial weights saved as a checkpoint in ROOT/init; `save(name)` saves the current ones in ROOT/name.
+ */
+async function smallModel(root: string, seed: number, decoder: boolean): Promise<{
+  config: BertConfig; model: BertModel; initDir: string; save: (name: string) => Promise<string>;
+}> {
+  await selectBackend("wasm");
+  const config = bertConfig({ hiddenSize: 16, numHiddenLayers: 2, numAttentionHeads: 2, intermediateSize: 32 }, 40, {
+    maxPositionEmbeddings: 16, hiddenDropoutProb: 0, attentionProbsDropoutProb: 0, ...(decoder ? { isDecoder: true } : {}),
+  });
+  const vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ...Array.from({ length: config.vocabSize - 5 }, (_, i) => `w${i}`)];
+  const model = BertModel.create(config, seed);
+  const save = async (name: string): Promise<string> => {
+    const dir = path.join(root, name);
+    await saveCheckpoint(dir, { config, tensors: exportHfTensors(model), vocab, padTokenId: 0, lowercase: true });
+    return dir;
+  };
+  return { config, model, initDir: await save("init"), save };
+}
 
 /**
  * Runs the torch reference from `initDir` over `batches` (one global batch per step) and compares with `finalDir`.
