@@ -31,6 +31,7 @@ import { hfClassifierLinears, peftTargetModules, peftTargets } from "../shared/f
 import { repoRoot } from "../shared/paths";
 import { classifierLogits, maxAbsDiffOf, randomBatch, tinyConfig } from "./helpers/model-fixtures";
 import { runLaunch } from "./helpers/launch";
+import { pythonWithTorch } from "./helpers/python";
 
 before(async () => {
   await selectBackend("wasm");
@@ -285,16 +286,6 @@ test("launch predict gives identical predictions from the old layout and the PEF
   assert.equal(outs[1], outs[0], "predictions (labels, probabilities, logits) are identical");
   fs.rmSync(root, { recursive: true, force: true });
 });
-
-/** A python3 that imports torch (Debian's python3-torch lives under /usr/bin/python3), or undefined. */
-function pythonWithTorch(): string | undefined {
-  for (const py of [process.env.PYTHON, "/usr/bin/python3", "python3"]) {
-    if (py === undefined || py === "") continue;
-    const r = spawnSync(py, ["-c", "import torch"], { encoding: "utf8", timeout: 60_000 });
-    if (r.status === 0) return py;
-  }
-  return undefined;
-}
 
 test("independent check: torch applies the PEFT files as PEFT does and reproduces ringtrain's logits and merged weights", async (t) => {
   const py = pythonWithTorch();

@@ -114,6 +114,10 @@ export const batchSchema = z.object({
   balance: z.enum(["even", "adaptive"]).default("even"),
 }).strict();
 
+/**
+ * AdamW (torch.optim.AdamW semantics; no decay on biases and LayerNorm weights, as HF Trainer groups them). The
+ * defaults are BERT's pretraining recipe: HF TrainingArguments defaults to eps 1e-8 and weight_decay 0.
+ */
 export const optimizerSchema = z.object({
   lr: z.number().positive().default(5e-4),
   weight_decay: z.number().min(0).default(0.01),

@@ -7,7 +7,7 @@ export interface AdamWOptions {
   weightDecay: number;
 }
 
-/** HF's BERT pre-training defaults. */
+/** BERT's pre-training recipe (HF TrainingArguments' defaults differ: eps 1e-8, weightDecay 0). */
 export const ADAMW_DEFAULTS: AdamWOptions = { beta1: 0.9, beta2: 0.999, eps: 1e-6, weightDecay: 0.01 };
 
 /** Optimizer state as named buffers, for checkpoints: `<param>.exp_avg`, `<param>.exp_avg_sq`, plus the step count. */
