@@ -530,6 +530,8 @@ function aggregate(step: number, reports: StepReport[], progress: { epoch: numbe
     const loss = count > 0 ? lossSum / count : NaN;
     m.eval = { loss, perplexity: Math.exp(loss), accuracy: count > 0 ? correct / count : NaN, sequences: evals.reduce((a, e) => a + e.sequences, 0) };
   }
+  const nspTargets = sum((r) => r.nsp_target_count);
+  if (nspTargets > 0) m.nsp_loss = sum((r) => r.nsp_loss_sum) / nspTargets;
   const ckpt = reports.find((r) => r.checkpoint_dir !== "");
   if (ckpt) m.checkpoint_dir = ckpt.checkpoint_dir;
   return m;

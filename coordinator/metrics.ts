@@ -24,8 +24,10 @@ export interface StepMetrics {
   step: number;
   /** Epochs of data consumed (fractional). */
   epoch: number;
-  /** Training loss: total loss over total target tokens, all ranks. */
+  /** Training loss: total loss over total target tokens, all ranks (with mlm+nsp the MLM loss alone). */
   loss: number;
+  /** Objective mlm+nsp: next-sentence-prediction loss per sequence, all ranks (HF BertForPreTraining's loss is loss + nsp_loss). */
+  nsp_loss?: number;
   tokens: number;
   step_ms: number;
   tokens_per_s: number;

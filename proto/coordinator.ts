@@ -61,6 +61,9 @@ export interface StepReport {
   allreduce_wall_ms: number;
   /** Sequences this rank trained in the step. */
   sequences: number;
+  /** mlm+nsp: sum of the per-sequence NSP losses and the number of NSP-labelled sequences (0 otherwise). */
+  nsp_loss_sum: number;
+  nsp_target_count: number;
 }
 
 export interface StepPlan {

@@ -20,6 +20,7 @@ import { Heartbeat } from "./heartbeat";
 import { hangIfInjected, slowDownIfInjected } from "./fault-injection";
 import { loadMutualTls } from "../shared/security/tls";
 import { createTask } from "./tasks";
+import type { MicroBatch } from "./tasks/task";
 import type { WorkerEnv } from "./env";
 import { TimelineRecorder } from "./timeline";
 import { SplitSchedule } from "./tasks/plans";
@@ -114,7 +115,7 @@ export async function runWorker(
         }
         let dataWait = 0;
         let compute = 0;
-        for (let m = 0; m < plan.accumulation_steps; m++) {
+        const fetchMicroBatch = async (m: number): Promise<MicroBatch> => {
           heartbeat.set(plan.step, "data");
           const td = performance.now();
           const batch = await task.nextMicroBatch();
@@ -122,6 +123,22 @@ export async function runWorker(
           timeline?.endSpan("data wait", "data", td, { step: plan.step, micro: m });
           if (batch === undefined) throw new Error(`data plan ended before step ${plan.step}`);
           checkPlan(plan, m, micro, batch.indices);
+          return batch;
+        };
+        // A loss averaged over global counts of the whole step (mlm+nsp: MLM per masked token, NSP per sequence)
+        // needs them before the first backward pass: fetch the step's micro-batches (prefetched) first and let the
+        // task sum their counts across ranks. Every other task trains each micro-batch as it arrives.
+        const fetched: MicroBatch[] = [];
+        let countsMs = 0;
+        if (task.beginStep !== undefined) {
+          for (let m = 0; m < plan.accumulation_steps; m++) fetched.push(await fetchMicroBatch(m));
+          heartbeat.set(plan.step, "target counts all-reduce");
+          const tn = performance.now();
+          await task.beginStep(fetched);
+          countsMs = performance.now() - tn;
+        }
+        for (let m = 0; m < plan.accumulation_steps; m++) {
+          const batch = fetched[m] ?? (await fetchMicroBatch(m));
           heartbeat.set(plan.step, "compute");
           hangIfInjected(env.rank, plan.step);
           const tc = performance.now();
@@ -132,6 +149,8 @@ export async function runWorker(
           timeline?.endSpan("forward+backward", "compute", tc, { step: plan.step, micro: m });
           report.loss_sum += stats.mlmLossSum;
           report.target_count += stats.mlmTargets;
+          report.nsp_loss_sum += stats.nspLossSum;
+          report.nsp_target_count += stats.nspTargets;
           report.tokens += batch.tokens;
           report.sequences += batch.indices.length;
           await new Promise<void>((resolve) => setImmediate(resolve)); // let heartbeats and peer traffic run
@@ -147,8 +166,9 @@ export async function runWorker(
         // result may already be in before the update starts: 0); the rest of applyUpdate is the optimizer.
         const tEnd = performance.now();
         const doneAt = Math.min(tEnd, Math.max(tu, reducer.lastDoneAt ?? tu + reducer.lastMs));
-        report.communication_ms = doneAt - tu;
-        report.allreduce_wall_ms = reducer.lastTotalMs;
+        // the target counts' collective before the backward pass (mlm+nsp) is exposed communication too
+        report.communication_ms = doneAt - tu + countsMs;
+        report.allreduce_wall_ms = reducer.lastTotalMs + countsMs;
         report.allreduce_bytes = reducer.lastBytes;
         report.optimizer_ms = tEnd - doneAt;
         report.grad_norm = result.gradNorm;
@@ -213,6 +233,7 @@ function emptyReport(env: WorkerEnv, completedStep: number): StepReport {
     job_id: env.jobId, rank: env.rank, completed_step: completedStep, loss_sum: 0, target_count: 0, tokens: 0,
     step_ms: 0, data_wait_ms: 0, compute_ms: 0, communication_ms: 0, optimizer_ms: 0, grad_norm: 0, eval: null,
     checkpoint_dir: "", param_checksum: "", model_flops: 0, peak_flops_per_s: 0, test_eval: null, allreduce_bytes: 0, allreduce_wall_ms: 0, sequences: 0,
+    nsp_loss_sum: 0, nsp_target_count: 0,
   };
 }
 

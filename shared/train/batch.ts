@@ -1,2 +1,2 @@
 /** The trainer consumes the data pipeline's batch type (one definition, in shared/data/batch.ts). */
-export { IGNORE_INDEX, type Batch } from "../data/batch";
+export { IGNORE_INDEX, countTargets, type Batch } from "../data/batch";

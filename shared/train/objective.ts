@@ -6,7 +6,7 @@ import type { Batch } from "./batch";
 
 /** Tensors of one objective evaluation (scalars), and the target counts. */
 export interface ObjectiveParts {
-  /** mlmSum + nspWeight * nspSum: the value whose gradient is taken. */
+  /** mlmSum + nspWeight * nspSum: the value whose gradient is taken (the Trainer divides it by the global MLM count). */
   total: tf.Scalar;
   mlmSum: tf.Scalar;
   nspSum: tf.Scalar | null;
@@ -16,9 +16,9 @@ export interface ObjectiveParts {
 
 /**
  * Builds the objective for a batch. With an NSP head and nspLabels, each sequence adds nspWeight * its NSP
- * cross-entropy; the update later divides the whole sum by the global MLM target count, which keeps multi-rank and
- * accumulated steps exact (HF instead averages MLM and NSP separately; nspWeight ~ masked tokens per sequence
- * gives them about equal weight).
+ * cross-entropy. The update later divides the whole sum by the global MLM target count M; with nspWeight = M / S
+ * (S: the global batch's NSP sequences, which the Trainer learns before the step's first backward pass) that gives
+ * HF BertForPreTraining's loss, MLM mean + NSP mean, exactly for any split over ranks and micro-batches.
  */
 export function pretrainingObjective(model: BertModel, batch: Batch, fwd: ForwardOptions, nspWeight: number): ObjectiveParts {
   const n = batch.batchSize * batch.seqLen;

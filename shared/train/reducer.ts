@@ -17,6 +17,13 @@ export interface GradientReducer {
    * compress by shape (PowerSGD reshapes each weight to rows x cols) need it; the others ignore it.
    */
   describeParameters?(params: readonly ParameterShape[]): void;
+  /**
+   * Optional: sums a few counts (e.g. a step's target counts) across all ranks, in place and exactly, in a collective
+   * of their own. Objectives that average two losses over their own global counts (mlm+nsp) need them before the
+   * step's first backward pass, long before reduce(). All ranks call it with the same length for the same step.
+   * A reducer without it cannot train such objectives (the Trainer refuses).
+   */
+  sumCounts?(values: Float32Array, step: number): Promise<void>;
 }
 
 /** A parameter's name (as in NamedGradient) and shape. */
@@ -53,6 +60,9 @@ export function canOverlap(r: GradientReducer): r is OverlappingReducer {
 export class IdentityReducer implements OverlappingReducer {
   async reduce(): Promise<void> {}
 
+  /** One process: the local counts are the global ones. */
+  async sumCounts(): Promise<void> {}
+
   /** Nothing to send: done once the gradients and counters are all final. */
   begin(grads: NamedGradient[]): PendingReduction {
     const left = new Uint8Array(grads.length + 1).fill(1);
@@ -81,6 +91,8 @@ export class InProcessReducerGroup {
   private pending: { grads: NamedGradient[]; counters: Float32Array; resolve: () => void; reject: (e: Error) => void }[];
   private pendingStep = -1;
   readonly size: number;
+  /** The members' sumCounts() meet here: a collective of its own, as on the ring. */
+  private counts: InProcessReducerGroup | undefined;
 
   constructor(size: number) {
     if (!Number.isInteger(size) || size < 1) throw new Error(`reducer group size must be a positive integer, got ${size}`);
@@ -91,7 +103,10 @@ export class InProcessReducerGroup {
   /** The reducer rank `rank` uses. */
   member(rank: number): GradientReducer {
     if (rank < 0 || rank >= this.size) throw new Error(`rank ${rank} outside group of ${this.size}`);
-    return { reduce: (grads, counters, step) => this.arrive(rank, grads, counters, step) };
+    return {
+      reduce: (grads, counters, step) => this.arrive(rank, grads, counters, step),
+      sumCounts: (values, step) => (this.counts ??= new InProcessReducerGroup(this.size)).arrive(rank, [], values, step),
+    };
   }
 
   private arrive(rank: number, grads: NamedGradient[], counters: Float32Array, step: number): Promise<void> {

@@ -1,13 +1,14 @@
 /**
  * One data-parallel training step: forward/backward per micro-batch into float32 gradient buffers, reduce across
  * ranks, divide by the GLOBAL target count, clip, AdamW. N ranks with B/N sequences each (rowOffset = their global
- * first sequence) make the same update as 1 rank with B, and k micro-batches of B/k the same as one of B.
+ * first sequence) make the same update as 1 rank with B, and k micro-batches of B/k the same as one of B. With
+ * MLM + NSP the NSP sum is weighted by the global counts learnt in beginStep, so the update is HF's MLM mean + NSP mean.
  */
 import * as tf from "@tensorflow/tfjs";
 import type { BertModel, EncoderInput, ForwardOptions } from "../model/bert";
 import { assignValues } from "../model/hf";
 import { AdamW, type AdamWOptions, type AdamWState } from "./adamw";
-import { IGNORE_INDEX, type Batch } from "./batch";
+import { IGNORE_INDEX, countTargets, type Batch } from "./batch";
 import { clipByGlobalNorm, globalNorm } from "./clip";
 import { pretrainingObjective, type ObjectiveParts } from "./objective";
 import { allParams, type TrainableParam } from "./trainable";
@@ -23,7 +24,15 @@ import { addInto } from "../codecs/float32-sum";
 export interface TrainObjective<B> {
   targetName: string;
   targets(batch: B): number;
-  build(batch: B, fwd: ForwardOptions): ObjectiveParts;
+  /**
+   * Objectives that add a second loss averaged over its own targets (NSP: one per sequence) give each micro-batch's
+   * primary (MLM) and NSP target counts here. The Trainer then sums both over the global batch before the step's
+   * first backward pass (beginStep) and passes build() nspWeight = M / S (global primary / NSP targets), so that
+   * the one division by M in applyUpdate yields primary mean + NSP mean. Absent: no NSP term, nspWeight unused.
+   */
+  stepCounts?(batch: B): { primary: number; nsp: number };
+  /** The micro-batch's loss sum (see ObjectiveParts); nspWeight multiplies its NSP sum. */
+  build(batch: B, fwd: ForwardOptions, nspWeight: number): ObjectiveParts;
 }
 
 /** Options of a Trainer. */
@@ -36,8 +45,6 @@ export interface TrainerOptions<B extends EncoderInput = Batch> {
   dropoutSeed?: number;
   /** Overrides the config's dropout probabilities; 0 switches dropout off. */
   dropoutRate?: number;
-  /** Weight of each sequence's NSP loss relative to one masked token (see objective.ts). Default 1. */
-  nspWeight?: number;
   /** The parameters to train (only these are differentiated, all-reduced and updated). Default: every model parameter. */
   params?: readonly TrainableParam[];
   /** The loss. Default: the pre-training objective (MLM, + NSP with an NSP head); required when B is not Batch. */
@@ -100,6 +107,9 @@ export class Trainer<B extends EncoderInput = Batch> {
   private pending: PendingReduction | null = null;
   /** Index in `params` of each trained variable, by tfjs variable name. */
   private readonly paramIndex = new Map<string, number>();
+  /** The step beginStep() prepared (-1: none yet) and the NSP weight M / S it computed for it. */
+  private preparedStep = -1;
+  private nspWeight = 1;
 
   constructor(model: BertModel, options: TrainerOptions<B>, reducer: GradientReducer = new IdentityReducer()) {
     this.model = model;
@@ -112,7 +122,7 @@ export class Trainer<B extends EncoderInput = Batch> {
       if (names.has(p.name)) throw new Error(`Trainer: parameter '${p.name}' is listed twice`);
       names.add(p.name);
     }
-    this.objective = options.objective ?? (pretraining(model, options.nspWeight ?? 1) as unknown as TrainObjective<B>);
+    this.objective = options.objective ?? (pretraining(model) as unknown as TrainObjective<B>);
     // Shared memory lets a reducer running in another thread read each gradient the moment it is final.
     const alloc = (n: number): Float32Array => (options.overlap === true ? new Float32Array(new SharedArrayBuffer(4 * n)) : new Float32Array(n));
     this.grads = this.params.map((s) => ({ name: s.name, data: alloc(s.shape.reduce((a, b) => a * b, 1)) }));
@@ -121,10 +131,39 @@ export class Trainer<B extends EncoderInput = Batch> {
   }
 
   /**
+   * Prepares the current step from this rank's micro-batches of it, before the first accumulate(). Only objectives
+   * with an NSP term (stepCounts) need it: their NSP sum is weighted by M / S, the global MLM and NSP target counts,
+   * so this sums the local counts across ranks in one collective of two floats (reducer.sumCounts). Every other
+   * objective returns at once: no collective, nothing changed. trainStep() calls it.
+   */
+  async beginStep(microBatches: readonly B[]): Promise<void> {
+    const stepCounts = this.objective.stepCounts;
+    if (stepCounts === undefined) return;
+    if (this.reducer.sumCounts === undefined) {
+      throw new Error("Trainer: this objective (MLM + NSP) needs the global target counts before the backward pass, and the reducer cannot sum counts (no sumCounts)");
+    }
+    const counts = new Float32Array(2);
+    for (const b of microBatches) {
+      const c = stepCounts(b);
+      counts[0] += c.primary;
+      counts[1] += c.nsp;
+    }
+    await this.reducer.sumCounts(counts, this.step);
+    const [primary, nsp] = counts;
+    // No NSP targets anywhere: the weight multiplies zero. No MLM targets: applyUpdate refuses the step anyway.
+    this.nspWeight = nsp > 0 && primary > 0 ? primary / nsp : 1;
+    this.preparedStep = this.step;
+  }
+
+  /**
    * Forward + backward of one micro-batch; adds d(sum of losses)/d(param) into the gradient buffers and the counts
-   * into the counters. rowOffset is the global index of the batch's first sequence (for dropout masks).
+   * into the counters. rowOffset is the global index of the batch's first sequence (for dropout masks). With an
+   * NSP term, beginStep() must have seen the step's micro-batches first.
    */
   accumulate(batch: B, rowOffset = 0, opts: { last?: boolean } = {}): MicroBatchStats {
+    if (this.objective.stepCounts !== undefined && this.preparedStep !== this.step) {
+      throw new Error(`step ${this.step}: beginStep() must see this rank's micro-batches before accumulate() (the NSP weight needs the global target counts)`);
+    }
     const vars = this.params.map((p) => p.variable);
     const stats: MicroBatchStats = { mlmLossSum: 0, mlmTargets: 0, nspLossSum: 0, nspTargets: 0 };
     // The last micro-batch of a step may start the reduction now and feed it gradients as the backward pass makes them.
@@ -145,7 +184,7 @@ export class Trainer<B extends EncoderInput = Batch> {
         const build = (): tf.Scalar => {
           const parts = this.objective.build(batch, {
             training: true, dropoutSeed: this.options.dropoutSeed ?? 0, step: this.step, rowOffset, dropoutRate: this.options.dropoutRate,
-          });
+          }, this.nspWeight);
           // Read inside: tensors made in here are freed when the gradient computation returns.
           stats.mlmLossSum = parts.mlmSum.dataSync()[0];
           stats.mlmTargets = parts.mlmTargets;
@@ -225,12 +264,13 @@ export class Trainer<B extends EncoderInput = Batch> {
     return result;
   }
 
-  /** accumulate() over the micro-batches (global first-sequence indices in rowOffsets), then applyUpdate(). */
+  /** beginStep(), accumulate() over the micro-batches (global first-sequence indices in rowOffsets), then applyUpdate(). */
   async trainStep(microBatches: readonly B[], rowOffsets?: readonly number[]): Promise<StepResult> {
     if (microBatches.length === 0) throw new Error("trainStep needs at least one micro-batch");
     if (rowOffsets !== undefined && rowOffsets.length !== microBatches.length) {
       throw new Error(`trainStep: ${microBatches.length} micro-batches but ${rowOffsets.length} row offsets`);
     }
+    await this.beginStep(microBatches);
     let offset = 0;
     microBatches.forEach((b, i) => {
       this.accumulate(b, rowOffsets?.[i] ?? offset, { last: i === microBatches.length - 1 });
@@ -325,8 +365,11 @@ class TapState implements GradientTap {
   }
 }
 
-/** The pre-training objective as a TrainObjective: MLM (+ NSP when the model has the head and the batch labels). */
-function pretraining(model: BertModel, nspWeight: number): TrainObjective<Batch> {
+/**
+ * The pre-training objective as a TrainObjective: MLM (+ NSP when the model has the head and the batch labels, then
+ * weighted as HF's BertForPreTraining weighs it: see TrainObjective.stepCounts).
+ */
+function pretraining(model: BertModel): TrainObjective<Batch> {
   return {
     targetName: "MLM",
     targets: (batch) => {
@@ -335,6 +378,8 @@ function pretraining(model: BertModel, nspWeight: number): TrainObjective<Batch>
       for (const y of batch.mlmLabels) if (y !== IGNORE_INDEX) n++;
       return n;
     },
-    build: (batch, fwd) => pretrainingObjective(model, batch, fwd, nspWeight),
+    // only a model with the NSP head pays for the counts' collective
+    stepCounts: model.hasNsp ? (batch) => ({ primary: countTargets(batch), nsp: batch.nspLabels?.length ?? 0 }) : undefined,
+    build: (batch, fwd, nspWeight) => pretrainingObjective(model, batch, fwd, nspWeight),
   };
 }

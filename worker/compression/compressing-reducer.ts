@@ -27,6 +27,8 @@ const POWERSGD_Q_PREFIX = "powersgd_q/";
 
 /** Name under which the counters travel (the same as the uncompressed RingReducer's). */
 export const COMPRESSION_COUNTERS_TENSOR = "ringtrain.counters";
+/** Name under which sumCounts' step counts travel (the same as the uncompressed RingReducer's). */
+export const COMPRESSION_STEP_COUNTS_TENSOR = "ringtrain.step_counts";
 
 /** Settings of the compression (config `communication.gradient_compression`). */
 export interface GradientCompressionSettings {
@@ -145,6 +147,11 @@ export class CompressingReducer implements GradientReducer {
       else if (key.startsWith(POWERSGD_Q_PREFIX)) this.importedQ.set(key.slice(POWERSGD_Q_PREFIX.length), Float32Array.from(data));
       else throw new Error(`compression state: unknown entry '${key}' (expected ${RESIDUAL_PREFIX}NAME or ${POWERSGD_Q_PREFIX}NAME)`);
     }
+  }
+
+  /** Sums a step's target counts across all ranks before its backward pass (mlm+nsp), uncompressed: they must be exact. */
+  async sumCounts(values: Float32Array, step: number): Promise<void> {
+    await this.group.allReduce([{ name: COMPRESSION_STEP_COUNTS_TENSOR, data: values }], { step, op: "sum" });
   }
 
   /** Sums gradients (compressed where configured) and counters (exactly) across all ranks, in place. */

@@ -9,6 +9,7 @@ import { BertModel } from "../../shared/model/bert";
 import { exportHfTensors, importHfTensors, parameterChecksum } from "../../shared/model/hf";
 import { trainingFlops } from "../../shared/model/flops";
 import { Trainer } from "../../shared/train/trainer";
+import type { Batch } from "../../shared/data/batch";
 import { evaluateMlm } from "../../shared/train/eval";
 import { saveCheckpoint, loadCheckpoint } from "../../shared/checkpoint/checkpoint";
 import { pruneCheckpoints } from "../../shared/checkpoint/run-checkpoints";
@@ -69,6 +70,8 @@ export async function createMlmTask(ctx: TaskContext): Promise<Task> {
     { depth: Math.max(1, cfg.data.prefetch_batches) * accumulation, threads: cfg.data.prefetch_batches > 0 ? 1 : 0 },
   );
   const evalObjective = objectiveOf(data.validation);
+  // The batch behind each micro-batch handed out, for beginStep (mlm+nsp weighs NSP by the step's global counts).
+  const batchOf = new WeakMap<MicroBatch, Batch>();
   const evalBatch = (idx: number[]) => buildBatch(evalObjective, { indices: idx.filter((x) => x < data.validation.count), epoch: EVAL_EPOCH });
 
   return {
@@ -77,8 +80,16 @@ export async function createMlmTask(ctx: TaskContext): Promise<Task> {
     async nextMicroBatch(): Promise<MicroBatch | undefined> {
       const batch = await prefetcher.next();
       if (batch === undefined) return undefined;
-      return { indices: planned.shift() ?? [], tokens: tokensIn(batch.attentionMask), train: (rowOffset, last) => trainer.accumulate(batch, rowOffset, { last }) };
+      const mb: MicroBatch = { indices: planned.shift() ?? [], tokens: tokensIn(batch.attentionMask), train: (rowOffset, last) => trainer.accumulate(batch, rowOffset, { last }) };
+      batchOf.set(mb, batch);
+      return mb;
     },
+    // Only mlm+nsp needs the counts first; plain MLM and causal runs train each micro-batch as it arrives.
+    beginStep: cfg.objective === "mlm+nsp" ? (micro) => trainer.beginStep(micro.map((mb) => {
+      const batch = batchOf.get(mb);
+      if (batch === undefined) throw new Error("beginStep: a micro-batch this task did not hand out");
+      return batch;
+    })) : undefined,
     applyUpdate: () => trainer.applyUpdate(),
     evaluate(split, indices): EvalResult {
       if (split === "test") throw new Error("pretraining has no test split");

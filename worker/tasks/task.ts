@@ -40,6 +40,12 @@ export interface Task {
   readonly seqLen: number;
   /** The next micro-batch in plan order; undefined when the plan is exhausted. */
   nextMicroBatch(): Promise<MicroBatch | undefined>;
+  /**
+   * Only for tasks whose loss needs the step's global target counts before the first backward pass (mlm+nsp: MLM
+   * mean + NSP mean): called with all of this rank's micro-batches of the step, before any is trained; sums their
+   * counts across ranks (one small collective). Absent: the loop trains each micro-batch as it arrives.
+   */
+  beginStep?(microBatches: readonly MicroBatch[]): Promise<void>;
   /** All-reduce, normalise, clip, AdamW. */
   applyUpdate(): Promise<StepResult>;
   /** This rank's share of an evaluation on the validation or test split. */

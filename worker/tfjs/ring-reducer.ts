@@ -3,6 +3,8 @@ import type { Collective } from "../collective/ring-thread";
 
 /** Name under which the trainer's counters (target counts, loss sums) travel with the gradients. */
 export const COUNTERS_TENSOR = "ringtrain.counters";
+/** Name under which a step's target counts travel when summed before its backward pass (sumCounts). */
+export const STEP_COUNTS_TENSOR = "ringtrain.step_counts";
 
 /**
  * Framework glue: the trainer's GradientReducer on top of the ring. Gradients and the counters are summed in
@@ -52,6 +54,15 @@ export class RingReducer implements OverlappingReducer {
       },
       done,
     };
+  }
+
+  /**
+   * Sums a step's target counts across all ranks, in place, in a collective of their own: objectives with an NSP
+   * term (mlm+nsp) weigh it by the global counts before the step's first backward pass. Not counted in lastMs or
+   * lastBytes, which describe the gradient reduction; the worker loop times this call itself.
+   */
+  async sumCounts(values: Float32Array, step: number): Promise<void> {
+    await this.ring.allReduce([{ name: STEP_COUNTS_TENSOR, data: values }], { step, op: "sum" });
   }
 
   /** Sums gradients and counters across all ranks, in place. */
