@@ -13,6 +13,9 @@
  *    target counts, under the cosine schedule with a floor.
  * 3. A causal decoder (objective causal, HF's BertLMHeadModel: causal attention, labels shifted inside the model) from
  *    ringtrain's causal batches, against HF's labels (the input ids, -100 on padding).
+ * 4. MLM + next-sentence prediction (objective mlm+nsp) through `launch --workers 2` with accumulation, against HF's
+ *    BertForPreTraining (pooler + cls.seq_relationship; loss = MLM mean over the masked tokens + NSP mean over the
+ *    sequences, both over the global batch).
  *
  * Skipped when no python3 imports torch (CI installs Debian's python3-torch).
  */
@@ -26,7 +29,7 @@ import { loadCheckpoint, saveCheckpoint } from "../shared/checkpoint/checkpoint"
 import { listCheckpoints } from "../shared/checkpoint/run-checkpoints";
 import { buildBatch, maskSettingsFor } from "../shared/data/objective";
 import { countTargets, type Batch } from "../shared/data/batch";
-import { pretrainingDocuments, preparePretrainingData, tokenizerFromTokens } from "../shared/pipeline/prepare";
+import { pretrainingDocuments, prepareNspData, preparePretrainingData, tokenizerFromTokens } from "../shared/pipeline/prepare";
 import { modelConfigOf } from "../shared/config/derived";
 import { bertParamSpecs, type ParamSpec } from "../shared/model/params";
 import { BertModel } from "../shared/model/bert";
@@ -46,7 +49,8 @@ import { pythonWithTorch } from "./helpers/python";
 
 /** What the torch reference prints. */
 interface ReferenceResult {
-  steps: { loss: number; grad_norm: number; lr: number }[];
+  /** loss: HF's loss (BertForPreTraining: mlm_loss + nsp_loss, both given then). */
+  steps: { loss: number; grad_norm: number; lr: number; mlm_loss?: number; nsp_loss?: number }[];
   params: Record<string, { max_abs_diff: number; max_abs: number; max_abs_change: number }>;
   decay: string[];
   no_decay: string[];
@@ -55,7 +59,10 @@ interface ReferenceResult {
 
 /** What ringtrain reported for one step (metrics.jsonl, or the Trainer's StepResult). */
 interface StepFigures {
+  /** MLM (or causal LM) loss per target. */
   loss: number;
+  /** NSP loss per sequence (objective mlm+nsp). */
+  nspLoss?: number;
   gradNorm: number;
   lr: number;
 }
@@ -209,6 +216,60 @@ test("a causal decoder (objective causal, HF's BertLMHeadModel) trained by the T
   fs.rmSync(root, { recursive: true, force: true });
 });
 
+test("mlm+nsp: 3 steps of launch --workers 2 with accumulation equal PyTorch's BertForPreTraining (MLM mean + NSP mean)", async (t) => {
+  const py = pythonWithTorch();
+  if (py === undefined) {
+    t.skip("no python3 with torch importable (set PYTHON=...): the torch reference check did not run");
+    return;
+  }
+  const root = tempDir("torchref-nsp");
+  const nsp = ["--set", "objective=mlm+nsp"];
+  // A real mlm+nsp checkpoint (pooler and NSP head included) after one step, as in case 1.
+  const base = path.join(root, "base");
+  const rBase = await runLaunch(tinyArgs(base, "--workers", "1", "--max-steps", "1", ...nsp));
+  assert.equal(rBase.code, 0, `base run failed:\n${rBase.stderr}`);
+  const initDir = (await listCheckpoints(base)).at(-1)!.dir;
+
+  // Global batch 12 on 2 workers with micro-batches of 2: 3 accumulated micro-batches per rank and step.
+  const steps = 3;
+  const run = path.join(root, "run");
+  const dataLog = path.join(root, "data.jsonl");
+  const r = await runLaunch(tinyArgs(run, "--workers", "2", "--max-steps", String(steps), ...nsp,
+    "--set", `model.init_from=${initDir}`, "--set", "model.hidden_dropout=0", "--set", "model.attention_dropout=0",
+    "--set", "optimizer.weight_decay=0.1"),
+  { RINGTRAIN_DATA_LOG: dataLog });
+  assert.equal(r.code, 0, `run failed:\n${r.stderr}`);
+  const finalDir = (await listCheckpoints(run)).at(-1)!.dir;
+  const cfg = loadRunConfig(path.join(run, "config.yaml"));
+
+  // Each step's global batch of sentence pairs, rebuilt from the sequences the ranks logged.
+  const final = await loadCheckpoint(finalDir);
+  const tokenizer = tokenizerFromTokens(final.vocab, cfg);
+  const data = prepareNspData(cfg, pretrainingDocuments(cfg), tokenizer);
+  const mask = maskSettingsFor(tokenizer, cfg.seed, { mlmProbability: cfg.data.mlm_probability, wholeWordMask: cfg.data.whole_word_mask });
+  const logged = fs.readFileSync(dataLog, "utf8").trim().split("\n").map((l) => JSON.parse(l) as DataLogLine);
+  const batches = Array.from({ length: steps }, (_, i) => {
+    const slices = logged.filter((l) => l.step === i + 1).sort((a, b) => a.rank - b.rank);
+    assert.deepEqual(slices.map((l) => l.rank), [0, 1], `step ${i + 1}: every rank logged its sequences once`);
+    const batch = buildBatch({ kind: "nsp", data: data.train, mask }, { indices: slices.flatMap((l) => l.indices), epoch: slices.flatMap((l) => l.epochs) });
+    assert.equal(batch.nspLabels?.length, cfg.batch.global_batch_size);
+    return batch;
+  });
+  // The two means weigh differently from one sum over the masked tokens only when a sequence holds several of them.
+  assert.ok(batches.every((b) => countTargets(b) >= 2 * b.batchSize), "several masked tokens per sequence");
+  assert.ok(batches.some((b) => b.nspLabels!.includes(0) && b.nspLabels!.includes(1)), "both NSP labels occur");
+  const schedule = { kind: cfg.schedule.decay, warmup_steps: cfg.schedule.warmup_steps, total_steps: cfg.training.max_steps, min_lr_ratio: cfg.schedule.min_lr_ratio };
+  const got = runReference(py, root, initDir, finalDir, cfg.optimizer, schedule, batches);
+
+  const metrics = fs.readFileSync(path.join(run, "metrics.jsonl"), "utf8").trim().split("\n")
+    .map((l) => JSON.parse(l) as { step: number; loss: number; nsp_loss?: number; grad_norm: number; learning_rate: number });
+  assert.deepEqual(metrics.map((m) => m.step), [1, 2, 3]);
+  const report = compareWithReference(got, metrics.map((m) => ({ loss: m.loss, nspLoss: m.nsp_loss, gradNorm: m.grad_norm, lr: m.learning_rate })),
+    bertParamSpecs(modelConfigOf(cfg, tokenizer.vocabSize), { nsp: true }));
+  for (const line of report) t.diagnostic(line);
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
 /**
  * A small model (2 layers, hidden 16, vocabulary 40, dropout off; a causal decoder when `decoder`) on the wasm backend,
  * its initial weights saved as a checkpoint in ROOT/init; `save(name)` saves the current ones in ROOT/name.
@@ -245,7 +306,11 @@ function runReference(
   fs.writeFileSync(input, JSON.stringify({
     optimizer,
     schedule,
-    steps: batches.map((b) => ({ input_ids: rows(b, b.inputIds), token_type_ids: rows(b, b.tokenTypeIds), attention_mask: rows(b, b.attentionMask), labels: rows(b, labelsOf(b)) })),
+    // next_sentence_label makes the reference HF's BertForPreTraining
+    steps: batches.map((b) => ({
+      input_ids: rows(b, b.inputIds), token_type_ids: rows(b, b.tokenTypeIds), attention_mask: rows(b, b.attentionMask), labels: rows(b, labelsOf(b)),
+      ...(b.nspLabels !== undefined ? { next_sentence_label: Array.from(b.nspLabels) } : {}),
+    })),
   }));
   const ref = spawnSync(py, [path.join(repoRoot(), "test", "helpers", "torch_pretrain_reference.py"), initDir, input, finalDir], { encoding: "utf8", timeout: 120_000 });
   assert.equal(ref.status, 0, `torch_pretrain_reference.py failed:\n${ref.stderr}`);
@@ -260,11 +325,18 @@ function compareWithReference(got: ReferenceResult, figures: readonly StepFigure
   assert.equal(figures.length, got.steps.length, "one reference step per ringtrain step");
   const lines = figures.map((f, i) => {
     const want = got.steps[i];
+    // BertForPreTraining's loss is the sum of the two means; ringtrain reports each mean.
+    const wantLm = want.mlm_loss ?? want.loss;
     // The loss is a float32 sum over a few hundred targets, the norm one over every gradient: ~1e-7 relative apart.
-    assert.ok(Math.abs(f.loss - want.loss) <= 1e-5 * want.loss, `step ${i + 1}: loss ${f.loss}, torch ${want.loss}`);
+    assert.ok(Math.abs(f.loss - wantLm) <= 1e-5 * wantLm, `step ${i + 1}: loss ${f.loss}, torch ${wantLm}`);
     assert.ok(Math.abs(f.gradNorm - want.grad_norm) <= 1e-4 * want.grad_norm, `step ${i + 1}: grad_norm ${f.gradNorm}, torch ${want.grad_norm}`);
     assert.ok(Math.abs(f.lr - want.lr) <= 1e-12, `step ${i + 1}: learning rate ${f.lr}, torch ${want.lr}`);
-    return `step ${i + 1}: loss ${f.loss} vs torch ${want.loss}, grad_norm ${f.gradNorm} vs ${want.grad_norm}, lr ${f.lr} vs ${want.lr}`;
+    assert.equal(f.nspLoss !== undefined, want.nsp_loss !== undefined, `step ${i + 1}: an NSP loss on both sides or neither`);
+    if (f.nspLoss !== undefined && want.nsp_loss !== undefined) {
+      assert.ok(Math.abs(f.nspLoss - want.nsp_loss) <= 1e-5 * want.nsp_loss, `step ${i + 1}: NSP loss ${f.nspLoss}, torch ${want.nsp_loss}`);
+    }
+    const nsp = f.nspLoss === undefined ? "" : `, NSP loss ${f.nspLoss} vs ${want.nsp_loss}`;
+    return `step ${i + 1}: loss ${f.loss} vs torch ${wantLm}${nsp}, grad_norm ${f.gradNorm} vs ${want.grad_norm}, lr ${f.lr} vs ${want.lr}`;
   });
 
   const trained = specs.filter((s) => !(s.name in got.not_in_model));
@@ -281,7 +353,8 @@ function compareWithReference(got: ReferenceResult, figures: readonly StepFigure
   // A wrong group shows above as a parameter difference; this names it.
   assert.deepEqual(trained.filter((s) => s.decay).map((s) => s.name).sort(), got.decay, "parameters with weight decay: ringtrain vs HF Trainer");
   assert.deepEqual(trained.filter((s) => !s.decay).map((s) => s.name).sort(), got.no_decay, "parameters without weight decay: ringtrain vs HF Trainer");
-  // BertForMaskedLM has no pooler; ringtrain's model carries one that MLM never trains: it must be unchanged.
+  // BertForMaskedLM has no pooler; ringtrain's model carries one that MLM never trains: it must be unchanged
+  // (BertForPreTraining has one: nothing is left out then).
   for (const [name, change] of Object.entries(got.not_in_model)) {
     assert.match(name, /^bert\.pooler\./);
     assert.equal(change, 0, `${name} changed although no loss reaches it`);

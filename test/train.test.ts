@@ -7,7 +7,8 @@ import { getParamValues, parameterChecksum } from "../shared/model/hf";
 import { AdamW } from "../shared/train/adamw";
 import { clipByGlobalNorm, globalNorm } from "../shared/train/clip";
 import { evaluateMlm, predictMasked } from "../shared/train/eval";
-import { InProcessReducerGroup, IdentityReducer } from "../shared/train/reducer";
+import { InProcessReducerGroup, IdentityReducer, type GradientReducer } from "../shared/train/reducer";
+import { countTargets } from "../shared/data/batch";
 import { lrAt, type LrSchedule } from "../shared/train/schedule";
 import { Trainer, type TrainerOptions } from "../shared/train/trainer";
 import { maxScaledDiff, randomBatch, sliceBatch, tinyConfig } from "./helpers/model-fixtures";
@@ -135,6 +136,42 @@ test("two ranks with B/2 each and a summing reducer equal one rank with B; ranks
   const d = maxScaledDiff(flat(ranks[0].model), flat(single.model));
   assert.ok(d < 1e-6, `parameters differ by ${d}`);
   for (const t of [single, ...ranks]) t.model.dispose();
+});
+
+test("MLM + NSP: 2 ranks x 2 micro-batches equal 1 rank with the batch; only the NSP model sums counts first", async () => {
+  const cfg = tinyConfig({ vocabSize: 30 });
+  // 8 sequences whose masked-token counts differ between the ranks' halves, so local counts would weigh NSP otherwise
+  const batch = { ...randomBatch(cfg, 8, 12, 31, 0.3, 2), nspLabels: Int32Array.of(0, 1, 1, 0, 1, 1, 1, 0) };
+  assert.notEqual(countTargets(sliceBatch(batch, 0, 4)), countTargets(sliceBatch(batch, 4, 4)));
+  let countCalls = 0;
+  const counting = (r: GradientReducer): GradientReducer => ({
+    reduce: (g, c, s) => r.reduce(g, c, s),
+    sumCounts: (v, s) => {
+      countCalls++;
+      return r.sumCounts!(v, s);
+    },
+  });
+  const single = new Trainer(BertModel.create(cfg, 4, { nsp: true }), options(), counting(new IdentityReducer()));
+  const group = new InProcessReducerGroup(2);
+  const ranks = [0, 1].map((r) => new Trainer(BertModel.create(cfg, 4, { nsp: true }), options(), counting(group.member(r))));
+  for (let s = 0; s < 2; s++) {
+    const ref = await single.trainStep([batch]);
+    const res = await Promise.all(ranks.map((t, r) => t.trainStep([sliceBatch(batch, 4 * r, 2), sliceBatch(batch, 4 * r + 2, 2)], [4 * r, 4 * r + 2])));
+    assert.equal(res[0].nspLoss, res[1].nspLoss);
+    assert.ok(Math.abs(res[0].nspLoss - ref.nspLoss) < 1e-5 * ref.nspLoss, `NSP loss ${res[0].nspLoss} vs ${ref.nspLoss}`);
+    assert.ok(Math.abs(res[0].gradNorm - ref.gradNorm) < 1e-4 * ref.gradNorm, `grad norm ${res[0].gradNorm} vs ${ref.gradNorm}`);
+  }
+  assert.equal(countCalls, 3 * 2, "one counts collective per rank and step");
+  assert.equal(parameterChecksum(ranks[0].model), parameterChecksum(ranks[1].model));
+  const d = maxScaledDiff(flat(ranks[0].model), flat(single.model));
+  assert.ok(d < 1e-6, `parameters differ by ${d}`);
+  // accumulate() alone cannot know the NSP weight of the step
+  assert.throws(() => single.accumulate(batch), /beginStep\(\) must see/);
+  // plain MLM never pays for the counts' collective
+  const mlm = new Trainer(BertModel.create(cfg, 4), options(), counting(new IdentityReducer()));
+  await mlm.trainStep([sliceBatch({ ...batch, nspLabels: undefined }, 0, 4)]);
+  assert.equal(countCalls, 6, "no counts collective without the NSP head");
+  for (const t of [single, ...ranks, mlm]) t.model.dispose();
 });
 
 test("a tiny model overfits one batch; eval and fill-mask then recover the labels", async () => {

@@ -8,9 +8,13 @@ Trains, from the same initial weights and on the same global batches, what PyTor
     (transform dense + GELU + LayerNorm, decoder tied to the word embeddings, its bias the separate
     cls.predictions.bias), and no pooler (BertForMaskedLM is built with add_pooling_layer=False);
   - with is_decoder in config.json, HF's BertLMHeadModel instead: causal attention, labels shifted by one inside;
+  - with next_sentence_label in the steps, HF's BertForPreTraining instead: BertModel with its pooler (dense + tanh
+    on the [CLS] hidden state), heads BertPreTrainingHeads (cls.predictions as above, cls.seq_relationship a
+    Linear(hidden, 2) on the pooled output), loss masked_lm_loss + next_sentence_loss, each a CrossEntropyLoss mean
+    (over the masked tokens, over the sequences);
   - the loss is CrossEntropyLoss(ignore_index=-100) averaged over the target tokens of the whole global batch (what
     HF Trainer computes with gradient accumulation and average_tokens_across_devices: the sum over all targets
-    divided by their global count);
+    divided by their global count; BertForPreTraining's NSP term likewise over the global batch's sequences);
   - torch.nn.utils.clip_grad_norm_ (its return value is the logged grad_norm), then torch.optim.AdamW with HF
     Trainer's parameter groups (Trainer.get_decay_parameter_names: every parameter outside an nn.LayerNorm whose
     name has no "bias" decays), then the LambdaLR of HF's get_linear_schedule_with_warmup (or its cosine and
@@ -22,9 +26,11 @@ Nothing here is taken from ringtrain: the weights are read from the checkpoint's
 Usage: torch_pretrain_reference.py INIT_CHECKPOINT_DIR INPUT_JSON FINAL_CHECKPOINT_DIR
 INPUT_JSON: {"optimizer": {"lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip_norm"},
              "schedule": {"kind": "linear" | "cosine" | "constant", "warmup_steps", "total_steps", "min_lr_ratio"},
-             "steps": [{"input_ids": [[...]], "token_type_ids": [[...]], "attention_mask": [[...]], "labels": [[...]]}]}
+             "steps": [{"input_ids": [[...]], "token_type_ids": [[...]], "attention_mask": [[...]], "labels": [[...]],
+                        "next_sentence_label": [...] (optional: 0 IsNext, 1 NotNext; given in every step or none)}]}
             (labels as HF takes them: -100 where ignored; a decoder's unshifted, usually input_ids with -100 on padding)
-Prints JSON: {"steps": [{"loss", "grad_norm", "lr"}], "params": {name: {"max_abs_diff", "max_abs", "max_abs_change"}},
+Prints JSON: {"steps": [{"loss", "grad_norm", "lr"} (+ "mlm_loss", "nsp_loss" with next_sentence_label; loss is their sum)],
+              "params": {name: {"max_abs_diff", "max_abs", "max_abs_change"}},
               "decay": [names], "no_decay": [names], "not_in_model": {name: max_abs_diff between init and final}}
 where max_abs_diff compares the reference's parameters after the steps with FINAL_CHECKPOINT_DIR's.
 """
@@ -155,14 +161,26 @@ class BertEncoder(nn.Module):
         return h
 
 
-class BertModel(nn.Module):
-    """HF BertModel with add_pooling_layer=False, as BertForMaskedLM builds it."""
+class BertPooler(nn.Module):
+    """HF BertPooler: dense + tanh on the first ([CLS]) position's hidden state."""
 
     def __init__(self, c):
+        super().__init__()
+        self.dense = nn.Linear(c["hidden_size"], c["hidden_size"])
+
+    def forward(self, h):
+        return torch.tanh(self.dense(h[:, 0]))
+
+
+class BertModel(nn.Module):
+    """HF BertModel; add_pooling_layer=False as BertForMaskedLM builds it, True as BertForPreTraining does."""
+
+    def __init__(self, c, add_pooling_layer=False):
         super().__init__()
         self.is_decoder = c.get("is_decoder", False)
         self.embeddings = BertEmbeddings(c)
         self.encoder = BertEncoder(c)
+        self.pooler = BertPooler(c) if add_pooling_layer else None
 
     def forward(self, input_ids, token_type_ids, attention_mask):
         # HF get_extended_attention_mask: [B, 1, 1, T], 0 where attended, the dtype's minimum on padding; a decoder's
@@ -220,6 +238,31 @@ class BertForMaskedLM(nn.Module):
         return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
 
+class BertPreTrainingHeads(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(c)
+        self.seq_relationship = nn.Linear(c["hidden_size"], 2)
+
+
+class BertForPreTraining(nn.Module):
+    """HF BertForPreTraining: MLM + next-sentence prediction; its loss is the sum of the two CrossEntropyLoss means."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.bert = BertModel(c, add_pooling_layer=True)
+        self.cls = BertPreTrainingHeads(c)
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight  # tie_word_embeddings
+
+    def forward(self, input_ids, token_type_ids, attention_mask, labels, next_sentence_label):
+        h = self.bert(input_ids, token_type_ids, attention_mask)
+        logits = self.cls.predictions(h)
+        seq_logits = self.cls.seq_relationship(self.bert.pooler(h))
+        mlm = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        nsp = nn.functional.cross_entropy(seq_logits.reshape(-1, 2), next_sentence_label.reshape(-1))
+        return mlm + nsp, mlm, nsp
+
+
 def parameter_names(model, forbidden):
     """transformers.trainer_pt_utils.get_parameter_names: names of parameters not inside a `forbidden` layer type."""
     result = []
@@ -263,7 +306,10 @@ def main():
     inp = json.load(open(input_path))
     opt, sched = inp["optimizer"], inp["schedule"]
 
-    model = BertForMaskedLM(cfg)
+    nsp = "next_sentence_label" in inp["steps"][0]
+    if any(("next_sentence_label" in b) != nsp for b in inp["steps"]):
+        raise SystemExit("next_sentence_label must be given in every step or in none")
+    model = BertForPreTraining(cfg) if nsp else BertForMaskedLM(cfg)
     init = read_safetensors(f"{init_dir}/model.safetensors")
     missing, unexpected = model.load_state_dict(init, strict=False)
     tied = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
@@ -288,7 +334,12 @@ def main():
         # the rate this update uses: what HF Trainer logs as learning_rate since huggingface/transformers#36973
         # (before, it logged the next step's, read after scheduler.step())
         lr = optimizer.param_groups[0]["lr"]
-        loss = model(t["input_ids"], t["token_type_ids"], t["attention_mask"], t["labels"])
+        parts = {}
+        if nsp:
+            loss, mlm_loss, nsp_loss = model(t["input_ids"], t["token_type_ids"], t["attention_mask"], t["labels"], t["next_sentence_label"])
+            parts = {"mlm_loss": float(mlm_loss), "nsp_loss": float(nsp_loss)}
+        else:
+            loss = model(t["input_ids"], t["token_type_ids"], t["attention_mask"], t["labels"])
         loss.backward()
         clip = opt["grad_clip_norm"]
         if clip > 0:
@@ -298,7 +349,7 @@ def main():
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        steps.append({"loss": float(loss), "grad_norm": norm, "lr": lr})
+        steps.append({"loss": float(loss), "grad_norm": norm, "lr": lr, **parts})
 
     final = read_safetensors(f"{final_dir}/model.safetensors")
     params = {}
