@@ -90,7 +90,8 @@ interface OptimizerSettings {
  * different summation orders (tfjs/XNNPACK vs torch, per-rank partial sums through the ring): gradients agree to
  * ~1e-6 relative, and Adam normalises each update to about lr = 3e-3 per step, so a rounding-level gradient
  * difference moves a parameter by ~lr x 1e-6 x |g| / (|g| + eps) per step: ~1e-8, far under 1e-5 (measured: at most
- * 1.2e-7, about one float32 ulp of the largest values). A wrong decay group moves a parameter by lr x wd x |p|
+ * 1.2e-7, about one float32 ulp of the largest values; 4.6e-7 in the mlm+nsp case, where weighing each NSP loss
+ * like one masked token instead of HF's NSP mean, as ringtrain did before, differs by 4.2e-3). A wrong decay group moves a parameter by lr x wd x |p|
  * (3e-4 x |p|) per step, a wrong schedule, clip or loss normalisation by a sizeable share of lr: all far above it.
  */
 const TOLERANCE = 1e-5;
