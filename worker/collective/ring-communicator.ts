@@ -99,6 +99,12 @@ export interface AllReduceOptions {
   /** Training step; must be equal on every rank (checked on the wire). */
   step: number;
   op: "sum" | "avg";
+  /**
+   * Send float32 whatever the communicator's wire compression: for values that half precision would round, such
+   * as target counts and loss sums (fp16 holds integers exactly only up to 2048, bf16 up to 256). Every rank must
+   * pass the same value (it is part of the layout check).
+   */
+  exact?: boolean;
 }
 
 /**
@@ -134,6 +140,10 @@ interface Run {
   id: number;
   step: number;
   op: number;
+  /** Wire dtype of this collective: the communicator's compression, or float32 for an exact one. */
+  dtype: number;
+  /** The 16-bit format sent on the wire, or null for float32. */
+  half: "fp16" | "bf16" | null;
   plan: BucketPlan;
   tensors: NamedTensor[];
   /** One float32 buffer per bucket: the tensor itself for single-tensor buckets, else a pooled packing buffer. */
@@ -351,9 +361,11 @@ export class RingCommunicator {
       return { ready: (i) => this.markOnce(marked, i, tensors.length), done: Promise.resolve() };
     }
     const op = OPS[opts.op];
+    const exact = opts.exact === true;
+    const dtype = exact ? WireDtype.FLOAT32 : this.dtype;
     const plan = planBuckets(tensors.map((t) => ({ name: t.name, length: t.data.length })), this.bucketBytes,
-      layoutSalt(N, op, this.dtype, this.chunkElems));
-    const run = this.startRun(plan, tensors, step, op, gated);
+      layoutSalt(N, op, dtype, this.chunkElems));
+    const run = this.startRun(plan, tensors, step, op, gated, dtype, exact ? null : this.half);
     return { ready: (i) => this.markReady(run, i), done: run.done.promise };
   }
 
@@ -435,7 +447,7 @@ export class RingCommunicator {
   // ---------------------------------------------------------------------------------------------------------
   // collective driver
 
-  private startRun(plan: BucketPlan, tensors: NamedTensor[], step: number, op: number, gated: boolean): Run {
+  private startRun(plan: BucketPlan, tensors: NamedTensor[], step: number, op: number, gated: boolean, dtype: number, half: Run["half"]): Run {
     const N = this.worldSize;
     const r = this.rank;
     const ce = this.chunkElems;
@@ -471,7 +483,7 @@ export class RingCommunicator {
       seen.push(new Uint8Array(2 * N * mc));
     });
     const run: Run = {
-      id: this.nextId++, step, op, plan, tensors, buffers, packed, seen, maxChunks, begun: false,
+      id: this.nextId++, step, op, dtype, half, plan, tensors, buffers, packed, seen, maxChunks, begun: false,
       expectedRs, expectedAg, receivedRs: 0, receivedAg: 0, pendingWrites: 0, done: deferred<void>(), timer: null,
       tensorBucket, tensorReady: new Uint8Array(tensors.length), bucketPending, bucketsWaiting: plan.buckets.length, held: [],
     };
@@ -519,8 +531,8 @@ export class RingCommunicator {
     }
     const header: ChunkHeader = {
       jobId: this.jobId, senderRank: this.rank, collectiveId: run.id, step: run.step, bucket: bi, phase, hop, segment,
-      chunkIndex: k, elementOffset: offset, elementCount: count, chunkBytes: count * bytesPerElement(this.dtype),
-      dtype: this.dtype, layoutHash: run.plan.layoutHash, bucketCount: run.plan.buckets.length,
+      chunkIndex: k, elementOffset: offset, elementCount: count, chunkBytes: count * bytesPerElement(run.dtype),
+      dtype: run.dtype, layoutHash: run.plan.layoutHash, bucketCount: run.plan.buckets.length,
       totalElements: run.plan.totalElements, op: run.op,
     };
     run.pendingWrites++;
@@ -571,7 +583,7 @@ export class RingCommunicator {
     }
     const region = this.accept(run, m.header, m.payload.length);
     if (region === null) return;
-    if (region.length > 0) this.applyPayload(region, m.header, m.payload);
+    if (region.length > 0) this.applyPayload(run, region, m.header, m.payload);
     this.complete(run, m.header, region);
   }
 
@@ -627,16 +639,16 @@ export class RingCommunicator {
     if (h.phase === RingPhase.BEGIN) {
       if (run.begun) return fail("duplicate BEGIN message");
       if (h.layoutHash !== run.plan.layoutHash || h.bucketCount !== run.plan.buckets.length || h.totalElements !== run.plan.totalElements
-        || h.op !== run.op || h.dtype !== this.dtype) {
+        || h.op !== run.op || h.dtype !== run.dtype) {
         return fail(`bucket layout mismatch: left neighbour has ${h.bucketCount} buckets / ${h.totalElements} elements / op ${h.op} / dtype ${h.dtype} / layout hash ${h.layoutHash}, `
-          + `this rank has ${run.plan.buckets.length} buckets / ${run.plan.totalElements} elements / op ${run.op} / dtype ${this.dtype} / layout hash ${run.plan.layoutHash} `
+          + `this rank has ${run.plan.buckets.length} buckets / ${run.plan.totalElements} elements / op ${run.op} / dtype ${run.dtype} / layout hash ${run.plan.layoutHash} `
           + `(tensor names, lengths, order, bucket size, op, compression and chunk size must agree on every rank)`, "layout-mismatch");
       }
       return EMPTY;
     }
     if (!run.begun) return fail("data chunk before the BEGIN message");
     if (h.layoutHash !== run.plan.layoutHash) return fail(`layout hash ${h.layoutHash} differs from ours ${run.plan.layoutHash}`, "layout-mismatch");
-    if (h.dtype !== this.dtype) return fail(`dtype ${h.dtype}, expected ${this.dtype}`);
+    if (h.dtype !== run.dtype) return fail(`dtype ${h.dtype}, expected ${run.dtype}`);
     if (h.bucket >= run.buffers.length) return fail(`bucket index ${h.bucket} out of range (${run.buffers.length} buckets)`);
     if (h.phase !== RingPhase.REDUCE_SCATTER && h.phase !== RingPhase.ALL_GATHER) return fail(`invalid phase ${h.phase}`);
     if (h.hop >= N - 1) return fail(`hop ${h.hop} out of range (0..${N - 2})`);
@@ -652,7 +664,7 @@ export class RingCommunicator {
     if (h.elementOffset !== offset || h.elementCount !== count) {
       return fail(`chunk ${h.chunkIndex} of bucket ${h.bucket} covers elements [${h.elementOffset}, +${h.elementCount}), expected [${offset}, +${count}]`);
     }
-    const bpe = bytesPerElement(this.dtype);
+    const bpe = bytesPerElement(run.dtype);
     if (h.chunkBytes !== count * bpe) return fail(`chunk_bytes ${h.chunkBytes}, expected ${count * bpe}`);
     if (payloadBytes !== h.chunkBytes) return fail(`payload length ${payloadBytes} bytes, chunk_bytes says ${h.chunkBytes}`);
     const seenArr = run.seen[h.bucket];
@@ -667,10 +679,10 @@ export class RingCommunicator {
   }
 
   /** Sums (reduce-scatter) or copies (all-gather) a whole received payload into its validated region. */
-  private applyPayload(region: Float32Array, h: ChunkHeader, payload: Buffer): void {
+  private applyPayload(run: Run, region: Float32Array, h: ChunkHeader, payload: Buffer): void {
     const rs = h.phase === RingPhase.REDUCE_SCATTER;
     const count = region.length;
-    if (this.half === null) {
+    if (run.half === null) {
       const src = payload.byteOffset % 4 === 0
         ? new Float32Array(payload.buffer, payload.byteOffset, count)
         : new Float32Array(new Uint8Array(payload).buffer, 0, count); // misaligned frame: copy once
@@ -680,7 +692,7 @@ export class RingCommunicator {
       const src = payload.byteOffset % 2 === 0
         ? new Uint16Array(payload.buffer, payload.byteOffset, count)
         : new Uint16Array(new Uint8Array(payload).buffer, 0, count);
-      decodeHalf(this.half, src, region, rs);
+      decodeHalf(run.half, src, region, rs);
     }
   }
 
@@ -702,7 +714,7 @@ export class RingCommunicator {
       else {
         // this rank owns the fully reduced segment: finalise it, then start its all-gather
         if (run.op === OPS.avg) for (let i = 0; i < region.length; i++) region[i] = region[i] / N;
-        if (this.half !== null) roundToHalf(this.half, region); // so every rank ends with identical bits
+        if (run.half !== null) roundToHalf(run.half, region); // so every rank ends with identical bits
         this.enqueue(run, this.forwards, RingPhase.ALL_GATHER, 0, h.bucket, seg, h.chunkIndex, buf);
       }
     } else {

@@ -42,7 +42,7 @@ async function main(): Promise<void> {
       case "start": {
         let p: PendingAllReduce;
         try {
-          p = ring.startAllReduce(m.tensors, { step: m.step, op: m.op });
+          p = ring.startAllReduce(m.tensors, { step: m.step, op: m.op, exact: m.exact });
         } catch (e) {
           reply({ kind: "settled", id: m.id, error: serialize(e) });
           break;

@@ -18,7 +18,7 @@ export interface RingThreadData {
 /** Main thread -> collective thread. */
 export type RingThreadRequest =
   | { kind: "connect"; id: number; addresses: string[] }
-  | { kind: "start"; id: number; tensors: { name: string; data: Float32Array }[]; step: number; op: "sum" | "avg"; gated: boolean }
+  | { kind: "start"; id: number; tensors: { name: string; data: Float32Array }[]; step: number; op: "sum" | "avg"; exact: boolean; gated: boolean }
   | { kind: "ready"; id: number; index: number }
   | { kind: "close"; id: number };
 

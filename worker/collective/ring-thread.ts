@@ -128,7 +128,7 @@ export class ThreadedRing implements Collective {
       copy.set(t.data);
       return { name: t.name, data: copy };
     });
-    await this.request((id) => ({ kind: "start", id, tensors: staged, step: opts.step, op: opts.op, gated: false }));
+    await this.request((id) => ({ kind: "start", id, tensors: staged, step: opts.step, op: opts.op, exact: opts.exact === true, gated: false }));
     staged.forEach((s, i) => {
       if (s !== tensors[i]) tensors[i].data.set(s.data);
     });
@@ -146,7 +146,7 @@ export class ThreadedRing implements Collective {
     let id = -1;
     const done = this.request((i) => {
       id = i;
-      return { kind: "start", id: i, tensors, step: opts.step, op: opts.op, gated: true };
+      return { kind: "start", id: i, tensors, step: opts.step, op: opts.op, exact: opts.exact === true, gated: true };
     });
     const marked = new Uint8Array(tensors.length);
     return {

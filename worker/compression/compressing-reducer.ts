@@ -49,7 +49,7 @@ export const DEFAULT_GRADIENT_COMPRESSION: GradientCompressionSettings = {
 export interface AllReduceGroup {
   readonly rank: number;
   readonly worldSize: number;
-  allReduce(tensors: { name: string; data: Float32Array }[], opts: { step: number; op: "sum" }): Promise<void>;
+  allReduce(tensors: { name: string; data: Float32Array }[], opts: { step: number; op: "sum"; exact?: boolean }): Promise<void>;
 }
 
 /** A contiguous run of a tensor selected on its own, so that indices stay below 2^24. */
@@ -104,7 +104,8 @@ export class CompressingReducer implements GradientReducer {
   private readonly importedQ = new Map<string, Float32Array>();
   private scratch = new Float32Array(0);
 
-  constructor(private readonly group: AllReduceGroup, readonly settings: GradientCompressionSettings) {
+  /** `halfOnWire`: the group's wire compression is fp16/bf16 (the counters then go in a float32 collective of their own). */
+  constructor(private readonly group: AllReduceGroup, readonly settings: GradientCompressionSettings, private readonly halfOnWire = false) {
     const s = settings;
     if (!["none", "topk", "powersgd"].includes(s.method)) throw new Error(`gradient_compression.method: unknown method '${s.method}'`);
     if (!(s.topk_ratio > 0 && s.topk_ratio <= 1)) throw new Error(`gradient_compression.topk_ratio must be in (0, 1], got ${s.topk_ratio}`);
@@ -151,7 +152,7 @@ export class CompressingReducer implements GradientReducer {
 
   /** Sums a step's target counts across all ranks before its backward pass (mlm+nsp), uncompressed: they must be exact. */
   async sumCounts(values: Float32Array, step: number): Promise<void> {
-    await this.group.allReduce([{ name: COMPRESSION_STEP_COUNTS_TENSOR, data: values }], { step, op: "sum" });
+    await this.group.allReduce([{ name: COMPRESSION_STEP_COUNTS_TENSOR, data: values }], { step, op: "sum", exact: true });
   }
 
   /** Sums gradients (compressed where configured) and counters (exactly) across all ranks, in place. */
@@ -197,7 +198,11 @@ export class CompressingReducer implements GradientReducer {
   private async collective(tensors: { name: string; data: Float32Array }[], step: number): Promise<void> {
     for (const t of tensors) this.lastBytes += t.data.byteLength;
     const t0 = performance.now();
-    await this.group.allReduce(tensors, { step, op: "sum" });
+    // Half-precision wire compression would round the counters (counts above 2048 in fp16, 256 in bf16): they
+    // then travel in a float32 collective of their own.
+    const counters = this.halfOnWire ? tensors.filter((t) => t.name === COMPRESSION_COUNTERS_TENSOR) : [];
+    await this.group.allReduce(counters.length > 0 ? tensors.filter((t) => t.name !== COMPRESSION_COUNTERS_TENSOR) : tensors, { step, op: "sum" });
+    if (counters.length > 0) await this.group.allReduce(counters, { step, op: "sum", exact: true });
     this.lastCollectiveMs += performance.now() - t0;
     this.lastCollectives++;
   }

@@ -23,8 +23,9 @@ export type WorkerRing = ConstructorParameters<typeof RingReducer>[0] & AllReduc
  * else a CompressingReducer (top-k or PowerSGD with error feedback) over the same ring. The compressing reducer
  * does not overlap with the backward pass (it needs the whole gradient to select or factorise).
  */
-export function createReducer(comm: { gradient_compression?: GradientCompressionSettings }, ring: WorkerRing): MeasuredReducer {
+export function createReducer(comm: { gradient_compression?: GradientCompressionSettings; compression?: "none" | "fp16" | "bf16" }, ring: WorkerRing): MeasuredReducer {
   const settings = comm.gradient_compression ?? DEFAULT_GRADIENT_COMPRESSION;
-  if (settings.method === "none") return new RingReducer(ring);
-  return new CompressingReducer(ring, settings);
+  const halfOnWire = comm.compression !== undefined && comm.compression !== "none";
+  if (settings.method === "none") return new RingReducer(ring, halfOnWire);
+  return new CompressingReducer(ring, settings, halfOnWire);
 }

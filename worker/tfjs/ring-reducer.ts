@@ -9,7 +9,8 @@ export const STEP_COUNTS_TENSOR = "ringtrain.step_counts";
 /**
  * Framework glue: the trainer's GradientReducer on top of the ring. Gradients and the counters are summed in
  * one collective (the counters ride in the last bucket), so the global target count that normalises the
- * update costs no extra round trip.
+ * update costs no extra round trip; except over fp16/bf16 wire compression, which would round them: there they
+ * follow in a float32 collective of their own.
  *
  * Overlapped (begin): the gradients travel in reverse parameter order, i.e. roughly the order in which the
  * backward pass finishes them (last layer first), so the first buckets fill while the lower layers are still
@@ -28,18 +29,28 @@ export class RingReducer implements OverlappingReducer {
   /** performance.now() when the last all-reduce's result was in (this thread learnt of it). */
   lastDoneAt = 0;
 
-  constructor(private readonly ring: Collective) {}
+  /**
+   * `halfOnWire`: the ring's wire compression is fp16/bf16, which would round the counters (counts above 2048 in
+   * fp16, 256 in bf16; loss sums to 3 significant digits): they then travel in a float32 collective of their own,
+   * after the gradients'.
+   */
+  constructor(private readonly ring: Collective, private readonly halfOnWire = false) {}
 
   /** Starts the all-reduce of this step before the gradients exist; see PendingReduction. */
   begin(grads: NamedGradient[], counters: Float32Array, step: number): PendingReduction {
     const P = grads.length;
     const tensors = [...grads].reverse();
-    tensors.push({ name: COUNTERS_TENSOR, data: counters });
-    this.lastBytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
+    if (!this.halfOnWire) tensors.push({ name: COUNTERS_TENSOR, data: counters });
+    this.lastBytes = tensors.reduce((a, t) => a + t.data.byteLength, 0) + (this.halfOnWire ? counters.byteLength : 0);
     const t0 = performance.now();
     let computeDone = t0;
     const pending = this.ring.startAllReduce(tensors, { step, op: "sum" });
-    const done = pending.done.then(() => {
+    let countersFinal = (): void => undefined;
+    const countersDone = new Promise<void>((resolve) => (countersFinal = resolve));
+    const reduced = this.halfOnWire
+      ? Promise.all([pending.done, countersDone]).then(() => this.ring.allReduce([{ name: COUNTERS_TENSOR, data: counters }], { step, op: "sum", exact: true }))
+      : pending.done;
+    const done = reduced.then(() => {
       const t1 = performance.now();
       this.lastDoneAt = t1;
       this.lastTotalMs = t1 - t0;
@@ -50,7 +61,8 @@ export class RingReducer implements OverlappingReducer {
       gradientReady: (i) => pending.ready(P - 1 - i),
       countersReady: () => {
         computeDone = performance.now(); // the counters are final last, when the micro-batch's backward pass is over
-        pending.ready(P);
+        if (this.halfOnWire) countersFinal();
+        else pending.ready(P);
       },
       done,
     };
@@ -62,15 +74,17 @@ export class RingReducer implements OverlappingReducer {
    * lastBytes, which describe the gradient reduction; the worker loop times this call itself.
    */
   async sumCounts(values: Float32Array, step: number): Promise<void> {
-    await this.ring.allReduce([{ name: STEP_COUNTS_TENSOR, data: values }], { step, op: "sum" });
+    await this.ring.allReduce([{ name: STEP_COUNTS_TENSOR, data: values }], { step, op: "sum", exact: true });
   }
 
   /** Sums gradients and counters across all ranks, in place. */
   async reduce(grads: NamedGradient[], counters: Float32Array, step: number): Promise<void> {
-    const tensors = [...grads, { name: COUNTERS_TENSOR, data: counters }];
-    this.lastBytes = tensors.reduce((a, t) => a + t.data.byteLength, 0);
+    const countersTensor = { name: COUNTERS_TENSOR, data: counters };
+    const tensors = this.halfOnWire ? grads : [...grads, countersTensor];
+    this.lastBytes = tensors.reduce((a, t) => a + t.data.byteLength, 0) + (this.halfOnWire ? counters.byteLength : 0);
     const t0 = performance.now();
     await this.ring.allReduce(tensors, { step, op: "sum" });
+    if (this.halfOnWire) await this.ring.allReduce([countersTensor], { step, op: "sum", exact: true });
     this.lastDoneAt = performance.now();
     this.lastMs = this.lastDoneAt - t0;
     this.lastTotalMs = this.lastMs;
