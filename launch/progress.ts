@@ -38,13 +38,13 @@ export class ProgressReporter {
     if (m.eval) this.lastEval = m.eval;
     const evalText = this.lastEval ? ` | val loss ${this.lastEval.loss.toFixed(3)} acc ${(this.lastEval.accuracy * 100).toFixed(1)}%` : "";
     if (this.bar) {
-      this.bar.update(m.step, { loss: m.loss.toFixed(3), tps: Math.round(m.tokens_per_s), mfu: pct(m.mfu), evaltext: evalText });
+      this.bar.update(m.step, { loss: lossText(m), tps: Math.round(m.tokens_per_s), mfu: pct(m.mfu), evaltext: evalText });
     } else if (this.enabled && (m.step % this.logEvery === 0 || m.eval || m.step === this.total)) {
       const done = m.step - this.startStep;
       const elapsed = (Date.now() - this.startedMs) / 1000;
       const eta = done > 0 ? (elapsed / done) * (this.total - m.step) : NaN;
       process.stderr.write(
-        `step ${m.step}/${this.total} | loss ${m.loss.toFixed(3)} | ${Math.round(m.tokens_per_s)} tok/s | MFU ${pct(m.mfu)} | ETA ${formatSeconds(eta)}${m.eval ? evalText : ""}\n`,
+        `step ${m.step}/${this.total} | loss ${lossText(m)} | ${Math.round(m.tokens_per_s)} tok/s | MFU ${pct(m.mfu)} | ETA ${formatSeconds(eta)}${m.eval ? evalText : ""}\n`,
       );
     }
   }
@@ -62,7 +62,7 @@ export class ProgressReporter {
     const ev = e === undefined ? "" : e.macro_f1 !== undefined
       ? `, validation loss ${e.loss.toFixed(3)} (accuracy ${(e.accuracy * 100).toFixed(1)}%, macro-F1 ${(e.macro_f1 * 100).toFixed(1)}%)`
       : `, validation loss ${e.loss.toFixed(3)} (perplexity ${(e.perplexity ?? NaN).toFixed(1)}, ${this.accuracyLabel} ${(e.accuracy * 100).toFixed(1)}%)`;
-    return `step ${this.last.step}, loss ${this.last.loss.toFixed(3)}${ev}, median ${Math.round(median(this.throughput))} tokens/s, MFU ${pct(median(this.mfus))}`;
+    return `step ${this.last.step}, loss ${lossText(this.last)}${ev}, median ${Math.round(median(this.throughput))} tokens/s, MFU ${pct(median(this.mfus))}`;
   }
 }
 
@@ -79,4 +79,9 @@ function formatSeconds(s: number): string {
   if (!Number.isFinite(s)) return "-";
   const m = Math.floor(s / 60);
   return m > 0 ? `${m}m${Math.round(s % 60)}s` : `${Math.round(s)}s`;
+}
+
+/** The step's loss as shown: the objective's loss, and with mlm+nsp the NSP loss beside it (HF's total is their sum). */
+function lossText(m: StepMetrics): string {
+  return m.nsp_loss !== undefined && Number.isFinite(m.nsp_loss) ? `${m.loss.toFixed(3)} + nsp ${m.nsp_loss.toFixed(3)}` : m.loss.toFixed(3);
 }

@@ -39,8 +39,14 @@ test("mlm+nsp: 1 and 2 workers with the same global batch reach the same paramet
   // pass); weighing it by a rank's own counts would give each rank another weight, and 2 workers other parameters.
   const dirs = [tempDir("ddp-nsp1"), tempDir("ddp-nsp2")];
   for (const [i, n] of [1, 2].entries()) {
-    const r = await runLaunch(tinyArgs(dirs[i], "--workers", String(n), "--max-steps", "3", "--set", "objective=mlm+nsp"));
+    // the 2-worker run shows its progress: the NSP loss is printed beside the MLM loss
+    const args = tinyArgs(dirs[i], "--workers", String(n), "--max-steps", "3", "--set", "objective=mlm+nsp").filter((a) => n === 1 || a !== "--quiet");
+    const r = await runLaunch(args);
     assert.equal(r.code, 0, `launch with ${n} workers failed:\n${r.stderr}`);
+    if (n === 2) {
+      assert.match(r.stderr, /step 3\/3 \| loss \d+\.\d{3} \+ nsp 0\.\d{3} \|/);
+      assert.match(r.stderr, /done: step 3, loss \d+\.\d{3} \+ nsp 0\.\d{3}/);
+    }
   }
   const [p1, p2] = await Promise.all(dirs.map(finalParams));
   assert.ok(p1.has("cls.seq_relationship.weight"), "the NSP head trained");
