@@ -166,3 +166,20 @@ test("classification refuses labels that look like a regression target, and one 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("classification: a given validation/test file with no training label left is an error naming both label sets, not a run without it", () => {
+  const dir = tempDir();
+  try {
+    // integer labels for training, words in the validation file: every validation example would be left out
+    const train = path.join(dir, "train.jsonl");
+    fs.writeFileSync(train, trainRows(20).map(([text, label]) => JSON.stringify({ text, label: label === "pos" ? 1 : 0 })).join("\n") + "\n");
+    const val = jsonl(dir, "val.jsonl", [["good film", "pos"], ["bad plot", "neg"], ["fine", "neutral"]]);
+    assert.throws(
+      () => prepareClassificationData(classificationConfig({ paths: [train], validation_paths: [val] }), tokenizer),
+      /^Error: data\.validation_paths \(.*val\.jsonl\): none of its 3 examples has a label of the training data \(data\.paths: "0", "1"\); its labels: "pos" \(1\), "neg" \(1\), "neutral" \(1\)/,
+    );
+    assert.throws(() => prepareClassificationData(classificationConfig({ paths: [train], test_paths: [val] }), tokenizer), /^Error: data\.test_paths \(.*val\.jsonl\): none of its 3 examples/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -67,17 +67,22 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
     validationDocs = toExamples(inner.validation);
     testDocs = toExamples(outer.validation);
     labels = orderLabels(new Set([...train, ...validationDocs, ...testDocs].map((d) => d.label as string)));
-    if (labels.length < 2) throw new Error(`data: classification needs at least 2 distinct labels, found ${labels.length} (${labels.join(", ")})`);
+    if (labels.length < 2) throw new Error(`classification needs at least 2 distinct labels, found ${labels.length} (${labels.join(", ")})`);
   } else {
     // With given splits the classes are the training data's (as HF run_glue takes them from the train split): a label
     // only in validation or test would be a class the model never saw trained, so it is reported, not added.
     labels = orderLabels(new Set(train.map((d) => d.label as string)));
     if (labels.length < 2) {
-      throw new Error(`data: classification needs at least 2 distinct labels in the training data (data.paths), found ${labels.length} (${labels.join(", ")})`);
+      throw new Error(`classification needs at least 2 distinct labels in the training data (data.paths), found ${labels.length} (${labels.join(", ")})`);
     }
     const known = new Set(labels);
-    const keepKnown = (groups: GivenGroup[] | undefined, field: string, drawn: Document[]): Document[] =>
-      groups === undefined ? drawn : groups.flatMap((g) => knownOnly(g, field, known, warnings));
+    const keepKnown = (groups: GivenGroup[] | undefined, field: string, drawn: Document[]): Document[] => {
+      if (groups === undefined) return drawn;
+      const kept = groups.flatMap((g) => knownOnly(g, field, known, warnings));
+      // A given split with no example left would silently run without it (no validation, or no test results).
+      if (kept.length === 0) throw new Error(noKnownLabel(groups, field, labels));
+      return kept;
+    };
     validationDocs = keepKnown(givenValidation, "data.validation_paths", toExamples(inner.validation));
     testDocs = keepKnown(givenTest, "data.test_paths", toExamples(outer.validation));
   }
@@ -122,6 +127,18 @@ function knownOnly(g: GivenGroup, field: string, known: ReadonlySet<string>, war
     warnings.push(`data: ${field}: ${g.path}: label ${JSON.stringify(label)} does not occur in the training data (data.paths); its ${n} example(s) are left out`);
   }
   return out;
+}
+
+/** Why a given validation/test split is left empty: its labels and the training labels side by side (e.g. 0/1 vs neg/pos). */
+function noKnownLabel(groups: readonly GivenGroup[], field: string, labels: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const d of groups.flatMap((g) => g.docs)) counts.set(d.label as string, (counts.get(d.label as string) ?? 0) + 1);
+  const list = (xs: readonly string[]): string => xs.slice(0, 8).map((l) => JSON.stringify(l)).join(", ") + (xs.length > 8 ? ", …" : "");
+  const given = [...counts].map(([l, n]) => `${JSON.stringify(l)} (${n})`).slice(0, 8).join(", ") + (counts.size > 8 ? ", …" : "");
+  return (
+    `${field} (${groups.map((g) => g.path).join(", ")}): none of its ${[...counts.values()].reduce((a, b) => a + b, 0)} examples has a label of the training data ` +
+    `(data.paths: ${list(labels)}); its labels: ${given}. Write the labels as the training files do`
+  );
 }
 
 /**
