@@ -183,3 +183,21 @@ test("classification: a given validation/test file with no training label left i
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("classification: an unlabelled CSV row with its own id column is named by file and line; a label column the file lacks is suggested", () => {
+  const dir = tempDir();
+  try {
+    const file = path.join(dir, "train.csv");
+    fs.writeFileSync(file, "id,text,label\r\n7,\"the film, \"\"good\"\"\",pos\r\n8,the plot was bad,\r\n9,fine,neg\r\n");
+    assert.throws(
+      () => prepareClassificationData(classificationConfig({ paths: [file] }), tokenizer),
+      (e: Error) => e.message.startsWith(`data.paths: ${file}:3 (id "8") has no label (field "label", data.label_field)`) && !/none of its/.test(e.message),
+    );
+    assert.throws(
+      () => prepareClassificationData(classificationConfig({ paths: [file], label_field: "lable" }), tokenizer),
+      /train\.csv:2 \(id "7"\) has no label \(field "lable", data\.label_field\); .*none of its 3 documents has a "lable" key\/column: check data\.label_field/,
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

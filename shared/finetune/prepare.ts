@@ -40,9 +40,14 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
   const by = brown ? "genre" : "label";
   const what = brown ? "genre" : `label (field ${JSON.stringify(cfg.data.label_field)}, data.label_field)`;
   const needLabels = (part: readonly Document[], field: string): void => {
-    part.forEach((d, i) => {
-      if (d[by] === undefined) throw new Error(`data: ${field}: document ${i + 1} (${d.id}) has no ${what}; classification needs a label on every document`);
-    });
+    const unlabelled = part.findIndex((d) => d[by] === undefined);
+    if (unlabelled < 0) return;
+    const d = part[unlabelled];
+    // "<file>:<line>" names the record; a record's own id is added, since it is what the user searches for
+    const where = d.source === undefined ? `document ${unlabelled + 1} (${d.id})` : `${d.source} (id ${JSON.stringify(d.id)})`;
+    // no record at all with the field: most likely data.label_field names a key/column the file does not have
+    const none = !brown && part.every((x) => x.label === undefined) ? `; none of its ${part.length} documents has a ${JSON.stringify(cfg.data.label_field)} key/column: check data.label_field` : "";
+    throw new Error(`${field}: ${where} has no ${what}; classification needs a label on every document${none}`);
   };
   needLabels(docs, "data.paths");
   const givenTest = givenSplit(cfg.data.test_paths, "data.test_paths", cfg, needLabels);
