@@ -121,6 +121,11 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     const kept = archiveFailureRecord(runDir);
     if (kept !== undefined) log(`the previous attempt's failure.json is kept as ${kept}`);
   }
+  // Node 0 reads the data before --overwrite removes anything: a data error (a misspelt label_field, say) must
+  // leave the previous run as it was.
+  const job = world.nodeRank !== 0 ? undefined : await prepareJobData(cfg, resume?.vocab, log).catch((e: unknown) => {
+    throw asInputError(e, `${source}: data: `);
+  });
   if (previousRun !== undefined) {
     log(`replacing the previous run in ${runDir} (${previousRun})`);
     clearRun(runDir, args.restarting === true);
@@ -129,10 +134,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
 
   let coordinator: Coordinator | undefined;
   let coordinatorAddress = world.coordinatorAddress;
-  if (world.nodeRank === 0) {
-    const job = await prepareJobData(cfg, resume?.vocab, log).catch((e: unknown) => {
-      throw asInputError(e, `${source}: data: `);
-    });
+  if (job !== undefined) {
     // written once the data is known to be usable, so a run that cannot start leaves its directory as it was
     await atomicWriteFile(path.join(runDir, RUN_CONFIG_FILE), stringify(cfg));
     await atomicWriteFile(path.join(runDir, "vocab.txt"), job.vocab.join("\n") + "\n");

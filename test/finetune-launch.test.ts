@@ -144,3 +144,18 @@ test("--max-restarts recovers a fine-tuning run whose worker is killed (it resta
   const steps = fs.readFileSync(metrics, "utf8").trim().split("\n").map((l) => (JSON.parse(l) as Metrics).step);
   assert.equal(steps[steps.length - 1], 40);
 });
+
+test("--overwrite with a data error (a misspelt label_field) exits 2 and leaves the previous run as it was", async () => {
+  const out = path.join(root, "ft-overwrite");
+  fs.mkdirSync(path.join(out, "checkpoints", "step-000003"), { recursive: true });
+  const previous = '{"step":3,"loss":0.5}\n';
+  fs.writeFileSync(path.join(out, "metrics.jsonl"), previous);
+  fs.writeFileSync(path.join(out, "config.yaml"), "name: earlier\n");
+  const r = await runLaunch(ftArgs(out, "--workers", "1", "--overwrite", "--set", "data.label_field=lable"));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /tiny-finetune\.yaml: data: .*has no label \(field "lable", data\.label_field\)/);
+  assert.doesNotMatch(r.stderr, /replacing the previous run/);
+  assert.equal(fs.readFileSync(path.join(out, "metrics.jsonl"), "utf8"), previous, "metrics.jsonl kept");
+  assert.equal(fs.readFileSync(path.join(out, "config.yaml"), "utf8"), "name: earlier\n", "config.yaml kept");
+  assert.ok(fs.existsSync(path.join(out, "checkpoints", "step-000003")), "checkpoints kept");
+});
