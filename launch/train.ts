@@ -86,8 +86,10 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   // Node 0 owns the run directory; other nodes only add their ranks' logs to it.
   const previousRun = resume === undefined && world.nodeRank === 0 ? previousRunIn(path.resolve(cfg.output_dir)) : undefined;
   if (previousRun !== undefined && !(args.overwrite === true || args.autoResume === true)) {
+    // a fine-tuning run cannot be continued (see resolveConfig): offering --resume would only lead to that refusal
+    const resumable = cfg.task === "classification" ? "" : `continue it with launch --resume ${cfg.output_dir}, `;
     throw new ConfigError(
-      `${source}: field output_dir: ${path.resolve(cfg.output_dir)} already holds a run (${previousRun}); continue it with launch --resume ${cfg.output_dir}, ` +
+      `${source}: field output_dir: ${path.resolve(cfg.output_dir)} already holds a run (${previousRun}); ${resumable}` +
         `replace it with --overwrite, or choose another --output`,
     );
   }
@@ -291,7 +293,7 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
   if (!fs.existsSync(source)) throw new ConfigError(`--resume ${args.resume}: not a run directory (no ${RUN_CONFIG_FILE})`);
   const cfg = loadRunConfig(args.config ?? source, { ...args.overrides, output: args.resume });
   if (cfg.task === "classification") {
-    throw new ConfigError(`--resume ${args.resume}: fine-tuning runs cannot be resumed (their checkpoints hold no optimizer state); start the run again`);
+    throw new ConfigError(`--resume ${args.resume}: fine-tuning runs cannot be resumed (their checkpoints hold no optimizer state); start the run again in place: ${restartCommand(args.resume)}`);
   }
   checkResumeKeepsModel(loadRunConfig(source, { output: args.resume }), cfg, args.resume);
   const { entry: checkpoint, warnings, snapshot } = await newestResumePoint(args.resume, snapshotRoot(cfg));
@@ -448,9 +450,14 @@ function constructOrInputError<T>(source: string, make: () => T): T {
   }
 }
 
+/** The command that starts a fine-tuning run over again in its run directory, from the resolved config saved there. */
+function restartCommand(runDir: string): string {
+  return `launch ${path.join(runDir, RUN_CONFIG_FILE)} --overwrite`;
+}
+
 /** After Ctrl-C: how to continue, or that nothing can be resumed. */
 async function resumeHint(cfg: RunConfig, runDir: string, world: World): Promise<string> {
-  if (cfg.task === "classification") return "fine-tuning runs cannot be resumed; start it again to finish it";
+  if (cfg.task === "classification") return `fine-tuning runs cannot be resumed; start it again to finish it: ${restartCommand(runDir)}`;
   const { entry } = await newestResumePoint(runDir, snapshotRoot(cfg)).catch(() => ({ entry: undefined }));
   if (entry === undefined) return `no checkpoint was written yet (training.checkpoint_interval_steps ${cfg.training.checkpoint_interval_steps}): nothing to resume`;
   const flag = world.useGpus ? `--gpus ${world.workersPerNode}` : `--workers ${world.workersPerNode}`;

@@ -159,3 +159,20 @@ test("--overwrite with a data error (a misspelt label_field) exits 2 and leaves 
   assert.equal(fs.readFileSync(path.join(out, "config.yaml"), "utf8"), "name: earlier\n", "config.yaml kept");
   assert.ok(fs.existsSync(path.join(out, "checkpoints", "step-000003")), "checkpoints kept");
 });
+
+test("a finished or interrupted fine-tune is pointed to the command that starts it again, never to --resume (which refuses it)", async () => {
+  const out = path.join(root, "ft-again");
+  const first = await runLaunch(ftArgs(out, "--workers", "1", "--max-steps", "1"));
+  assert.equal(first.code, 0, first.stderr);
+  const again = await runLaunch(ftArgs(out, "--workers", "1", "--max-steps", "1"));
+  assert.equal(again.code, 2, again.stderr);
+  assert.match(again.stderr, /already holds a run .*replace it with --overwrite/);
+  assert.doesNotMatch(again.stderr, /--resume/);
+  const resumed = await runLaunch(["--resume", out, "--workers", "1"]);
+  assert.equal(resumed.code, 2, resumed.stderr);
+  const command = /start the run again in place: launch (\S+) --overwrite/.exec(resumed.stderr);
+  assert.ok(command !== null, resumed.stderr);
+  // the advice works as given
+  const restarted = await runLaunch([command[1], "--overwrite", "--workers", "1", "--max-steps", "1", "--quiet"]);
+  assert.equal(restarted.code, 0, restarted.stderr);
+});
