@@ -176,3 +176,14 @@ test("a finished or interrupted fine-tune is pointed to the command that starts 
   const restarted = await runLaunch([command[1], "--overwrite", "--workers", "1", "--max-steps", "1", "--quiet"]);
   assert.equal(restarted.code, 0, restarted.stderr);
 });
+
+test("tokenizer settings in a fine-tuning config (another vocabulary than the base model's) are refused, not silently ignored", async () => {
+  const dir = tempDir("ftvocab");
+  const other = path.join(dir, "other-vocab.txt");
+  fs.writeFileSync(other, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nfilm\n");
+  const r = await runLaunch(ftArgs(path.join(dir, "run"), "--workers", "1", "--set", `tokenizer.vocab_file=${other}`, "--set", "tokenizer.vocab_size=30522"));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /tiny-finetune\.yaml: invalid config:\n {2}field tokenizer\.vocab_file: task: classification uses the vocabulary of finetune\.base_model .*remove tokenizer\.vocab_file\n {2}field tokenizer\.vocab_size: .*remove tokenizer\.vocab_size/);
+  assert.equal(fs.existsSync(path.join(dir, "run")), false, "nothing was started or written");
+  fs.rmSync(dir, { recursive: true, force: true });
+});
