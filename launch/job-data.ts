@@ -41,7 +41,7 @@ export async function checkFinetuneConfig(cfg: RunConfig, source: string): Promi
   if (!fs.existsSync(wanted)) throw new ConfigError(`${source}: field finetune.base_model: not found: ${wanted}`);
   let dir: string;
   try {
-    dir = await resolveCheckpointDir(wanted, "finetune.base_model");
+    dir = await resolveCheckpointDir(wanted, "");
   } catch (e) {
     throw new ConfigError(`${source}: field finetune.base_model: ${(e as Error).message}`);
   }
@@ -89,7 +89,7 @@ export async function checkInitFrom(cfg: RunConfig, source: string): Promise<voi
   if (!fs.existsSync(wanted)) throw new ConfigError(`${field}: not found: ${wanted}`);
   let dir: string;
   try {
-    dir = await resolveCheckpointDir(wanted, "model.init_from");
+    dir = await resolveCheckpointDir(wanted, "");
   } catch (e) {
     throw new ConfigError(`${field}: ${(e as Error).message}`);
   }

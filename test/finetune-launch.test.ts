@@ -187,3 +187,32 @@ test("tokenizer settings in a fine-tuning config (another vocabulary than the ba
   assert.equal(fs.existsSync(path.join(dir, "run")), false, "nothing was started or written");
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test("a base model that is not a ringtrain checkpoint is named for what it is: a file, a Hugging Face folder, a run whose checkpoint is corrupt", async () => {
+  const dir = tempDir("ftnotckpt");
+  const newest = (await listCheckpoints(base)).at(-1)!.dir;
+  const hf = path.join(dir, "hf-bert");
+  fs.mkdirSync(hf);
+  for (const f of ["config.json", "model.safetensors", "vocab.txt"]) fs.copyFileSync(path.join(newest, f), path.join(hf, f));
+  const corrupt = path.join(dir, "corrupt-run");
+  fs.cpSync(base, corrupt, { recursive: true });
+  const weights = path.join(corrupt, "checkpoints", path.basename(newest), "model.safetensors");
+  const bytes = fs.readFileSync(weights);
+  bytes[bytes.length - 1] ^= 0xff;
+  fs.writeFileSync(weights, bytes);
+  const cases: [string, RegExp][] = [
+    [FT_CONFIG, /field finetune\.base_model: \S+tiny-finetune\.yaml: is a file, not a checkpoint directory or run directory/],
+    [hf, /field finetune\.base_model: \S+hf-bert: looks like a Hugging Face model folder \(config\.json, model\.safetensors\) without ringtrain's checkpoint\.json/],
+    [corrupt, /field finetune\.base_model: \S+corrupt-run: a run directory with no intact checkpoint: skipping checkpoint step \d+: \S+model\.safetensors: checksum mismatch/],
+  ];
+  for (const [given, expected] of cases) {
+    const r = await runLaunch([FT_CONFIG, "--output", path.join(dir, "run"), "--set", `finetune.base_model=${given}`, "--workers", "1"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, expected);
+    assert.doesNotMatch(r.stderr, /finetune\.base_model: finetune\.base_model/, "the field is named once");
+  }
+  const predicted = await runLaunch(["predict", "--model", hf, FT_CONFIG]);
+  assert.equal(predicted.code, 2, predicted.stderr);
+  assert.match(predicted.stderr, /--model \S+hf-bert: looks like a Hugging Face model folder/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
