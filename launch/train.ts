@@ -99,7 +99,8 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   if (args.dryRun) {
     // the resume point by directory and step (its vocabulary is the checkpoint's vocab.txt, not worth printing)
     const resumeAt = resume === undefined ? null : { dir: resume.dir, step: resume.step };
-    process.stdout.write(JSON.stringify({ config: cfg, world, jobId, resume: resumeAt }, null, 2) + "\n");
+    const data = world.nodeRank === 0 && cfg.task === "classification" ? await dryRunClassificationData(cfg, source, args.quiet === true) : undefined;
+    process.stdout.write(JSON.stringify({ config: cfg, world, jobId, resume: resumeAt, ...(data && { data }) }, null, 2) + "\n");
     return EXIT_OK;
   }
   const log = (line: string): void => {
@@ -448,6 +449,19 @@ function constructOrInputError<T>(source: string, make: () => T): T {
   } catch (e) {
     throw asInputError(e, `${source}: data: `);
   }
+}
+
+/**
+ * A dry run of a fine-tune reads and encodes its labelled data as the run would (seconds: no tokenizer to train),
+ * so a misspelt label_field or a validation file with other labels fails here, not after the user started the job.
+ */
+async function dryRunClassificationData(cfg: RunConfig, source: string, quiet: boolean): Promise<{ labels: string[]; train: number; validation: number; test: number }> {
+  const job = await prepareJobData(cfg, undefined, (line) => {
+    if (!quiet) process.stderr.write(`launch: ${line}\n`);
+  }).catch((e: unknown) => {
+    throw asInputError(e, `${source}: data: `);
+  });
+  return { labels: job.labels ?? [], train: job.numTrain, validation: job.numValidation, test: job.numTest ?? 0 };
 }
 
 /** The command that starts a fine-tuning run over again in its run directory, from the resolved config saved there. */

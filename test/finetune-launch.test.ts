@@ -216,3 +216,16 @@ test("a base model that is not a ringtrain checkpoint is named for what it is: a
   assert.match(predicted.stderr, /--model \S+hf-bert: looks like a Hugging Face model folder/);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test("--dry-run of a fine-tune reads its labelled data: a misspelt label_field fails there; a good config prints classes and split sizes", async () => {
+  const dir = tempDir("ftdry");
+  const bad = await runLaunch(ftArgs(path.join(dir, "run"), "--dry-run", "--workers", "2", "--set", "data.label_field=lable"));
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /tiny-finetune\.yaml: data: data\.paths: .*has no label \(field "lable", data\.label_field\)/);
+  const ok = await runLaunch(ftArgs(path.join(dir, "run"), "--dry-run", "--workers", "2"));
+  assert.equal(ok.code, 0, ok.stderr);
+  const plan = JSON.parse(ok.stdout) as { data?: { labels: string[]; train: number; validation: number; test: number } };
+  assert.ok(plan.data !== undefined && plan.data.labels.length >= 2 && plan.data.train > 0 && plan.data.test > 0, ok.stdout);
+  assert.equal(fs.existsSync(path.join(dir, "run")), false, "a dry run writes nothing");
+  fs.rmSync(dir, { recursive: true, force: true });
+});
