@@ -153,13 +153,22 @@ function warnNoValidation(cfg: RunConfig, documents: number, validation: number)
   );
 }
 
-/** The test (and last validation) report of a finished classification run, from its run directory. */
-export function classificationReport(runDir: string): string | undefined {
+/**
+ * The test (and last validation) report of a finished classification run, from its run directory. `validationTotal`
+ * (the size of the validation split) lets it say when training.eval_sequences evaluated only part of it.
+ */
+export function classificationReport(runDir: string, validationTotal?: number): string | undefined {
   const file = path.join(runDir, CLASSIFICATION_METRICS_FILE);
   if (!fs.existsSync(file)) return undefined;
   const m = JSON.parse(fs.readFileSync(file, "utf8")) as { validation?: ClassificationMetrics & { step: number }; test?: ClassificationMetrics & { step: number } };
   const parts: string[] = [];
-  if (m.validation) parts.push(formatClassificationReport(m.validation, `validation (step ${m.validation.step})`));
+  if (m.validation) {
+    parts.push(formatClassificationReport(m.validation, `validation (step ${m.validation.step})`));
+    // an HF user compares these with the whole validation set: say that only a sample was evaluated, and why
+    if (validationTotal !== undefined && m.validation.examples < validationTotal) {
+      parts.push(`  (a sample: ${m.validation.examples} of the ${validationTotal} validation examples, as training.eval_sequences says; 0 evaluates them all)`);
+    }
+  }
   if (m.test) parts.push(formatClassificationReport(m.test, `test (step ${m.test.step})`));
   return parts.length > 0 ? parts.join("\n") + `\n(metrics in ${file})\n` : undefined;
 }

@@ -265,7 +265,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     log(`done: ${progress.summary()}; run directory ${runDir}`);
     dropSnapshots(snapshots);
   }
-  const report = coordinator && cfg.task === "classification" ? classificationReport(runDir) : undefined;
+  const report = coordinator && cfg.task === "classification" ? classificationReport(runDir, job?.numValidation) : undefined;
   if (report !== undefined) process.stdout.write(report);
   return EXIT_OK;
 }

@@ -229,3 +229,17 @@ test("--dry-run of a fine-tune reads its labelled data: a misspelt label_field f
   assert.equal(fs.existsSync(path.join(dir, "run")), false, "a dry run writes nothing");
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test("the final report says when training.eval_sequences evaluated only a sample of the validation split", async () => {
+  const out = path.join(root, "ft-sample");
+  const r = await runLaunch(ftArgs(out, "--workers", "1", "--max-steps", "1", "--set", "training.eval_interval_steps=1", "--set", "training.eval_sequences=2"));
+  assert.equal(r.code, 0, r.stderr);
+  const log = fs.readFileSync(path.join(out, "logs", "rank-0.log"), "utf8");
+  const total = Number(/(\d+) validation, \d+ test examples/.exec(log)?.[1] ?? NaN);
+  assert.ok(total > 2, log);
+  assert.match(r.stdout, /validation \(step 1\): 2 examples/);
+  assert.match(r.stdout, new RegExp(`\\(a sample: 2 of the ${total} validation examples, as training\\.eval_sequences says; 0 evaluates them all\\)`));
+  const whole = await runLaunch(ftArgs(path.join(root, "ft-whole"), "--workers", "1", "--max-steps", "1", "--set", "training.eval_interval_steps=1"));
+  assert.equal(whole.code, 0, whole.stderr);
+  assert.doesNotMatch(whole.stdout, /a sample/);
+});
