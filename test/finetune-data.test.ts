@@ -201,3 +201,16 @@ test("classification: an unlabelled CSV row with its own id column is named by f
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("classification: a labelled file with a single class is refused naming the file and the label field", () => {
+  const dir = tempDir();
+  try {
+    const one = jsonl(dir, "one-class.jsonl", [["good", "pos"], ["fine", "pos"], ["the film", "pos"]]);
+    assert.throws(
+      () => prepareClassificationData(classificationConfig({ paths: [one] }), tokenizer),
+      /^Error: data\.paths \(.*one-class\.jsonl\): classification needs at least 2 distinct labels, found 1 \(pos\) in field "label" \(data\.label_field\)/,
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -72,13 +72,13 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
     validationDocs = toExamples(inner.validation);
     testDocs = toExamples(outer.validation);
     labels = orderLabels(new Set([...train, ...validationDocs, ...testDocs].map((d) => d.label as string)));
-    if (labels.length < 2) throw new Error(`classification needs at least 2 distinct labels, found ${labels.length} (${labels.join(", ")})`);
+    if (labels.length < 2) throw new Error(`${sourceOf(cfg)}: classification needs at least 2 distinct labels, found ${labels.length} (${labels.join(", ")}) in ${labelKey(cfg)}`);
   } else {
     // With given splits the classes are the training data's (as HF run_glue takes them from the train split): a label
     // only in validation or test would be a class the model never saw trained, so it is reported, not added.
     labels = orderLabels(new Set(train.map((d) => d.label as string)));
     if (labels.length < 2) {
-      throw new Error(`classification needs at least 2 distinct labels in the training data (data.paths), found ${labels.length} (${labels.join(", ")})`);
+      throw new Error(`${sourceOf(cfg)}: classification needs at least 2 distinct labels in the training data (data.paths), found ${labels.length} (${labels.join(", ")}) in ${labelKey(cfg)}`);
     }
     const known = new Set(labels);
     const keepKnown = (groups: GivenGroup[] | undefined, field: string, drawn: Document[]): Document[] => {
@@ -104,6 +104,16 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
     trainAvailable: train.length,
     warnings,
   };
+}
+
+/** Where a run's labelled documents come from, for errors: data.paths and its files, or the built-in corpus. */
+function sourceOf(cfg: RunConfig): string {
+  return cfg.data.corpus === "files" ? `data.paths (${cfg.data.paths.join(", ")})` : `data.corpus ${cfg.data.corpus}`;
+}
+
+/** The key/column the labels were read from, for errors (Brown's genre is its own). */
+function labelKey(cfg: RunConfig): string {
+  return cfg.data.corpus === "brown" ? "the genres" : `field ${JSON.stringify(cfg.data.label_field)} (data.label_field)`;
 }
 
 /** The documents of one given validation or test path. */
