@@ -214,3 +214,19 @@ test("classification: a labelled file with a single class is refused naming the 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("classification: a data.text_pair_field that no training document has is refused, not trained as single texts", () => {
+  const dir = tempDir();
+  try {
+    const file = path.join(dir, "pairs.jsonl");
+    fs.writeFileSync(file, Array.from({ length: 6 }, (_, i) => JSON.stringify({ sentence1: "the film", sentence2: i % 2 ? "was good" : "was bad", label: i % 2 })).join("\n") + "\n");
+    const paired = prepareClassificationData(classificationConfig({ paths: [file], text_field: "sentence1", text_pair_field: "sentence2" }), tokenizer);
+    assert.ok([...paired.train.tokenTypes].some((t) => t === 1), "the second text is encoded as segment B");
+    assert.throws(
+      () => prepareClassificationData(classificationConfig({ paths: [file], text_field: "sentence1", text_pair_field: "sentence_2" }), tokenizer),
+      /^Error: data\.paths \(.*pairs\.jsonl\): none of the 6 documents has a "sentence_2" key\/column, which data\.text_pair_field names/,
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
-import { labelFieldNotFound, readExamples, unknownGoldLabels } from "../launch/predict";
+import { labelFieldNotFound, pairFieldNotFound, readExamples, unknownGoldLabels } from "../launch/predict";
 
 test("predict reads its input with the corpus readers: TSV and gzipped files by format, text by line", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-predict-in-"));
@@ -50,7 +50,7 @@ test("predict: gold labels that are not classes of the model are named, counted 
   assert.equal(unknownGoldLabels(docs.slice(0, 1), ["neg", "pos"]), undefined);
 });
 
-test("predict: a --label-field that no example has is named in a warning (no accuracy), not silently dropped", () => {
+test("predict: a --label-field or --text-pair-field that no example has is named in a warning, not silently dropped", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-predict-label-"));
   try {
     const csv = path.join(dir, "dev.csv");
@@ -62,6 +62,10 @@ test("predict: a --label-field that no example has is named in a warning (no acc
     );
     const right = { ...misspelt, label: "gold" };
     assert.equal(labelFieldNotFound(readExamples(csv, right), csv, right), undefined);
+    // the same for a second-text column that is not there: each text would be classified alone
+    const pairs = { ...right, textPair: "text2" };
+    assert.equal(pairFieldNotFound(readExamples(csv, pairs), csv, pairs), `--text-pair-field text2: none of the 2 examples of ${csv} has a "text2" key/column, so each text is classified alone`);
+    assert.equal(pairFieldNotFound(readExamples(csv, right), csv, right), undefined, "the default name is not a request");
     // unlabelled input read with the default field is ordinary: no warning
     assert.equal(labelFieldNotFound(readExamples(csv), csv, { text: "text", textPair: "text_pair", label: "label" }), undefined);
   } finally {

@@ -11,6 +11,7 @@ import { labelSubset } from "../data/label-subset";
 import { checkClassLabels } from "../data/label-check";
 import { encodeLabelled, type LabelledSequences } from "../data/labelled";
 import { loadPathGroups, loadRunDocuments, recordFields } from "../pipeline/prepare";
+import { DEFAULT_FIELDS } from "../data/fields";
 import { permutation } from "../rng";
 import type { BertTokenizer } from "../tokenizer/bert-tokenizer";
 
@@ -50,6 +51,13 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
     throw new Error(`${field}: ${where} has no ${what}; classification needs a label on every document${none}`);
   };
   needLabels(docs, "data.paths");
+  // A text_pair_field the files do not have would train on single texts without a word (a misspelt second column).
+  if (cfg.data.corpus === "files" && cfg.data.text_pair_field !== DEFAULT_FIELDS.textPair && !docs.some((d) => d.textPair !== undefined)) {
+    throw new Error(
+      `${sourceOf(cfg)}: none of the ${docs.length} documents has a ${JSON.stringify(cfg.data.text_pair_field)} key/column, which data.text_pair_field names; ` +
+        `correct the name, or remove data.text_pair_field to classify single texts`,
+    );
+  }
   const givenTest = givenSplit(cfg.data.test_paths, "data.test_paths", cfg, needLabels);
   const givenValidation = givenSplit(cfg.data.validation_paths, "data.validation_paths", cfg, needLabels);
   if (!brown) {
