@@ -56,11 +56,29 @@ export async function checkFinetuneConfig(cfg: RunConfig, source: string): Promi
   if (cfg.data.max_seq_len + extra > ckpt.config.maxPositionEmbeddings) {
     throw new ConfigError(`${source}: field data.max_seq_len: ${cfg.data.max_seq_len}${extra ? ` + ${extra} prompt tokens` : ""} exceeds the base model's max_position_embeddings ${ckpt.config.maxPositionEmbeddings}`);
   }
+  if (ckpt.config.isDecoder === true) refuseOnDecoder(f, source, dir);
   if (f.method === "freeze" && f.freeze.trainable_layers > ckpt.config.numHiddenLayers) {
     throw new ConfigError(`${source}: field finetune.freeze.trainable_layers: ${f.freeze.trainable_layers} exceeds the base model's ${ckpt.config.numHiddenLayers} layers`);
   }
   followCheckpointCasing(cfg, ckpt.lowercase, dir);
   f.base_model = dir;
+}
+
+/**
+ * A decoder base (objective causal, is_decoder) attends only backwards: its [CLS] output, at position 0, sees only
+ * [CLS] and is the same for every text, so CLS pooling would learn nothing; the model has no prefix or prompt path
+ * (the workers would fail at their first step). Both are refused before anything starts.
+ */
+function refuseOnDecoder(f: NonNullable<RunConfig["finetune"]>, source: string, dir: string): void {
+  if (f.method === "prefix" || f.method === "prompt") {
+    throw new ConfigError(`${source}: field finetune.method: ${f.method} tuning is not supported on a decoder base model (${dir} was trained with objective causal, is_decoder); use lora, adapter, bitfit, freeze or full`);
+  }
+  if (f.pooling === "cls") {
+    throw new ConfigError(
+      `${source}: field finetune.pooling: cls reads the [CLS] position, which in a decoder base model (${dir}, objective causal) attends only to itself ` +
+        `and is the same for every text; set finetune.pooling: mean`,
+    );
+  }
 }
 
 /**

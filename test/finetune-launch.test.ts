@@ -243,3 +243,21 @@ test("the final report says when training.eval_sequences evaluated only a sample
   assert.equal(whole.code, 0, whole.stderr);
   assert.doesNotMatch(whole.stdout, /a sample/);
 });
+
+test("a decoder (objective causal) base is refused with CLS pooling or prefix/prompt tuning before anything starts; mean pooling is accepted", async () => {
+  const dir = tempDir("ftcausal");
+  const causal = path.join(dir, "causal");
+  const pre = await runLaunch(tinyArgs(causal, "--workers", "1", "--max-steps", "1", "--set", "objective=causal"));
+  assert.equal(pre.code, 0, pre.stderr);
+  const withBase = (...extra: string[]): string[] => [FT_CONFIG, "--output", path.join(dir, "run"), "--set", `finetune.base_model=${causal}`, "--set", `data.cache_dir=${TEST_CACHE_DIR}`, "--workers", "1", ...extra];
+  const cls = await runLaunch(withBase());
+  assert.equal(cls.code, 2, cls.stderr);
+  assert.match(cls.stderr, /tiny-finetune\.yaml: field finetune\.pooling: cls reads the \[CLS\] position, which in a decoder base model .* set finetune\.pooling: mean/);
+  const prompt = await runLaunch(withBase("--set", "finetune.method=prompt", "--set", "finetune.pooling=mean"));
+  assert.equal(prompt.code, 2, prompt.stderr);
+  assert.match(prompt.stderr, /field finetune\.method: prompt tuning is not supported on a decoder base model/);
+  assert.equal(fs.existsSync(path.join(dir, "run")), false, "nothing was started or written");
+  const mean = await runLaunch(withBase("--set", "finetune.pooling=mean", "--dry-run"));
+  assert.equal(mean.code, 0, mean.stderr);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
