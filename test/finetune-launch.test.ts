@@ -261,3 +261,23 @@ test("a decoder (objective causal) base is refused with CLS pooling or prefix/pr
   assert.equal(mean.code, 0, mean.stderr);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test("predict --model RUN_DIR, after the base run trained on past the adapter's base, names the run's checkpoint that is that base", async () => {
+  const dir = tempDir("ftmoved");
+  const moving = path.join(dir, "base");
+  fs.cpSync(base, moving, { recursive: true });
+  const trainedOn = (await listCheckpoints(moving)).at(-1)!.dir;
+  const ft = path.join(dir, "ft");
+  const r = await runLaunch([FT_CONFIG, "--output", ft, "--set", `finetune.base_model=${moving}`, "--set", `data.cache_dir=${TEST_CACHE_DIR}`, "--quiet", "--workers", "1", "--max-steps", "1"]);
+  assert.equal(r.code, 0, r.stderr);
+  // the base run goes on (as the README suggests for a better base): its newest checkpoint is another model now
+  const more = await runLaunch(["--resume", moving, "--workers", "1", "--max-steps", "4", "--quiet"]);
+  assert.equal(more.code, 0, more.stderr);
+  const input = path.join(repoRoot(), "test", "fixtures", "data", "labelled-pairs.jsonl");
+  const refused = await runLaunch(["predict", "--model", moving, "--adapter", ft, input]);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.ok(refused.stderr.includes(`but its ${path.basename(trainedOn)} is that base model: give --model ${trainedOn}`), refused.stderr);
+  const ok = await runLaunch(["predict", "--model", trainedOn, "--adapter", ft, input]);
+  assert.equal(ok.code, 0, ok.stderr);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
