@@ -214,6 +214,13 @@ test("a base model that is not a ringtrain checkpoint is named for what it is: a
   const predicted = await runLaunch(["predict", "--model", hf, FT_CONFIG]);
   assert.equal(predicted.code, 2, predicted.stderr);
   assert.match(predicted.stderr, /--model \S+hf-bert: looks like a Hugging Face model folder/);
+  // a fine-tune stopped before its first checkpoint: its run directory has metrics but nothing to load
+  const stopped = path.join(dir, "stopped-ft");
+  fs.mkdirSync(stopped);
+  fs.writeFileSync(path.join(stopped, "metrics.jsonl"), '{"step":1,"loss":0.7}\n');
+  const early = await runLaunch(["predict", "--model", base, "--adapter", stopped, FT_CONFIG]);
+  assert.equal(early.code, 2, early.stderr);
+  assert.match(early.stderr, /--adapter \S+stopped-ft: a run directory with no complete checkpoint yet: the run stopped before it saved one/);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -21,6 +21,10 @@ export async function resolveCheckpointDir(dir: string, what: string): Promise<s
     // say why each one was refused (a checksum mismatch, a missing file) rather than that there is none
     if (warnings.length > 0) throw fail(`a run directory with no intact checkpoint: ${warnings.join("; ")}`);
   }
+  if (fs.existsSync(path.join(dir, "metrics.jsonl"))) {
+    // a run that stopped (Ctrl-C, a failure) before it saved anything: the usual case with a short fine-tune
+    throw fail("a run directory with no complete checkpoint yet: the run stopped before it saved one (its logs/ and failure.json say why)");
+  }
   if (fs.existsSync(path.join(dir, CONFIG_FILE)) && fs.existsSync(path.join(dir, MODEL_FILE))) {
     // HF users try a downloaded or exported model folder first: say that ringtrain needs its own checkpoint manifest
     throw fail(
