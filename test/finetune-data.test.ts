@@ -230,3 +230,15 @@ test("classification: a data.text_pair_field that no training document has is re
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("classification: an empty JSONL label is a missing label named by file and line, not a class \"\"", () => {
+  const dir = tempDir();
+  try {
+    const file = path.join(dir, "train.jsonl");
+    const rows = trainRows(10).map(([text, label], i) => JSON.stringify({ text, label: i === 3 ? "" : label }));
+    fs.writeFileSync(file, rows.join("\n") + "\n");
+    assert.throws(() => prepareClassificationData(classificationConfig({ paths: [file] }), tokenizer), /^Error: data\.paths: document 4 \(.*train\.jsonl:4\) has no label \(field "label", data\.label_field\)/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

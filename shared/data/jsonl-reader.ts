@@ -41,7 +41,8 @@ export function documentFromRecord(rec: Record<string, unknown>, defaultId: stri
     doc.source = where;
   }
   const label = optionalString(rec, fields.label, where, true);
-  if (label !== undefined) doc.label = label;
+  // An empty label is a missing one (as an empty CSV cell is), not a class named "" (pandas writes NaN as "").
+  if (label !== undefined && label.trim() !== "") doc.label = label;
   const pair = optionalString(rec, fields.textPair, where, false);
   if (pair !== undefined) doc.textPair = pair;
   const genre = optionalString(rec, "genre", where, false);
