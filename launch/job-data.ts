@@ -135,7 +135,9 @@ export async function prepareJobData(cfg: RunConfig, resumeVocab: Vocab | undefi
     if (cfg.finetune.label_fraction > 1 && cfg.finetune.label_fraction > data.trainAvailable) {
       process.stderr.write(`launch: warning: finetune.label_fraction asks for ${cfg.finetune.label_fraction} labels; the training split has ${data.trainAvailable}: all are used\n`);
     }
-    log(`data: ${data.labels.length} classes; ${data.train.count} of ${data.trainAvailable} training labels kept, ${data.validation.count} validation, ${data.test.count} test examples of ${cfg.data.max_seq_len} tokens`);
+    // HF users give train (and validation) files and expect all of train to be trained on: say where the test split came from
+    const drawnTest = cfg.data.corpus === "files" && cfg.data.test_paths === undefined ? ` (the test split is finetune.test_fraction ${cfg.finetune.test_fraction} of data.paths; data.test_paths names a test file instead)` : "";
+    log(`data: ${data.labels.length} classes; ${data.train.count} of ${data.trainAvailable} training labels kept, ${data.validation.count} validation, ${data.test.count} test examples of ${cfg.data.max_seq_len} tokens${drawnTest}`);
     const what = cfg.finetune.init === "random" ? `${cfg.finetune.method} training from random weights, in the shape and vocabulary of ${base.dir}` : `${cfg.finetune.method} fine-tuning of ${base.dir}`;
     log(`${what}: ${formatParamCounts(counts)}; all-reduced per step: ${4 * counts.trainable + 16} bytes`);
     return { vocab: [...base.checkpoint.vocab], numTrain: data.train.count, numValidation: data.validation.count, numTest: data.test.count, labels: data.labels };

@@ -288,3 +288,16 @@ test("predict --model RUN_DIR, after the base run trained on past the adapter's 
   assert.equal(ok.code, 0, ok.stderr);
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test("the data line says that the test split was drawn from data.paths (finetune.test_fraction), and not when data.test_paths gives it", async () => {
+  const dir = tempDir("ftsplit");
+  const common = [FT_CONFIG, "--output", path.join(dir, "run"), "--set", `finetune.base_model=${base}`, "--set", `data.cache_dir=${TEST_CACHE_DIR}`, "--dry-run"];
+  const drawn = await runLaunch(common);
+  assert.equal(drawn.code, 0, drawn.stderr);
+  assert.match(drawn.stderr, /test examples of 32 tokens \(the test split is finetune\.test_fraction 0\.25 of data\.paths; data\.test_paths names a test file instead\)/);
+  const input = path.join(repoRoot(), "test", "fixtures", "data", "labelled-pairs.jsonl");
+  const given = await runLaunch([...common, "--set", `data.test_paths=[${input}]`]);
+  assert.equal(given.code, 0, given.stderr);
+  assert.doesNotMatch(given.stderr, /the test split is finetune\.test_fraction/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
