@@ -41,7 +41,7 @@ export async function checkFinetuneConfig(cfg: RunConfig, source: string): Promi
   if (!fs.existsSync(wanted)) throw new ConfigError(`${source}: field finetune.base_model: not found: ${wanted}`);
   let dir: string;
   try {
-    dir = await resolveCheckpointDir(wanted, "finetune.base_model");
+    dir = await resolveCheckpointDir(wanted, "");
   } catch (e) {
     throw new ConfigError(`${source}: field finetune.base_model: ${(e as Error).message}`);
   }
@@ -56,11 +56,29 @@ export async function checkFinetuneConfig(cfg: RunConfig, source: string): Promi
   if (cfg.data.max_seq_len + extra > ckpt.config.maxPositionEmbeddings) {
     throw new ConfigError(`${source}: field data.max_seq_len: ${cfg.data.max_seq_len}${extra ? ` + ${extra} prompt tokens` : ""} exceeds the base model's max_position_embeddings ${ckpt.config.maxPositionEmbeddings}`);
   }
+  if (ckpt.config.isDecoder === true) refuseOnDecoder(f, source, dir);
   if (f.method === "freeze" && f.freeze.trainable_layers > ckpt.config.numHiddenLayers) {
     throw new ConfigError(`${source}: field finetune.freeze.trainable_layers: ${f.freeze.trainable_layers} exceeds the base model's ${ckpt.config.numHiddenLayers} layers`);
   }
   followCheckpointCasing(cfg, ckpt.lowercase, dir);
   f.base_model = dir;
+}
+
+/**
+ * A decoder base (objective causal, is_decoder) attends only backwards: its [CLS] output, at position 0, sees only
+ * [CLS] and is the same for every text, so CLS pooling would learn nothing; the model has no prefix or prompt path
+ * (the workers would fail at their first step). Both are refused before anything starts.
+ */
+function refuseOnDecoder(f: NonNullable<RunConfig["finetune"]>, source: string, dir: string): void {
+  if (f.method === "prefix" || f.method === "prompt") {
+    throw new ConfigError(`${source}: field finetune.method: ${f.method} tuning is not supported on a decoder base model (${dir} was trained with objective causal, is_decoder); use lora, adapter, bitfit, freeze or full`);
+  }
+  if (f.pooling === "cls") {
+    throw new ConfigError(
+      `${source}: field finetune.pooling: cls reads the [CLS] position, which in a decoder base model (${dir}, objective causal) attends only to itself ` +
+        `and is the same for every text; set finetune.pooling: mean`,
+    );
+  }
 }
 
 /**
@@ -89,7 +107,7 @@ export async function checkInitFrom(cfg: RunConfig, source: string): Promise<voi
   if (!fs.existsSync(wanted)) throw new ConfigError(`${field}: not found: ${wanted}`);
   let dir: string;
   try {
-    dir = await resolveCheckpointDir(wanted, "model.init_from");
+    dir = await resolveCheckpointDir(wanted, "");
   } catch (e) {
     throw new ConfigError(`${field}: ${(e as Error).message}`);
   }
@@ -117,7 +135,9 @@ export async function prepareJobData(cfg: RunConfig, resumeVocab: Vocab | undefi
     if (cfg.finetune.label_fraction > 1 && cfg.finetune.label_fraction > data.trainAvailable) {
       process.stderr.write(`launch: warning: finetune.label_fraction asks for ${cfg.finetune.label_fraction} labels; the training split has ${data.trainAvailable}: all are used\n`);
     }
-    log(`data: ${data.labels.length} classes; ${data.train.count} of ${data.trainAvailable} training labels kept, ${data.validation.count} validation, ${data.test.count} test examples of ${cfg.data.max_seq_len} tokens`);
+    // HF users give train (and validation) files and expect all of train to be trained on: say where the test split came from
+    const drawnTest = cfg.data.corpus === "files" && cfg.data.test_paths === undefined ? ` (the test split is finetune.test_fraction ${cfg.finetune.test_fraction} of data.paths; data.test_paths names a test file instead)` : "";
+    log(`data: ${data.labels.length} classes; ${data.train.count} of ${data.trainAvailable} training labels kept, ${data.validation.count} validation, ${data.test.count} test examples of ${cfg.data.max_seq_len} tokens${drawnTest}`);
     const what = cfg.finetune.init === "random" ? `${cfg.finetune.method} training from random weights, in the shape and vocabulary of ${base.dir}` : `${cfg.finetune.method} fine-tuning of ${base.dir}`;
     log(`${what}: ${formatParamCounts(counts)}; all-reduced per step: ${4 * counts.trainable + 16} bytes`);
     return { vocab: [...base.checkpoint.vocab], numTrain: data.train.count, numValidation: data.validation.count, numTest: data.test.count, labels: data.labels };
@@ -153,13 +173,22 @@ function warnNoValidation(cfg: RunConfig, documents: number, validation: number)
   );
 }
 
-/** The test (and last validation) report of a finished classification run, from its run directory. */
-export function classificationReport(runDir: string): string | undefined {
+/**
+ * The test (and last validation) report of a finished classification run, from its run directory. `validationTotal`
+ * (the size of the validation split) lets it say when training.eval_sequences evaluated only part of it.
+ */
+export function classificationReport(runDir: string, validationTotal?: number): string | undefined {
   const file = path.join(runDir, CLASSIFICATION_METRICS_FILE);
   if (!fs.existsSync(file)) return undefined;
   const m = JSON.parse(fs.readFileSync(file, "utf8")) as { validation?: ClassificationMetrics & { step: number }; test?: ClassificationMetrics & { step: number } };
   const parts: string[] = [];
-  if (m.validation) parts.push(formatClassificationReport(m.validation, `validation (step ${m.validation.step})`));
+  if (m.validation) {
+    parts.push(formatClassificationReport(m.validation, `validation (step ${m.validation.step})`));
+    // an HF user compares these with the whole validation set: say that only a sample was evaluated, and why
+    if (validationTotal !== undefined && m.validation.examples < validationTotal) {
+      parts.push(`  (a sample: ${m.validation.examples} of the ${validationTotal} validation examples, as training.eval_sequences says; 0 evaluates them all)`);
+    }
+  }
   if (m.test) parts.push(formatClassificationReport(m.test, `test (step ${m.test.step})`));
   return parts.length > 0 ? parts.join("\n") + `\n(metrics in ${file})\n` : undefined;
 }

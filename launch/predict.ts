@@ -60,8 +60,10 @@ export async function predictFile(opts: { model: string; adapter?: string; file:
     throw new ConfigError(`predict: ${e.message}`);
   });
   const { model, tokenizer, labels, maxSeqLen } = loaded;
-  const warning = unknownGoldLabels(examples, labels);
-  if (warning !== undefined) process.stderr.write(`predict: warning: ${warning}\n`);
+  const fields = opts.fields ?? DEFAULT_FIELDS;
+  for (const warning of [labelFieldNotFound(examples, opts.file, fields), pairFieldNotFound(examples, opts.file, fields), unknownGoldLabels(examples, labels)]) {
+    if (warning !== undefined) process.stderr.write(`predict: warning: ${warning}\n`);
+  }
   const out: Prediction[] = [];
   try {
     for (let start = 0; start < examples.length; start += opts.batchSize) {
@@ -94,6 +96,21 @@ export async function predictFile(opts: { model: string; adapter?: string; file:
     model.dispose();
   }
   return out;
+}
+
+/**
+ * The warning for a --label-field the user named (not the default) that no example of `file` has: without it the
+ * accuracy the flag asked for would just be missing from the output, as for unlabelled input.
+ */
+export function labelFieldNotFound(examples: readonly Document[], file: string, fields: RecordFields): string | undefined {
+  if (fields.label === DEFAULT_FIELDS.label || examples.some((d) => d.label !== undefined)) return undefined;
+  return `--label-field ${fields.label}: none of the ${examples.length} examples of ${file} has a ${JSON.stringify(fields.label)} key/column, so no accuracy is computed`;
+}
+
+/** The warning for a --text-pair-field the user named that no example of `file` has: each text is then classified alone. */
+export function pairFieldNotFound(examples: readonly Document[], file: string, fields: RecordFields): string | undefined {
+  if (fields.textPair === DEFAULT_FIELDS.textPair || examples.some((d) => d.textPair !== undefined)) return undefined;
+  return `--text-pair-field ${fields.textPair}: none of the ${examples.length} examples of ${file} has a ${JSON.stringify(fields.textPair)} key/column, so each text is classified alone`;
 }
 
 /**

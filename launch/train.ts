@@ -87,8 +87,10 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   // Node 0 owns the run directory; other nodes only add their ranks' logs to it.
   const previousRun = resume === undefined && world.nodeRank === 0 ? previousRunIn(path.resolve(cfg.output_dir)) : undefined;
   if (previousRun !== undefined && !(args.overwrite === true || args.autoResume === true)) {
+    // a fine-tuning run cannot be continued (see resolveConfig): offering --resume would only lead to that refusal
+    const resumable = cfg.task === "classification" ? "" : `continue it with launch --resume ${cfg.output_dir}, `;
     throw new ConfigError(
-      `${source}: field output_dir: ${path.resolve(cfg.output_dir)} already holds a run (${previousRun}); continue it with launch --resume ${cfg.output_dir}, ` +
+      `${source}: field output_dir: ${path.resolve(cfg.output_dir)} already holds a run (${previousRun}); ${resumable}` +
         `replace it with --overwrite, or choose another --output`,
     );
   }
@@ -98,7 +100,8 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   if (args.dryRun) {
     // the resume point by directory and step (its vocabulary is the checkpoint's vocab.txt, not worth printing)
     const resumeAt = resume === undefined ? null : { dir: resume.dir, step: resume.step };
-    process.stdout.write(JSON.stringify({ config: cfg, world, jobId, resume: resumeAt }, null, 2) + "\n");
+    const data = world.nodeRank === 0 && cfg.task === "classification" ? await dryRunClassificationData(cfg, source, args.quiet === true) : undefined;
+    process.stdout.write(JSON.stringify({ config: cfg, world, jobId, resume: resumeAt, ...(data && { data }) }, null, 2) + "\n");
     return EXIT_OK;
   }
   const log = (line: string): void => {
@@ -122,6 +125,11 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     const kept = archiveFailureRecord(runDir);
     if (kept !== undefined) log(`the previous attempt's failure.json is kept as ${kept}`);
   }
+  // Node 0 reads the data before --overwrite removes anything: a data error (a misspelt label_field, say) must
+  // leave the previous run as it was.
+  const job = world.nodeRank !== 0 ? undefined : await prepareJobData(cfg, resume?.vocab, log).catch((e: unknown) => {
+    throw asInputError(e, `${source}: data: `);
+  });
   if (previousRun !== undefined) {
     log(`replacing the previous run in ${runDir} (${previousRun})`);
     clearRun(runDir, args.restarting === true);
@@ -130,10 +138,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
 
   let coordinator: Coordinator | undefined;
   let coordinatorAddress = world.coordinatorAddress;
-  if (world.nodeRank === 0) {
-    const job = await prepareJobData(cfg, resume?.vocab, log).catch((e: unknown) => {
-      throw asInputError(e, `${source}: data: `);
-    });
+  if (job !== undefined) {
     // written once the data is known to be usable, so a run that cannot start leaves its directory as it was
     await atomicWriteFile(path.join(runDir, RUN_CONFIG_FILE), stringify(cfg));
     await atomicWriteFile(path.join(runDir, "vocab.txt"), job.vocab.join("\n") + "\n");
@@ -261,7 +266,7 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
     log(`done: ${progress.summary()}; run directory ${runDir}`);
     dropSnapshots(snapshots);
   }
-  const report = coordinator && cfg.task === "classification" ? classificationReport(runDir) : undefined;
+  const report = coordinator && cfg.task === "classification" ? classificationReport(runDir, job?.numValidation) : undefined;
   if (report !== undefined) process.stdout.write(report);
   return EXIT_OK;
 }
@@ -290,7 +295,7 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
   if (!fs.existsSync(source)) throw new ConfigError(`--resume ${args.resume}: not a run directory (no ${RUN_CONFIG_FILE})`);
   const cfg = loadRunConfig(args.config ?? source, { ...args.overrides, output: args.resume });
   if (cfg.task === "classification") {
-    throw new ConfigError(`--resume ${args.resume}: fine-tuning runs cannot be resumed (their checkpoints hold no optimizer state); start the run again`);
+    throw new ConfigError(`--resume ${args.resume}: fine-tuning runs cannot be resumed (their checkpoints hold no optimizer state); start the run again in place: ${restartCommand(args.resume)}`);
   }
   checkResumeKeepsModel(loadRunConfig(source, { output: args.resume }), cfg, args.resume);
   const { entry: checkpoint, warnings, snapshot } = await newestResumePoint(args.resume, snapshotRoot(cfg));
@@ -447,9 +452,27 @@ function constructOrInputError<T>(source: string, make: () => T): T {
   }
 }
 
+/**
+ * A dry run of a fine-tune reads and encodes its labelled data as the run would (seconds: no tokenizer to train),
+ * so a misspelt label_field or a validation file with other labels fails here, not after the user started the job.
+ */
+async function dryRunClassificationData(cfg: RunConfig, source: string, quiet: boolean): Promise<{ labels: string[]; train: number; validation: number; test: number }> {
+  const job = await prepareJobData(cfg, undefined, (line) => {
+    if (!quiet) process.stderr.write(`launch: ${line}\n`);
+  }).catch((e: unknown) => {
+    throw asInputError(e, `${source}: data: `);
+  });
+  return { labels: job.labels ?? [], train: job.numTrain, validation: job.numValidation, test: job.numTest ?? 0 };
+}
+
+/** The command that starts a fine-tuning run over again in its run directory, from the resolved config saved there. */
+function restartCommand(runDir: string): string {
+  return `launch ${path.join(runDir, RUN_CONFIG_FILE)} --overwrite`;
+}
+
 /** After Ctrl-C: how to continue, or that nothing can be resumed. */
 async function resumeHint(cfg: RunConfig, runDir: string, world: World): Promise<string> {
-  if (cfg.task === "classification") return "fine-tuning runs cannot be resumed; start it again to finish it";
+  if (cfg.task === "classification") return `fine-tuning runs cannot be resumed; start it again to finish it: ${restartCommand(runDir)}`;
   const { entry } = await newestResumePoint(runDir, snapshotRoot(cfg)).catch(() => ({ entry: undefined }));
   if (entry === undefined) return `no checkpoint was written yet (training.checkpoint_interval_steps ${cfg.training.checkpoint_interval_steps}): nothing to resume`;
   const flag = world.useGpus ? `--gpus ${world.workersPerNode}` : `--workers ${world.workersPerNode}`;

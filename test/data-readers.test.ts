@@ -57,11 +57,13 @@ test("CSV parser: quotes, doubled quotes, embedded newlines, CRLF", () => {
 });
 
 test("CSV reader: header columns, optional fields; errors name file and line", () => {
-  const docs = readCsvDocuments(path.join(FIX, "docs.csv"));
+  const csv = path.join(FIX, "docs.csv");
+  const docs = readCsvDocuments(csv);
+  // rows with their own id keep the file and line they start on, for errors
   assert.deepEqual(docs, [
-    { id: "c1", text: "Hello, world", label: "greet" },
-    { id: "c2", text: 'She said "hi"\nand left', label: "story", textPair: "a pair, quoted" },
-    { id: "c3", text: "plain text", label: "plain" },
+    { id: "c1", text: "Hello, world", label: "greet", source: `${csv}:2` },
+    { id: "c2", text: 'She said "hi"\nand left', label: "story", textPair: "a pair, quoted", source: `${csv}:3` },
+    { id: "c3", text: "plain text", label: "plain", source: `${csv}:5` },
   ]);
   assert.throws(() => readCsvDocuments(path.join(FIX, "bad-fields.csv")), /bad-fields\.csv:4: expected 2 fields as in the header, got 3/);
   assert.throws(() => readCsvDocuments(path.join(FIX, "bad-quote.csv")), /bad-quote\.csv:3: unterminated quoted field/);

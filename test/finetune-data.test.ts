@@ -166,3 +166,79 @@ test("classification refuses labels that look like a regression target, and one 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("classification: a given validation/test file with no training label left is an error naming both label sets, not a run without it", () => {
+  const dir = tempDir();
+  try {
+    // integer labels for training, words in the validation file: every validation example would be left out
+    const train = path.join(dir, "train.jsonl");
+    fs.writeFileSync(train, trainRows(20).map(([text, label]) => JSON.stringify({ text, label: label === "pos" ? 1 : 0 })).join("\n") + "\n");
+    const val = jsonl(dir, "val.jsonl", [["good film", "pos"], ["bad plot", "neg"], ["fine", "neutral"]]);
+    assert.throws(
+      () => prepareClassificationData(classificationConfig({ paths: [train], validation_paths: [val] }), tokenizer),
+      /^Error: data\.validation_paths \(.*val\.jsonl\): none of its 3 examples has a label of the training data \(data\.paths: "0", "1"\); its labels: "pos" \(1\), "neg" \(1\), "neutral" \(1\)/,
+    );
+    assert.throws(() => prepareClassificationData(classificationConfig({ paths: [train], test_paths: [val] }), tokenizer), /^Error: data\.test_paths \(.*val\.jsonl\): none of its 3 examples/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("classification: an unlabelled CSV row with its own id column is named by file and line; a label column the file lacks is suggested", () => {
+  const dir = tempDir();
+  try {
+    const file = path.join(dir, "train.csv");
+    fs.writeFileSync(file, "id,text,label\r\n7,\"the film, \"\"good\"\"\",pos\r\n8,the plot was bad,\r\n9,fine,neg\r\n");
+    assert.throws(
+      () => prepareClassificationData(classificationConfig({ paths: [file] }), tokenizer),
+      (e: Error) => e.message.startsWith(`data.paths: ${file}:3 (id "8") has no label (field "label", data.label_field)`) && !/none of its/.test(e.message),
+    );
+    assert.throws(
+      () => prepareClassificationData(classificationConfig({ paths: [file], label_field: "lable" }), tokenizer),
+      /train\.csv:2 \(id "7"\) has no label \(field "lable", data\.label_field\); .*none of its 3 documents has a "lable" key\/column: check data\.label_field/,
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("classification: a labelled file with a single class is refused naming the file and the label field", () => {
+  const dir = tempDir();
+  try {
+    const one = jsonl(dir, "one-class.jsonl", [["good", "pos"], ["fine", "pos"], ["the film", "pos"]]);
+    assert.throws(
+      () => prepareClassificationData(classificationConfig({ paths: [one] }), tokenizer),
+      /^Error: data\.paths \(.*one-class\.jsonl\): classification needs at least 2 distinct labels, found 1 \(pos\) in field "label" \(data\.label_field\)/,
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("classification: a data.text_pair_field that no training document has is refused, not trained as single texts", () => {
+  const dir = tempDir();
+  try {
+    const file = path.join(dir, "pairs.jsonl");
+    fs.writeFileSync(file, Array.from({ length: 6 }, (_, i) => JSON.stringify({ sentence1: "the film", sentence2: i % 2 ? "was good" : "was bad", label: i % 2 })).join("\n") + "\n");
+    const paired = prepareClassificationData(classificationConfig({ paths: [file], text_field: "sentence1", text_pair_field: "sentence2" }), tokenizer);
+    assert.ok([...paired.train.tokenTypes].some((t) => t === 1), "the second text is encoded as segment B");
+    assert.throws(
+      () => prepareClassificationData(classificationConfig({ paths: [file], text_field: "sentence1", text_pair_field: "sentence_2" }), tokenizer),
+      /^Error: data\.paths \(.*pairs\.jsonl\): none of the 6 documents has a "sentence_2" key\/column, which data\.text_pair_field names/,
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("classification: an empty JSONL label is a missing label named by file and line, not a class \"\"", () => {
+  const dir = tempDir();
+  try {
+    const file = path.join(dir, "train.jsonl");
+    const rows = trainRows(10).map(([text, label], i) => JSON.stringify({ text, label: i === 3 ? "" : label }));
+    fs.writeFileSync(file, rows.join("\n") + "\n");
+    assert.throws(() => prepareClassificationData(classificationConfig({ paths: [file] }), tokenizer), /^Error: data\.paths: document 4 \(.*train\.jsonl:4\) has no label \(field "label", data\.label_field\)/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -144,3 +144,160 @@ test("--max-restarts recovers a fine-tuning run whose worker is killed (it resta
   const steps = fs.readFileSync(metrics, "utf8").trim().split("\n").map((l) => (JSON.parse(l) as Metrics).step);
   assert.equal(steps[steps.length - 1], 40);
 });
+
+test("--overwrite with a data error (a misspelt label_field) exits 2 and leaves the previous run as it was", async () => {
+  const out = path.join(root, "ft-overwrite");
+  fs.mkdirSync(path.join(out, "checkpoints", "step-000003"), { recursive: true });
+  const previous = '{"step":3,"loss":0.5}\n';
+  fs.writeFileSync(path.join(out, "metrics.jsonl"), previous);
+  fs.writeFileSync(path.join(out, "config.yaml"), "name: earlier\n");
+  const r = await runLaunch(ftArgs(out, "--workers", "1", "--overwrite", "--set", "data.label_field=lable"));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /tiny-finetune\.yaml: data: .*has no label \(field "lable", data\.label_field\)/);
+  assert.doesNotMatch(r.stderr, /replacing the previous run/);
+  assert.equal(fs.readFileSync(path.join(out, "metrics.jsonl"), "utf8"), previous, "metrics.jsonl kept");
+  assert.equal(fs.readFileSync(path.join(out, "config.yaml"), "utf8"), "name: earlier\n", "config.yaml kept");
+  assert.ok(fs.existsSync(path.join(out, "checkpoints", "step-000003")), "checkpoints kept");
+});
+
+test("a finished or interrupted fine-tune is pointed to the command that starts it again, never to --resume (which refuses it)", async () => {
+  const out = path.join(root, "ft-again");
+  const first = await runLaunch(ftArgs(out, "--workers", "1", "--max-steps", "1"));
+  assert.equal(first.code, 0, first.stderr);
+  const again = await runLaunch(ftArgs(out, "--workers", "1", "--max-steps", "1"));
+  assert.equal(again.code, 2, again.stderr);
+  assert.match(again.stderr, /already holds a run .*replace it with --overwrite/);
+  assert.doesNotMatch(again.stderr, /--resume/);
+  const resumed = await runLaunch(["--resume", out, "--workers", "1"]);
+  assert.equal(resumed.code, 2, resumed.stderr);
+  const command = /start the run again in place: launch (\S+) --overwrite/.exec(resumed.stderr);
+  assert.ok(command !== null, resumed.stderr);
+  // the advice works as given
+  const restarted = await runLaunch([command[1], "--overwrite", "--workers", "1", "--max-steps", "1", "--quiet"]);
+  assert.equal(restarted.code, 0, restarted.stderr);
+});
+
+test("tokenizer settings in a fine-tuning config (another vocabulary than the base model's) are refused, not silently ignored", async () => {
+  const dir = tempDir("ftvocab");
+  const other = path.join(dir, "other-vocab.txt");
+  fs.writeFileSync(other, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nfilm\n");
+  const r = await runLaunch(ftArgs(path.join(dir, "run"), "--workers", "1", "--set", `tokenizer.vocab_file=${other}`, "--set", "tokenizer.vocab_size=30522"));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /tiny-finetune\.yaml: invalid config:\n {2}field tokenizer\.vocab_file: task: classification uses the vocabulary of finetune\.base_model .*remove tokenizer\.vocab_file\n {2}field tokenizer\.vocab_size: .*remove tokenizer\.vocab_size/);
+  assert.equal(fs.existsSync(path.join(dir, "run")), false, "nothing was started or written");
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("a base model that is not a ringtrain checkpoint is named for what it is: a file, a Hugging Face folder, a run whose checkpoint is corrupt", async () => {
+  const dir = tempDir("ftnotckpt");
+  const newest = (await listCheckpoints(base)).at(-1)!.dir;
+  const hf = path.join(dir, "hf-bert");
+  fs.mkdirSync(hf);
+  for (const f of ["config.json", "model.safetensors", "vocab.txt"]) fs.copyFileSync(path.join(newest, f), path.join(hf, f));
+  const corrupt = path.join(dir, "corrupt-run");
+  fs.cpSync(base, corrupt, { recursive: true });
+  const weights = path.join(corrupt, "checkpoints", path.basename(newest), "model.safetensors");
+  const bytes = fs.readFileSync(weights);
+  bytes[bytes.length - 1] ^= 0xff;
+  fs.writeFileSync(weights, bytes);
+  const cases: [string, RegExp][] = [
+    [FT_CONFIG, /field finetune\.base_model: \S+tiny-finetune\.yaml: is a file, not a checkpoint directory or run directory/],
+    [hf, /field finetune\.base_model: \S+hf-bert: looks like a Hugging Face model folder \(config\.json, model\.safetensors\) without ringtrain's checkpoint\.json/],
+    [corrupt, /field finetune\.base_model: \S+corrupt-run: a run directory with no intact checkpoint: skipping checkpoint step \d+: \S+model\.safetensors: checksum mismatch/],
+  ];
+  for (const [given, expected] of cases) {
+    const r = await runLaunch([FT_CONFIG, "--output", path.join(dir, "run"), "--set", `finetune.base_model=${given}`, "--workers", "1"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, expected);
+    assert.doesNotMatch(r.stderr, /finetune\.base_model: finetune\.base_model/, "the field is named once");
+  }
+  const predicted = await runLaunch(["predict", "--model", hf, FT_CONFIG]);
+  assert.equal(predicted.code, 2, predicted.stderr);
+  assert.match(predicted.stderr, /--model \S+hf-bert: looks like a Hugging Face model folder/);
+  // a fine-tune stopped before its first checkpoint: its run directory has metrics but nothing to load
+  const stopped = path.join(dir, "stopped-ft");
+  fs.mkdirSync(stopped);
+  fs.writeFileSync(path.join(stopped, "metrics.jsonl"), '{"step":1,"loss":0.7}\n');
+  const early = await runLaunch(["predict", "--model", base, "--adapter", stopped, FT_CONFIG]);
+  assert.equal(early.code, 2, early.stderr);
+  assert.match(early.stderr, /--adapter \S+stopped-ft: a run directory with no complete checkpoint yet: the run stopped before it saved one/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("--dry-run of a fine-tune reads its labelled data: a misspelt label_field fails there; a good config prints classes and split sizes", async () => {
+  const dir = tempDir("ftdry");
+  const bad = await runLaunch(ftArgs(path.join(dir, "run"), "--dry-run", "--workers", "2", "--set", "data.label_field=lable"));
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /tiny-finetune\.yaml: data: data\.paths: .*has no label \(field "lable", data\.label_field\)/);
+  const ok = await runLaunch(ftArgs(path.join(dir, "run"), "--dry-run", "--workers", "2"));
+  assert.equal(ok.code, 0, ok.stderr);
+  const plan = JSON.parse(ok.stdout) as { data?: { labels: string[]; train: number; validation: number; test: number } };
+  assert.ok(plan.data !== undefined && plan.data.labels.length >= 2 && plan.data.train > 0 && plan.data.test > 0, ok.stdout);
+  assert.equal(fs.existsSync(path.join(dir, "run")), false, "a dry run writes nothing");
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("the final report says when training.eval_sequences evaluated only a sample of the validation split", async () => {
+  const out = path.join(root, "ft-sample");
+  const r = await runLaunch(ftArgs(out, "--workers", "1", "--max-steps", "1", "--set", "training.eval_interval_steps=1", "--set", "training.eval_sequences=2"));
+  assert.equal(r.code, 0, r.stderr);
+  const log = fs.readFileSync(path.join(out, "logs", "rank-0.log"), "utf8");
+  const total = Number(/(\d+) validation, \d+ test examples/.exec(log)?.[1] ?? NaN);
+  assert.ok(total > 2, log);
+  assert.match(r.stdout, /validation \(step 1\): 2 examples/);
+  assert.match(r.stdout, new RegExp(`\\(a sample: 2 of the ${total} validation examples, as training\\.eval_sequences says; 0 evaluates them all\\)`));
+  const whole = await runLaunch(ftArgs(path.join(root, "ft-whole"), "--workers", "1", "--max-steps", "1", "--set", "training.eval_interval_steps=1"));
+  assert.equal(whole.code, 0, whole.stderr);
+  assert.doesNotMatch(whole.stdout, /a sample/);
+});
+
+test("a decoder (objective causal) base is refused with CLS pooling or prefix/prompt tuning before anything starts; mean pooling is accepted", async () => {
+  const dir = tempDir("ftcausal");
+  const causal = path.join(dir, "causal");
+  const pre = await runLaunch(tinyArgs(causal, "--workers", "1", "--max-steps", "1", "--set", "objective=causal"));
+  assert.equal(pre.code, 0, pre.stderr);
+  const withBase = (...extra: string[]): string[] => [FT_CONFIG, "--output", path.join(dir, "run"), "--set", `finetune.base_model=${causal}`, "--set", `data.cache_dir=${TEST_CACHE_DIR}`, "--workers", "1", ...extra];
+  const cls = await runLaunch(withBase());
+  assert.equal(cls.code, 2, cls.stderr);
+  assert.match(cls.stderr, /tiny-finetune\.yaml: field finetune\.pooling: cls reads the \[CLS\] position, which in a decoder base model .* set finetune\.pooling: mean/);
+  const prompt = await runLaunch(withBase("--set", "finetune.method=prompt", "--set", "finetune.pooling=mean"));
+  assert.equal(prompt.code, 2, prompt.stderr);
+  assert.match(prompt.stderr, /field finetune\.method: prompt tuning is not supported on a decoder base model/);
+  assert.equal(fs.existsSync(path.join(dir, "run")), false, "nothing was started or written");
+  const mean = await runLaunch(withBase("--set", "finetune.pooling=mean", "--dry-run"));
+  assert.equal(mean.code, 0, mean.stderr);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("predict --model RUN_DIR, after the base run trained on past the adapter's base, names the run's checkpoint that is that base", async () => {
+  const dir = tempDir("ftmoved");
+  const moving = path.join(dir, "base");
+  fs.cpSync(base, moving, { recursive: true });
+  const trainedOn = (await listCheckpoints(moving)).at(-1)!.dir;
+  const ft = path.join(dir, "ft");
+  const r = await runLaunch([FT_CONFIG, "--output", ft, "--set", `finetune.base_model=${moving}`, "--set", `data.cache_dir=${TEST_CACHE_DIR}`, "--quiet", "--workers", "1", "--max-steps", "1"]);
+  assert.equal(r.code, 0, r.stderr);
+  // the base run goes on (as the README suggests for a better base): its newest checkpoint is another model now
+  const more = await runLaunch(["--resume", moving, "--workers", "1", "--max-steps", "4", "--quiet"]);
+  assert.equal(more.code, 0, more.stderr);
+  const input = path.join(repoRoot(), "test", "fixtures", "data", "labelled-pairs.jsonl");
+  const refused = await runLaunch(["predict", "--model", moving, "--adapter", ft, input]);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.ok(refused.stderr.includes(`but its ${path.basename(trainedOn)} is that base model: give --model ${trainedOn}`), refused.stderr);
+  const ok = await runLaunch(["predict", "--model", trainedOn, "--adapter", ft, input]);
+  assert.equal(ok.code, 0, ok.stderr);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("the data line says that the test split was drawn from data.paths (finetune.test_fraction), and not when data.test_paths gives it", async () => {
+  const dir = tempDir("ftsplit");
+  const common = [FT_CONFIG, "--output", path.join(dir, "run"), "--set", `finetune.base_model=${base}`, "--set", `data.cache_dir=${TEST_CACHE_DIR}`, "--dry-run"];
+  const drawn = await runLaunch(common);
+  assert.equal(drawn.code, 0, drawn.stderr);
+  assert.match(drawn.stderr, /test examples of 32 tokens \(the test split is finetune\.test_fraction 0\.25 of data\.paths; data\.test_paths names a test file instead\)/);
+  const input = path.join(repoRoot(), "test", "fixtures", "data", "labelled-pairs.jsonl");
+  const given = await runLaunch([...common, "--set", `data.test_paths=[${input}]`]);
+  assert.equal(given.code, 0, given.stderr);
+  assert.doesNotMatch(given.stderr, /the test split is finetune\.test_fraction/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});

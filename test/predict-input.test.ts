@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
-import { readExamples, unknownGoldLabels } from "../launch/predict";
+import { labelFieldNotFound, pairFieldNotFound, readExamples, unknownGoldLabels } from "../launch/predict";
 
 test("predict reads its input with the corpus readers: TSV and gzipped files by format, text by line", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-predict-in-"));
@@ -48,4 +48,27 @@ test("predict: gold labels that are not classes of the model are named, counted 
     `3 example(s) have a label that is not one of the model's classes (neg, pos): "neutral" (2), "1.0" (1); they are left out of the accuracy (their label is kept as expectedNotAClass)`,
   );
   assert.equal(unknownGoldLabels(docs.slice(0, 1), ["neg", "pos"]), undefined);
+});
+
+test("predict: a --label-field or --text-pair-field that no example has is named in a warning, not silently dropped", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ringtrain-predict-label-"));
+  try {
+    const csv = path.join(dir, "dev.csv");
+    fs.writeFileSync(csv, "text,gold\ngood film,pos\nbad plot,neg\n");
+    const misspelt = { text: "text", textPair: "text_pair", label: "glod" };
+    assert.equal(
+      labelFieldNotFound(readExamples(csv, misspelt), csv, misspelt),
+      `--label-field glod: none of the 2 examples of ${csv} has a "glod" key/column, so no accuracy is computed`,
+    );
+    const right = { ...misspelt, label: "gold" };
+    assert.equal(labelFieldNotFound(readExamples(csv, right), csv, right), undefined);
+    // the same for a second-text column that is not there: each text would be classified alone
+    const pairs = { ...right, textPair: "text2" };
+    assert.equal(pairFieldNotFound(readExamples(csv, pairs), csv, pairs), `--text-pair-field text2: none of the 2 examples of ${csv} has a "text2" key/column, so each text is classified alone`);
+    assert.equal(pairFieldNotFound(readExamples(csv, right), csv, right), undefined, "the default name is not a request");
+    // unlabelled input read with the default field is ordinary: no warning
+    assert.equal(labelFieldNotFound(readExamples(csv), csv, { text: "text", textPair: "text_pair", label: "label" }), undefined);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

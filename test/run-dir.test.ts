@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { EXIT_CONFIG, EXIT_OK } from "../shared/exit-codes";
 import { gpuOf, previousRunIn } from "../launch/train";
 import { orderLabels } from "../shared/finetune/prepare";
-import { classificationMetrics } from "../shared/train/classification-metrics";
+import { classificationMetrics, formatClassificationReport } from "../shared/train/classification-metrics";
 import { repoRoot } from "../shared/paths";
 import { runLaunch, tempDir, tinyArgs, TEST_CACHE_DIR } from "./helpers/launch";
 
@@ -118,6 +118,20 @@ test("numeric labels are ordered by value; macro-F1 averages over the classes pr
   // a class only ever predicted counts (precision 0)
   const p = classificationMetrics([1, 0, 1, 0, 1, 0, 0, 0, 0], ["a", "b", "c"]);
   assert.ok(Math.abs(p.macro_f1 - (2 / 3 + 1 + 0) / 3) < 1e-12, String(p.macro_f1));
+});
+
+test("the confusion matrix of the report keeps every count under its class, also for class names longer than 8 characters", () => {
+  const labels = ["adventure", "belles_lettres", "news"];
+  const report = formatClassificationReport(classificationMetrics([5, 1, 0, 2, 12345, 0, 0, 3, 7], labels), "test");
+  const lines = report.split("\n");
+  const header = lines[lines.findIndex((l) => l.includes("confusion")) + 1];
+  const rows = lines.slice(-labels.length);
+  // the right edge of each column name must be the right edge of each count below it
+  const headerEnds = labels.map((l) => header.indexOf(l) + l.length);
+  for (const row of rows) {
+    const countEnds = [...row.matchAll(/\d+/g)].map((m) => m.index + m[0].length);
+    assert.deepEqual(countEnds, headerEnds, `${header}\n${row}`);
+  }
 });
 
 test("an output_dir or data.cache_dir that cannot be created (under /proc) exits 2 naming it, instead of spinning in mkdir", { timeout: 60_000 }, async () => {

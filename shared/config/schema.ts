@@ -407,6 +407,16 @@ function checkTask(cfg: z.output<typeof runConfigObject>, ctx: z.RefinementCtx):
     return;
   }
   if (cfg.model !== undefined) ctx.addIssue({ code: "custom", path: ["model"], message: "task: classification takes the model shape from finetune.base_model; remove `model`" });
+  // The vocabulary is the base model's (its vocab.txt); these would be ignored, however they differ from it.
+  const tokenizerDefaults = tokenizerSchema.parse({});
+  if (cfg.tokenizer.vocab_file !== undefined) {
+    ctx.addIssue({ code: "custom", path: ["tokenizer", "vocab_file"], message: "task: classification uses the vocabulary of finetune.base_model (its vocab.txt); remove tokenizer.vocab_file" });
+  }
+  for (const key of ["vocab_size", "min_frequency"] as const) {
+    if (cfg.tokenizer[key] !== tokenizerDefaults[key]) {
+      ctx.addIssue({ code: "custom", path: ["tokenizer", key], message: `task: classification trains no vocabulary (it uses finetune.base_model's); remove tokenizer.${key}` });
+    }
+  }
   if (cfg.data.holdout !== undefined) ctx.addIssue({ code: "custom", path: ["data", "holdout"], message: "only used with task: pretrain (classification holds out finetune.test_fraction itself)" });
   if (f.label_fraction > 1 && !Number.isInteger(f.label_fraction)) {
     ctx.addIssue({ code: "custom", path: ["finetune", "label_fraction"], message: `expected a fraction in (0, 1] or a whole number of labels, got ${f.label_fraction}` });

@@ -5,4 +5,6 @@ export interface Document {
   genre?: string;
   label?: string;
   textPair?: string;
+  /** Where the record was read ("<file>:<line>") when its own `id` replaced that as the id; errors name it. */
+  source?: string;
 }

@@ -35,9 +35,14 @@ export function documentFromRecord(rec: Record<string, unknown>, defaultId: stri
   if (typeof text !== "string") throw new Error(`${where}: field ${JSON.stringify(fields.text)} must be a string, got ${describe(text)}`);
   const doc: Document = { id: defaultId, text };
   const id = optionalString(rec, "id", where, true);
-  if (id !== undefined) doc.id = id;
+  if (id !== undefined) {
+    doc.id = id;
+    // the record's own id says nothing about where it is: keep the file and line for errors
+    doc.source = where;
+  }
   const label = optionalString(rec, fields.label, where, true);
-  if (label !== undefined) doc.label = label;
+  // An empty label is a missing one (as an empty CSV cell is), not a class named "" (pandas writes NaN as "").
+  if (label !== undefined && label.trim() !== "") doc.label = label;
   const pair = optionalString(rec, fields.textPair, where, false);
   if (pair !== undefined) doc.textPair = pair;
   const genre = optionalString(rec, "genre", where, false);

@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadCheckpoint, type LoadedCheckpoint } from "../checkpoint/checkpoint";
 import { readManifest, readVerifiedFile } from "../checkpoint/manifest";
+import { listCheckpoints } from "../checkpoint/run-checkpoints";
 import { BertModel } from "../model/bert";
 import { assignValues, importHfTensors, transpose2d, type HostTensor } from "../model/hf";
 import { PeftClassifier, type PeftClassifierOptions } from "../peft/classifier";
@@ -66,13 +67,27 @@ export async function loadClassifier(modelDir: string, adapterDir?: string): Pro
   if (actual !== cfg.base_model.sha256) {
     throw new Error(
       `adapter ${adapter} was trained on base model ${cfg.base_model.path} (model.safetensors sha256 ${cfg.base_model.sha256}), ` +
-        `but --model ${baseDir} has sha256 ${actual}: refusing to load it onto a different base model`,
+        `but --model ${baseDir} has sha256 ${actual}: refusing to load it onto a different base model` +
+        (await sameBaseInRun(modelDir, baseDir, cfg.base_model.sha256)),
     );
   }
   const tensors = await readAdapterTensors(adapter, manifest, desc, base.config);
   const model = PeftClassifier.create(buildBase(base), desc.settings, 0);
   assignNamed(model, tensors, path.join(adapter, ADAPTER_MODEL_FILE));
   return { model, tokenizer: new BertTokenizer(new Vocab(base.vocab), { lowerCase: cfg.lowercase }), labels: cfg.labels, maxSeqLen: cfg.max_seq_len };
+}
+
+/**
+ * When --model named a run directory whose newest checkpoint is not the adapter's base (the base run trained on after
+ * the fine-tune), the advice to give the earlier checkpoint of that run which is; "" when there is none.
+ */
+async function sameBaseInRun(modelDir: string, resolved: string, sha256: string): Promise<string> {
+  if (path.resolve(modelDir) === path.resolve(resolved)) return "";
+  for (const c of (await listCheckpoints(modelDir).catch(() => [])).reverse()) {
+    const matches = await modelChecksum(c.dir).then((sum) => sum === sha256, () => false);
+    if (matches) return `; ${modelDir} uses its newest checkpoint, but its ${path.basename(c.dir)} is that base model: give --model ${c.dir}`;
+  }
+  return "";
 }
 
 function baseTensors(tensors: ReadonlyMap<string, HostTensor>): Map<string, HostTensor> {

@@ -11,6 +11,7 @@ import { labelSubset } from "../data/label-subset";
 import { checkClassLabels } from "../data/label-check";
 import { encodeLabelled, type LabelledSequences } from "../data/labelled";
 import { loadPathGroups, loadRunDocuments, recordFields } from "../pipeline/prepare";
+import { DEFAULT_FIELDS } from "../data/fields";
 import { permutation } from "../rng";
 import type { BertTokenizer } from "../tokenizer/bert-tokenizer";
 
@@ -40,11 +41,23 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
   const by = brown ? "genre" : "label";
   const what = brown ? "genre" : `label (field ${JSON.stringify(cfg.data.label_field)}, data.label_field)`;
   const needLabels = (part: readonly Document[], field: string): void => {
-    part.forEach((d, i) => {
-      if (d[by] === undefined) throw new Error(`data: ${field}: document ${i + 1} (${d.id}) has no ${what}; classification needs a label on every document`);
-    });
+    const unlabelled = part.findIndex((d) => d[by] === undefined);
+    if (unlabelled < 0) return;
+    const d = part[unlabelled];
+    // "<file>:<line>" names the record; a record's own id is added, since it is what the user searches for
+    const where = d.source === undefined ? `document ${unlabelled + 1} (${d.id})` : `${d.source} (id ${JSON.stringify(d.id)})`;
+    // no record at all with the field: most likely data.label_field names a key/column the file does not have
+    const none = !brown && part.every((x) => x.label === undefined) ? `; none of its ${part.length} documents has a ${JSON.stringify(cfg.data.label_field)} key/column: check data.label_field` : "";
+    throw new Error(`${field}: ${where} has no ${what}; classification needs a label on every document${none}`);
   };
   needLabels(docs, "data.paths");
+  // A text_pair_field the files do not have would train on single texts without a word (a misspelt second column).
+  if (cfg.data.corpus === "files" && cfg.data.text_pair_field !== DEFAULT_FIELDS.textPair && !docs.some((d) => d.textPair !== undefined)) {
+    throw new Error(
+      `${sourceOf(cfg)}: none of the ${docs.length} documents has a ${JSON.stringify(cfg.data.text_pair_field)} key/column, which data.text_pair_field names; ` +
+        `correct the name, or remove data.text_pair_field to classify single texts`,
+    );
+  }
   const givenTest = givenSplit(cfg.data.test_paths, "data.test_paths", cfg, needLabels);
   const givenValidation = givenSplit(cfg.data.validation_paths, "data.validation_paths", cfg, needLabels);
   if (!brown) {
@@ -67,17 +80,22 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
     validationDocs = toExamples(inner.validation);
     testDocs = toExamples(outer.validation);
     labels = orderLabels(new Set([...train, ...validationDocs, ...testDocs].map((d) => d.label as string)));
-    if (labels.length < 2) throw new Error(`data: classification needs at least 2 distinct labels, found ${labels.length} (${labels.join(", ")})`);
+    if (labels.length < 2) throw new Error(`${sourceOf(cfg)}: classification needs at least 2 distinct labels, found ${labels.length} (${labels.join(", ")}) in ${labelKey(cfg)}`);
   } else {
     // With given splits the classes are the training data's (as HF run_glue takes them from the train split): a label
     // only in validation or test would be a class the model never saw trained, so it is reported, not added.
     labels = orderLabels(new Set(train.map((d) => d.label as string)));
     if (labels.length < 2) {
-      throw new Error(`data: classification needs at least 2 distinct labels in the training data (data.paths), found ${labels.length} (${labels.join(", ")})`);
+      throw new Error(`${sourceOf(cfg)}: classification needs at least 2 distinct labels in the training data (data.paths), found ${labels.length} (${labels.join(", ")}) in ${labelKey(cfg)}`);
     }
     const known = new Set(labels);
-    const keepKnown = (groups: GivenGroup[] | undefined, field: string, drawn: Document[]): Document[] =>
-      groups === undefined ? drawn : groups.flatMap((g) => knownOnly(g, field, known, warnings));
+    const keepKnown = (groups: GivenGroup[] | undefined, field: string, drawn: Document[]): Document[] => {
+      if (groups === undefined) return drawn;
+      const kept = groups.flatMap((g) => knownOnly(g, field, known, warnings));
+      // A given split with no example left would silently run without it (no validation, or no test results).
+      if (kept.length === 0) throw new Error(noKnownLabel(groups, field, labels));
+      return kept;
+    };
     validationDocs = keepKnown(givenValidation, "data.validation_paths", toExamples(inner.validation));
     testDocs = keepKnown(givenTest, "data.test_paths", toExamples(outer.validation));
   }
@@ -94,6 +112,16 @@ export function prepareClassificationData(cfg: RunConfig, tokenizer: BertTokeniz
     trainAvailable: train.length,
     warnings,
   };
+}
+
+/** Where a run's labelled documents come from, for errors: data.paths and its files, or the built-in corpus. */
+function sourceOf(cfg: RunConfig): string {
+  return cfg.data.corpus === "files" ? `data.paths (${cfg.data.paths.join(", ")})` : `data.corpus ${cfg.data.corpus}`;
+}
+
+/** The key/column the labels were read from, for errors (Brown's genre is its own). */
+function labelKey(cfg: RunConfig): string {
+  return cfg.data.corpus === "brown" ? "the genres" : `field ${JSON.stringify(cfg.data.label_field)} (data.label_field)`;
 }
 
 /** The documents of one given validation or test path. */
@@ -122,6 +150,18 @@ function knownOnly(g: GivenGroup, field: string, known: ReadonlySet<string>, war
     warnings.push(`data: ${field}: ${g.path}: label ${JSON.stringify(label)} does not occur in the training data (data.paths); its ${n} example(s) are left out`);
   }
   return out;
+}
+
+/** Why a given validation/test split is left empty: its labels and the training labels side by side (e.g. 0/1 vs neg/pos). */
+function noKnownLabel(groups: readonly GivenGroup[], field: string, labels: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const d of groups.flatMap((g) => g.docs)) counts.set(d.label as string, (counts.get(d.label as string) ?? 0) + 1);
+  const list = (xs: readonly string[]): string => xs.slice(0, 8).map((l) => JSON.stringify(l)).join(", ") + (xs.length > 8 ? ", …" : "");
+  const given = [...counts].map(([l, n]) => `${JSON.stringify(l)} (${n})`).slice(0, 8).join(", ") + (counts.size > 8 ? ", …" : "");
+  return (
+    `${field} (${groups.map((g) => g.path).join(", ")}): none of its ${[...counts.values()].reduce((a, b) => a + b, 0)} examples has a label of the training data ` +
+    `(data.paths: ${list(labels)}); its labels: ${given}. Write the labels as the training files do`
+  );
 }
 
 /**

@@ -66,13 +66,15 @@ function macroF1(perClass: readonly ClassMetrics[], confusion: readonly number[]
 /** A plain-text report: accuracy, macro-F1, per-class table and the confusion matrix. */
 export function formatClassificationReport(m: ClassificationMetrics, title: string): string {
   const w = Math.max(8, ...m.labels.map((l) => l.length));
+  // every confusion column as wide as the longest label, so a name like "belles_lettres" keeps its counts under it
+  const cw = Math.max(8, ...m.labels.map((l) => l.length), ...m.confusion.flat().map((x) => String(x).length));
   const lines = [
     `${title}: ${m.examples} examples, accuracy ${(100 * m.accuracy).toFixed(2)}%, macro-F1 ${(100 * m.macro_f1).toFixed(2)}%`,
     `  ${"class".padEnd(w)}  precision  recall     f1  support`,
     ...m.per_class.map((c) => `  ${c.label.padEnd(w)}  ${c.precision.toFixed(4).padStart(9)}  ${c.recall.toFixed(4).padStart(6)}  ${c.f1.toFixed(4).padStart(5)}  ${String(c.support).padStart(7)}`),
     `  confusion (rows = true, columns = predicted):`,
-    `  ${"".padEnd(w)}  ${m.labels.map((l) => l.padStart(8)).join(" ")}`,
-    ...m.confusion.map((row, t) => `  ${m.labels[t].padEnd(w)}  ${row.map((x) => String(x).padStart(8)).join(" ")}`),
+    `  ${"".padEnd(w)}  ${m.labels.map((l) => l.padStart(cw)).join(" ")}`,
+    ...m.confusion.map((row, t) => `  ${m.labels[t].padEnd(w)}  ${row.map((x) => String(x).padStart(cw)).join(" ")}`),
   ];
   return lines.join("\n");
 }
