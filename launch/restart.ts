@@ -3,8 +3,8 @@
  * times (torchelastic-style whole-job restart). With `elastic.min_workers` below the launched world size, each
  * restart drops the failed workers' slots (a lost slot is not retried), never below min_workers, and keeps the
  * global batch: accumulation steps grow instead. Single node only: on several nodes, restart every node's
- * launch (a scheduler's job restart, e.g. a JobSet's failurePolicy.maxRestarts). Fine-tuning (task:
- * classification) restarts from its first step: its checkpoints keep no optimizer state, and its runs are short.
+ * launch (a scheduler's job restart, e.g. a JobSet's failurePolicy.maxRestarts). Pretraining and fine-tuning
+ * restart alike: their checkpoints hold the optimizer state, the step and the data position.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -30,8 +30,7 @@ export async function launchWithRestarts(args: TrainArgs, maxRestarts: number): 
     if (code !== EXIT_WORKER_FAILURE || attempt >= maxRestarts) return code;
     const failedRanks = readFailedRanks(runDir);
     workers = nextWorldSize(cfg, workers, failedRanks.length);
-    // Fine-tuning runs are short and their checkpoints hold no optimizer state: they restart from the start.
-    const { entry, snapshot } = cfg.task === "classification" ? { entry: undefined, snapshot: false } : await newestResumePoint(runDir, snapshotRoot(cfg));
+    const { entry, snapshot } = await newestResumePoint(runDir, snapshotRoot(cfg));
     const from = entry !== undefined ? `the ${snapshot ? "in-memory snapshot" : "checkpoint"} of step ${entry.step}` : "the start (no checkpoint yet)";
     process.stderr.write(`launch: restart ${attempt + 1}/${maxRestarts} with ${workers} worker(s) from ${from}\n`);
     const world = args.gpus !== undefined ? { gpus: workers, workers: undefined } : { workers, gpus: undefined };

@@ -19,6 +19,10 @@ import { scheduleOf } from "../shared/config/derived";
 import { lrAt } from "../shared/train/schedule";
 import { checkpointDirFor } from "../shared/checkpoint/run-checkpoints";
 import { readManifest } from "../shared/checkpoint/manifest";
+import { hasTrainingState } from "../shared/checkpoint/checkpoint";
+import { missingTrainingStateMessage } from "../shared/finetune/resume";
+import { resolveCheckpointDir } from "../shared/finetune/base-model";
+import { methodSettings, peftSettingsOf } from "../shared/peft/settings";
 import { Vocab } from "../shared/tokenizer/vocab";
 import { atomicWriteFile } from "../shared/io/atomic-write";
 import { workerMallocEnv } from "../worker/transport/malloc-env";
@@ -87,10 +91,8 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   // Node 0 owns the run directory; other nodes only add their ranks' logs to it.
   const previousRun = resume === undefined && world.nodeRank === 0 ? previousRunIn(path.resolve(cfg.output_dir)) : undefined;
   if (previousRun !== undefined && !(args.overwrite === true || args.autoResume === true)) {
-    // a fine-tuning run cannot be continued (see resolveConfig): offering --resume would only lead to that refusal
-    const resumable = cfg.task === "classification" ? "" : `continue it with launch --resume ${cfg.output_dir}, `;
     throw new ConfigError(
-      `${source}: field output_dir: ${path.resolve(cfg.output_dir)} already holds a run (${previousRun}); ${resumable}` +
+      `${source}: field output_dir: ${path.resolve(cfg.output_dir)} already holds a run (${previousRun}); continue it with launch --resume ${cfg.output_dir}, ` +
         `replace it with --overwrite, or choose another --output`,
     );
   }
@@ -272,18 +274,20 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
 }
 
 /** Config from the file (+ overrides), or from RUN_DIR/config.yaml with --resume and its latest good checkpoint. */
-async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source: string; resume?: { dir: string; step: number; vocab: Vocab }; complete?: boolean }> {
+async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source: string; resume?: { dir: string; step: number; vocab?: Vocab }; complete?: boolean }> {
   if (args.resume === undefined) {
     if (args.config === undefined) throw new ConfigError("give a CONFIG.yaml to train, or --resume RUN_DIR");
     const cfg = loadRunConfig(args.config, args.overrides);
-    if (args.autoResume && cfg.task === "classification" && previousRunIn(path.resolve(cfg.output_dir)) !== undefined) {
-      process.stderr.write(`launch: --auto-resume: fine-tuning runs are not resumed (their checkpoints hold no optimizer state); starting ${cfg.output_dir} over\n`);
-    }
-    if (args.autoResume && cfg.task !== "classification") {
+    if (args.autoResume) {
       // A restarted job (e.g. a Kubernetes pod) continues its run directory when it holds a complete checkpoint.
       const runDir = path.resolve(cfg.output_dir);
       const { entry: checkpoint } = fs.existsSync(path.join(runDir, RUN_CONFIG_FILE)) ? await newestResumePoint(runDir, snapshotRoot(cfg)) : { entry: undefined };
       if (checkpoint !== undefined && checkpoint.step >= cfg.training.max_steps) return { cfg, source: args.config, complete: true };
+      if (checkpoint !== undefined && !hasTrainingState(await readManifest(checkpoint.dir))) {
+        // a fine-tune saved before its checkpoints kept a training state: automation cannot ask, so it starts over as it used to
+        process.stderr.write(`launch: --auto-resume: ${missingTrainingStateMessage(checkpoint.dir)}; starting ${cfg.output_dir} over\n`);
+        return { cfg, source: args.config };
+      }
       if (checkpoint !== undefined) return resolveConfig({ ...args, resume: runDir, autoResume: false });
     }
     return { cfg, source: args.config };
@@ -294,16 +298,20 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
   }
   if (!fs.existsSync(source)) throw new ConfigError(`--resume ${args.resume}: not a run directory (no ${RUN_CONFIG_FILE})`);
   const cfg = loadRunConfig(args.config ?? source, { ...args.overrides, output: args.resume });
-  if (cfg.task === "classification") {
-    throw new ConfigError(`--resume ${args.resume}: fine-tuning runs cannot be resumed (their checkpoints hold no optimizer state); start the run again in place: ${restartCommand(args.resume)}`);
-  }
+  // config.yaml records the checkpoint finetune.base_model resolved to; an override (a restart passes the user's
+  // flags again) may name its run directory: compare the checkpoints (a base run that trained on is another model)
+  if (cfg.finetune !== undefined) cfg.finetune.base_model = await resolveCheckpointDir(path.resolve(cfg.finetune.base_model), "").catch(() => cfg.finetune!.base_model);
   checkResumeKeepsModel(loadRunConfig(source, { output: args.resume }), cfg, args.resume);
   const { entry: checkpoint, warnings, snapshot } = await newestResumePoint(args.resume, snapshotRoot(cfg));
   for (const w of warnings) process.stderr.write(`launch: warning: ${w}\n`);
   if (snapshot && checkpoint) process.stderr.write(`launch: resuming from the in-memory snapshot of step ${checkpoint.step} (${checkpoint.dir})\n`);
   if (checkpoint === undefined) throw new ConfigError(`--resume ${args.resume}: no complete checkpoint to resume from`);
   const manifest = await readManifest(checkpoint.dir);
-  const vocab = Vocab.load(path.join(checkpoint.dir, "vocab.txt"));
+  if (!hasTrainingState(manifest)) {
+    throw new ConfigError(`--resume ${args.resume}: ${missingTrainingStateMessage(checkpoint.dir)}; start the run over in place: ${restartCommand(args.resume)}`);
+  }
+  // a fine-tune takes its vocabulary from finetune.base_model (an adapter checkpoint has no vocab.txt)
+  const vocab = cfg.task === "classification" ? undefined : Vocab.load(path.join(checkpoint.dir, "vocab.txt"));
   if (cfg.training.max_steps <= checkpoint.step) {
     throw new ConfigError(`--resume ${args.resume}: checkpoint is at step ${checkpoint.step}, training.max_steps is ${cfg.training.max_steps}; raise it with --max-steps`);
   }
@@ -421,7 +429,10 @@ function checkResumeKeepsModel(saved: RunConfig, wanted: RunConfig, runDir: stri
   // dropout rates are training settings (a second stage may change them); everything else fixes the model
   const shape = (c: RunConfig): Record<string, unknown> => {
     const { hidden_dropout: _h, attention_dropout: _a, ...rest } = c.model ?? {};
-    return { task: c.task, objective: c.objective, model: rest, tokenizer: c.tokenizer };
+    // a fine-tune's model is its base, its method and the method's settings; the head's dropout is a training setting
+    const f = c.finetune;
+    const finetune = f === undefined ? undefined : { base_model: f.base_model, method: f.method, init: f.init, pooling: f.pooling, settings: methodSettings(peftSettingsOf(f, 2)) };
+    return { task: c.task, objective: c.objective, model: rest, tokenizer: c.tokenizer, finetune };
   };
   const before = shape(saved);
   const after = shape(wanted);
@@ -465,14 +476,13 @@ async function dryRunClassificationData(cfg: RunConfig, source: string, quiet: b
   return { labels: job.labels ?? [], train: job.numTrain, validation: job.numValidation, test: job.numTest ?? 0 };
 }
 
-/** The command that starts a fine-tuning run over again in its run directory, from the resolved config saved there. */
+/** The command that starts a run over again in its run directory, from the resolved config saved there. */
 function restartCommand(runDir: string): string {
   return `launch ${path.join(runDir, RUN_CONFIG_FILE)} --overwrite`;
 }
 
 /** After Ctrl-C: how to continue, or that nothing can be resumed. */
 async function resumeHint(cfg: RunConfig, runDir: string, world: World): Promise<string> {
-  if (cfg.task === "classification") return `fine-tuning runs cannot be resumed; start it again to finish it: ${restartCommand(runDir)}`;
   const { entry } = await newestResumePoint(runDir, snapshotRoot(cfg)).catch(() => ({ entry: undefined }));
   if (entry === undefined) return `no checkpoint was written yet (training.checkpoint_interval_steps ${cfg.training.checkpoint_interval_steps}): nothing to resume`;
   const flag = world.useGpus ? `--gpus ${world.workersPerNode}` : `--workers ${world.workersPerNode}`;

@@ -76,13 +76,7 @@ export async function saveCheckpoint(dir: string, data: CheckpointData): Promise
   const vocabText = vocabToText(data.vocab, data.config.vocabSize, path.join(dir, VOCAB_FILE));
   // Encode (and so validate) everything before touching the directory.
   const modelChunks = encodeSafetensors(asF32Map(data.tensors), { format: "pt" }, path.join(dir, MODEL_FILE));
-  let stateChunks: Uint8Array[] | undefined;
-  if (data.trainingState !== undefined) {
-    const stateFile = path.join(dir, TRAINING_STATE_FILE);
-    assertJsonSafe(data.trainingState.meta, `${stateFile}: training state meta`);
-    const metaJson = JSON.stringify(data.trainingState.meta);
-    stateChunks = encodeSafetensors(asF32Map(data.trainingState.tensors), { [TRAINING_META_KEY]: metaJson }, stateFile);
-  }
+  const stateChunks = data.trainingState === undefined ? undefined : encodeTrainingState(dir, data.trainingState);
 
   await fs.mkdir(dir, { recursive: true });
   await fs.rm(path.join(dir, MANIFEST_FILE), { force: true });
@@ -96,11 +90,8 @@ export async function saveCheckpoint(dir: string, data: CheckpointData): Promise
   if (data.lowercase !== undefined) {
     written[TOKENIZER_CONFIG_FILE] = await atomicWriteFile(path.join(dir, TOKENIZER_CONFIG_FILE), JSON.stringify(tokenizerConfig(data.lowercase, data.config), null, 2) + "\n");
   }
-  if (stateChunks !== undefined) {
-    written[TRAINING_STATE_FILE] = await atomicWriteFile(path.join(dir, TRAINING_STATE_FILE), writeChunks(stateChunks));
-  } else {
-    await fs.rm(path.join(dir, TRAINING_STATE_FILE), { force: true }); // stale from an earlier save
-  }
+  const state = await writeTrainingStateChunks(dir, stateChunks);
+  if (state !== undefined) written[TRAINING_STATE_FILE] = state;
   return writeManifest(dir, written, data.step ?? null);
 }
 
@@ -133,26 +124,59 @@ export async function loadCheckpoint(dir: string, opts: { withTrainingState?: bo
   if (Object.prototype.hasOwnProperty.call(manifest.files, TOKENIZER_CONFIG_FILE)) {
     out.lowercase = parseTokenizerConfig((await readVerifiedFile(dir, manifest, TOKENIZER_CONFIG_FILE)).toString("utf8"), path.join(dir, TOKENIZER_CONFIG_FILE));
   }
-  if (opts.withTrainingState) {
-    const stateFile = path.join(dir, TRAINING_STATE_FILE);
-    if (!Object.prototype.hasOwnProperty.call(manifest.files, TRAINING_STATE_FILE)) {
-      throw new CheckpointError(stateFile, "checkpoint has no training state (saved for export only?), cannot resume from it");
-    }
-    const state = decodeSafetensors(await readVerifiedFile(dir, manifest, TRAINING_STATE_FILE), stateFile);
-    const metaText = state.metadata[TRAINING_META_KEY];
-    if (metaText === undefined) throw new CheckpointError(stateFile, `__metadata__ lacks ${TRAINING_META_KEY}`);
-    let meta: unknown;
-    try {
-      meta = JSON.parse(metaText);
-    } catch (e) {
-      throw new CheckpointError(stateFile, `${TRAINING_META_KEY} is not valid JSON: ${(e as Error).message}`);
-    }
-    if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
-      throw new CheckpointError(stateFile, `${TRAINING_META_KEY} is not a JSON object`);
-    }
-    out.trainingState = { tensors: toFloatMap(state.tensors, stateFile), meta: meta as Record<string, unknown> };
-  }
+  if (opts.withTrainingState) out.trainingState = await readTrainingState(dir, manifest);
   return out;
+}
+
+/** Whether a checkpoint's manifest lists a training state (what resuming needs beyond the weights). */
+export function hasTrainingState(manifest: CheckpointManifest): boolean {
+  return Object.prototype.hasOwnProperty.call(manifest.files, TRAINING_STATE_FILE);
+}
+
+/**
+ * Writes `state` as training_state.safetensors into `dir`, or, without one, removes a stale file an earlier save
+ * left there. For checkpoints that are not model directories (a fine-tune's adapter): the caller lists the returned
+ * file in its manifest. Validates (JSON-safe metadata, tensor sizes) before writing anything.
+ */
+export async function writeTrainingState(dir: string, state: TrainingState | undefined): Promise<WrittenFile | undefined> {
+  return writeTrainingStateChunks(dir, state === undefined ? undefined : encodeTrainingState(dir, state));
+}
+
+/**
+ * Reads and verifies (against the manifest's size and SHA-256) the training state of the checkpoint in `dir`.
+ * Throws a CheckpointError naming the file when the checkpoint has none, or when it is malformed.
+ */
+export async function readTrainingState(dir: string, manifest: CheckpointManifest): Promise<TrainingState> {
+  const stateFile = path.join(dir, TRAINING_STATE_FILE);
+  if (!hasTrainingState(manifest)) {
+    throw new CheckpointError(stateFile, "checkpoint has no training state (saved for export only?), cannot resume from it");
+  }
+  const state = decodeSafetensors(await readVerifiedFile(dir, manifest, TRAINING_STATE_FILE), stateFile);
+  const metaText = state.metadata[TRAINING_META_KEY];
+  if (metaText === undefined) throw new CheckpointError(stateFile, `__metadata__ lacks ${TRAINING_META_KEY}`);
+  let meta: unknown;
+  try {
+    meta = JSON.parse(metaText);
+  } catch (e) {
+    throw new CheckpointError(stateFile, `${TRAINING_META_KEY} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
+    throw new CheckpointError(stateFile, `${TRAINING_META_KEY} is not a JSON object`);
+  }
+  return { tensors: toFloatMap(state.tensors, stateFile), meta: meta as Record<string, unknown> };
+}
+
+/** Encodes (and so validates) a training state before anything in `dir` is touched. */
+function encodeTrainingState(dir: string, state: TrainingState): Uint8Array[] {
+  const stateFile = path.join(dir, TRAINING_STATE_FILE);
+  assertJsonSafe(state.meta, `${stateFile}: training state meta`);
+  return encodeSafetensors(asF32Map(state.tensors), { [TRAINING_META_KEY]: JSON.stringify(state.meta) }, stateFile);
+}
+
+async function writeTrainingStateChunks(dir: string, chunks: Uint8Array[] | undefined): Promise<WrittenFile | undefined> {
+  if (chunks !== undefined) return atomicWriteFile(path.join(dir, TRAINING_STATE_FILE), writeChunks(chunks));
+  await fs.rm(path.join(dir, TRAINING_STATE_FILE), { force: true }); // stale from an earlier save
+  return undefined;
 }
 
 function writeChunks(chunks: Uint8Array[]): (sink: { write(c: Uint8Array): Promise<void> }) => Promise<void> {

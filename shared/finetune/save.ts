@@ -6,10 +6,15 @@
  * ringtrain's fields in ringtrain_adapter.json); the other methods have no exact PEFT equivalent and keep ringtrain's
  * format (adapter_config.json version 1). All end with a checkpoint.json manifest, so run checkpoints are listed,
  * verified and pruned the same way.
+ *
+ * A run's checkpoints also hold training_state.safetensors, what resuming needs beyond the exported tensors (see
+ * resume.ts): the AdamW moments of the trained parameters, under the trainer's names, and the trained parameters
+ * that the export does not hold as they are (the prefix MLP, whose output table is exported instead; LoRA factors
+ * folded into the weights by lora.merge), under STATE_PARAMETER_PREFIX in the model's own layout.
  */
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { saveCheckpoint, MODEL_FILE } from "../checkpoint/checkpoint";
+import { saveCheckpoint, writeTrainingState, MODEL_FILE, TRAINING_STATE_FILE, type FloatTensor, type TrainingState } from "../checkpoint/checkpoint";
 import { MANIFEST_FILE, readManifest, writeManifest } from "../checkpoint/manifest";
 import { encodeSafetensors, type SafetensorsTensor } from "../checkpoint/safetensors";
 import { atomicWriteFile, type WrittenFile } from "../io/atomic-write";
@@ -31,6 +36,31 @@ export interface ClassifierMeta {
   vocab: readonly string[];
   padTokenId: number;
   step?: number;
+  /** What resuming needs (a run's checkpoints); absent for an export that only predicts. */
+  training?: ClassifierTraining;
+}
+
+/** The trainer's side of a fine-tune's training state. */
+export interface ClassifierTraining {
+  /** AdamW moments and per-parameter step counts by the trainer's names (Trainer.getOptimizerState().tensors). */
+  optimizer: ReadonlyMap<string, Float32Array>;
+  /** Resume metadata (step, trainer step, data position, base model, ...), JSON-safe. */
+  meta: Record<string, unknown>;
+}
+
+/** Key prefix, in a fine-tune's training state, of the trained parameters its exported tensors do not hold as they are. */
+export const STATE_PARAMETER_PREFIX = "parameter/";
+
+/**
+ * The training state to save beside exported tensors named `exported` (ringtrain names): the optimizer state, and
+ * every trained parameter missing from the export, in the model's layout.
+ */
+function classifierTrainingState(model: PeftClassifier, training: ClassifierTraining, exported: ReadonlySet<string>): TrainingState {
+  const tensors = new Map<string, FloatTensor>([...training.optimizer].map(([k, v]) => [k, { shape: [v.length], data: v }]));
+  for (const p of model.trainable) {
+    if (!exported.has(p.name)) tensors.set(STATE_PARAMETER_PREFIX + p.name, { shape: p.shape.slice(), data: Float32Array.from(p.variable.dataSync() as Float32Array) });
+  }
+  return { tensors, meta: training.meta };
 }
 
 /** True when a method's export is a complete checkpoint (full fine-tuning, or LoRA folded into the weights). */
@@ -68,7 +98,9 @@ export function adapterTensors(model: PeftClassifier, opts: { includeBase: boole
 async function saveAdapter(dir: string, model: PeftClassifier, meta: ClassifierMeta): Promise<void> {
   const peft = peftExportable(model.settings);
   // HF PEFT names every tensor from the PeftModel down: base_model.model.<transformers name>.
-  const tensors = new Map([...adapterTensors(model)].map(([k, t]) => [peft ? toPeftKey(k) : k, t]));
+  const ownNames = adapterTensors(model);
+  const training = meta.training === undefined ? undefined : classifierTrainingState(model, meta.training, new Set(ownNames.keys()));
+  const tensors = new Map([...ownNames].map(([k, t]) => [peft ? toPeftKey(k) : k, t]));
   const st = new Map<string, SafetensorsTensor>([...tensors].map(([k, t]) => [k, { dtype: "F32", shape: t.shape, data: t.data }]));
   const chunks = encodeSafetensors(st, { format: "pt" }, path.join(dir, ADAPTER_MODEL_FILE));
   const baseDir = path.resolve(meta.baseDir);
@@ -94,6 +126,8 @@ async function saveAdapter(dir: string, model: PeftClassifier, meta: ClassifierM
   } else {
     written[ADAPTER_CONFIG_FILE] = await atomicWriteFile(path.join(dir, ADAPTER_CONFIG_FILE), json(description));
   }
+  const state = await writeTrainingState(dir, training);
+  if (state !== undefined) written[TRAINING_STATE_FILE] = state;
   await writeManifest(dir, written, meta.step ?? null);
 }
 
@@ -107,7 +141,12 @@ async function saveCompleteClassifier(dir: string, model: PeftClassifier, meta: 
     }
   }
   for (const [k, t] of adapterTensors(model, { includeBase: false })) if (k.startsWith("classifier.")) tensors.set(k, t);
-  await saveCheckpoint(dir, { config: model.base.config, tensors, vocab: meta.vocab, padTokenId: meta.padTokenId, lowercase: meta.lowercase, step: meta.step, hfConfigExtra: hfClassifierFields(meta.labels, model.settings.pooling, model.settings.classifierDropout) });
+  // The LoRA-wrapped weights hold W + (alpha/r) A·B here, but they are frozen: a resume takes them from the base model.
+  const trainingState = meta.training === undefined ? undefined : classifierTrainingState(model, meta.training, new Set(tensors.keys()));
+  await saveCheckpoint(dir, {
+    config: model.base.config, tensors, vocab: meta.vocab, padTokenId: meta.padTokenId, lowercase: meta.lowercase, step: meta.step,
+    hfConfigExtra: hfClassifierFields(meta.labels, model.settings.pooling, model.settings.classifierDropout), trainingState,
+  });
   const task: TaskFile = {
     format: "ringtrain-classifier", version: 1, method: model.settings.method,
     labels: meta.labels, max_seq_len: meta.maxSeqLen, lowercase: meta.lowercase, classifier_dropout: model.settings.classifierDropout, pooling: model.settings.pooling,

@@ -16,6 +16,7 @@ import { prepareClassificationData } from "../../shared/finetune/prepare";
 import { loadBaseModel } from "../../shared/finetune/base-model";
 import { buildClassifier } from "../../shared/finetune/load";
 import { saveClassifier } from "../../shared/finetune/save";
+import { restoreClassifier } from "../../shared/finetune/resume";
 import type { PeftClassifier } from "../../shared/peft/classifier";
 import { peftSettingsOf } from "../../shared/peft/settings";
 import { countClassifierParams, formatParamCounts } from "../../shared/peft/specs";
@@ -29,7 +30,6 @@ export async function createClassificationTask(ctx: TaskContext): Promise<Task> 
   const { cfg, joined, env } = ctx;
   const f = cfg.finetune;
   if (f === undefined) throw new Error("task: classification needs a finetune section");
-  if (joined.resume_checkpoint_dir !== "") throw new Error("resuming a fine-tuning run is not supported; start it again (fine-tuning runs are short)");
   const tokenizer = tokenizerFromTokens(joined.vocab_tokens, cfg);
   const base = await loadBaseModel(f.base_model);
   if (base.checkpoint.vocab.join("\n") !== joined.vocab_tokens.join("\n")) throw new Error(`the coordinator's vocabulary differs from ${base.dir}'s`);
@@ -47,6 +47,12 @@ export async function createClassificationTask(ctx: TaskContext): Promise<Task> 
     objective: classificationObjective(model),
   }, ctx.reducer);
   ctx.reducer.describeParameters?.(trainer.params); // shapes for shape-aware compression (PowerSGD)
+  if (joined.resume_checkpoint_dir !== "") {
+    // The classifier was built as at the start (frozen weights from the base); the trained ones and the moments come back.
+    const resumed = await restoreClassifier(joined.resume_checkpoint_dir, model, base.checksum);
+    trainer.setOptimizerState(resumed.optimizer);
+    ctx.log(`resumed from ${joined.resume_checkpoint_dir} at step ${joined.start_step}`);
+  }
   const counts = countClassifierParams(model.base.config, settings);
   const gradBytes = trainer.grads.reduce((a, g) => a + g.data.byteLength, 0) + trainer.counters.byteLength;
   ctx.log(`${f.method} fine-tuning (${f.init} init) of ${base.dir}: ${formatParamCounts(counts)}`);
@@ -90,6 +96,13 @@ export async function createClassificationTask(ctx: TaskContext): Promise<Task> 
       await saveClassifier(dir, model, {
         labels: data.labels, maxSeqLen: cfg.data.max_seq_len, lowercase: cfg.tokenizer.lowercase,
         baseDir: base.dir, baseChecksum: base.checksum, vocab: joined.vocab_tokens, padTokenId: tokenizer.specialIds.pad, step,
+        training: {
+          optimizer: trainer.getOptimizerState().tensors,
+          meta: {
+            step, trainer_step: trainer.step, data_position: step * cfg.batch.global_batch_size, world_size: env.worldSize, seed: cfg.seed,
+            method: f.method, base_model: base.dir, base_model_sha256: base.checksum,
+          },
+        },
       });
       await pruneCheckpoints(joined.run_dir, cfg.training.keep_checkpoints);
     },
