@@ -127,7 +127,7 @@ test("a bad finetune field in the YAML stops launch before anything starts, nami
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test("--max-restarts recovers a fine-tuning run whose worker is killed (it restarts from its first step)", async () => {
+test("--max-restarts recovers a fine-tuning run whose worker is killed (it continues from its last checkpoint)", async () => {
   const out = path.join(root, "ft-restart");
   const run = startLaunch(ftArgs(out, "--workers", "2", "--max-restarts", "1", "--max-steps", "40", "--set", "training.eval_interval_steps=40", "--set", "training.checkpoint_interval_steps=5"));
   const metrics = path.join(out, "metrics.jsonl");
@@ -140,7 +140,7 @@ test("--max-restarts recovers a fine-tuning run whose worker is killed (it resta
   process.kill(pid, "SIGKILL");
   const r = await run.done;
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /restart 1\/1 with 2 worker\(s\) from the start/);
+  assert.match(r.stderr, /restart 1\/1 with 2 worker\(s\) from the checkpoint of step \d+/);
   const steps = fs.readFileSync(metrics, "utf8").trim().split("\n").map((l) => (JSON.parse(l) as Metrics).step);
   assert.equal(steps[steps.length - 1], 40);
 });
@@ -160,21 +160,20 @@ test("--overwrite with a data error (a misspelt label_field) exits 2 and leaves 
   assert.ok(fs.existsSync(path.join(out, "checkpoints", "step-000003")), "checkpoints kept");
 });
 
-test("a finished or interrupted fine-tune is pointed to the command that starts it again, never to --resume (which refuses it)", async () => {
+test("a finished fine-tune in output_dir is pointed to --resume (which continues it with more steps) or --overwrite", async () => {
   const out = path.join(root, "ft-again");
-  const first = await runLaunch(ftArgs(out, "--workers", "1", "--max-steps", "1"));
+  const first = await runLaunch(ftArgs(out, "--workers", "1", "--max-steps", "1", "--set", "training.checkpoint_interval_steps=1"));
   assert.equal(first.code, 0, first.stderr);
   const again = await runLaunch(ftArgs(out, "--workers", "1", "--max-steps", "1"));
   assert.equal(again.code, 2, again.stderr);
-  assert.match(again.stderr, /already holds a run .*replace it with --overwrite/);
-  assert.doesNotMatch(again.stderr, /--resume/);
-  const resumed = await runLaunch(["--resume", out, "--workers", "1"]);
-  assert.equal(resumed.code, 2, resumed.stderr);
-  const command = /start the run again in place: launch (\S+) --overwrite/.exec(resumed.stderr);
-  assert.ok(command !== null, resumed.stderr);
+  assert.match(again.stderr, /already holds a run .*continue it with launch --resume \S+, replace it with --overwrite/);
+  const finished = await runLaunch(["--resume", out, "--workers", "1"]);
+  assert.equal(finished.code, 2, finished.stderr);
+  assert.match(finished.stderr, /checkpoint is at step 1, training\.max_steps is 1; raise it with --max-steps/);
   // the advice works as given
-  const restarted = await runLaunch([command[1], "--overwrite", "--workers", "1", "--max-steps", "1", "--quiet"]);
-  assert.equal(restarted.code, 0, restarted.stderr);
+  const more = await runLaunch(["--resume", out, "--workers", "1", "--max-steps", "2", "--quiet"]);
+  assert.equal(more.code, 0, more.stderr);
+  assert.deepEqual(fs.readFileSync(path.join(out, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as Metrics).step), [1, 2]);
 });
 
 test("tokenizer settings in a fine-tuning config (another vocabulary than the base model's) are refused, not silently ignored", async () => {

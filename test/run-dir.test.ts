@@ -1,6 +1,7 @@
 /**
  * What `launch` does with the run directory and with bad input before anything trains: a second run does not
- * silently mix into a previous one, a resume cannot change the model, fine-tuning cannot write over its base model,
+ * silently mix into a previous one, a resume cannot change the model (nor a fine-tune's method and its settings),
+ * fine-tuning cannot write over its base model,
  * and bad data or world flags exit 2 with one line naming the problem (no stack trace, nothing written).
  */
 import { test } from "node:test";
@@ -55,9 +56,12 @@ test("a second run into a run directory is refused (exit 2, nothing touched); --
   const ft = path.join(dir, "ft");
   const finetune = await runLaunch(ftArgs(ft, "--set", "training.checkpoint_interval_steps=1"));
   assert.equal(finetune.code, EXIT_OK, finetune.stderr);
+  // a resumed fine-tune keeps its method and settings (another LoRA rank is another model)
+  const reshapeFt = await runLaunch(["--resume", ft, "--max-steps", "2", "--set", "finetune.lora.r=8", "--quiet"]);
+  assert.equal(reshapeFt.code, EXIT_CONFIG, reshapeFt.stderr);
+  assert.match(reshapeFt.stderr, /--resume .*field finetune differs from the run's config\.yaml/);
   const resumeFt = await runLaunch(["--resume", ft, "--max-steps", "2", "--quiet"]);
-  assert.equal(resumeFt.code, EXIT_CONFIG, resumeFt.stderr);
-  assert.match(resumeFt.stderr, /fine-tuning runs cannot be resumed/);
+  assert.equal(resumeFt.code, EXIT_OK, resumeFt.stderr);
   // the fixture trains a LoRA adapter: as a base model it is refused by name, not with a manifest error
   const adapterAsBase = await runLaunch([FINETUNE, "--output", path.join(dir, "ft2"), "--set", `finetune.base_model=${ft}`, "--quiet", "--dry-run"]);
   fs.rmSync(dir, { recursive: true, force: true });
