@@ -283,7 +283,7 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
       const runDir = path.resolve(cfg.output_dir);
       const { entry: checkpoint } = fs.existsSync(path.join(runDir, RUN_CONFIG_FILE)) ? await newestResumePoint(runDir, snapshotRoot(cfg)) : { entry: undefined };
       if (checkpoint !== undefined && checkpoint.step >= cfg.training.max_steps) return { cfg, source: args.config, complete: true };
-      if (checkpoint !== undefined && !hasTrainingState(await readManifest(checkpoint.dir))) {
+      if (checkpoint !== undefined && cfg.task === "classification" && !hasTrainingState(await readManifest(checkpoint.dir))) {
         // a fine-tune saved before its checkpoints kept a training state: automation cannot ask, so it starts over as it used to
         process.stderr.write(`launch: --auto-resume: ${missingTrainingStateMessage(checkpoint.dir)}; starting ${cfg.output_dir} over\n`);
         return { cfg, source: args.config };
@@ -307,7 +307,7 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
   if (snapshot && checkpoint) process.stderr.write(`launch: resuming from the in-memory snapshot of step ${checkpoint.step} (${checkpoint.dir})\n`);
   if (checkpoint === undefined) throw new ConfigError(`--resume ${args.resume}: no complete checkpoint to resume from`);
   const manifest = await readManifest(checkpoint.dir);
-  if (!hasTrainingState(manifest)) {
+  if (cfg.task === "classification" && !hasTrainingState(manifest)) {
     throw new ConfigError(`--resume ${args.resume}: ${missingTrainingStateMessage(checkpoint.dir)}; start the run over in place: ${restartCommand(args.resume)}`);
   }
   // a fine-tune takes its vocabulary from finetune.base_model (an adapter checkpoint has no vocab.txt)
@@ -431,7 +431,7 @@ function checkResumeKeepsModel(saved: RunConfig, wanted: RunConfig, runDir: stri
     const { hidden_dropout: _h, attention_dropout: _a, ...rest } = c.model ?? {};
     // a fine-tune's model is its base, its method and the method's settings; the head's dropout is a training setting
     const f = c.finetune;
-    const finetune = f === undefined ? undefined : { base_model: f.base_model, method: f.method, init: f.init, pooling: f.pooling, settings: methodSettings(peftSettingsOf(f, 2)) };
+    const finetune = f === undefined ? undefined : { base_model: f.base_model, method: f.method, init: f.init, pooling: f.pooling, settings: methodSettings(peftSettingsOf(f, 2 /* classes: no part of the method's settings */)) };
     return { task: c.task, objective: c.objective, model: rest, tokenizer: c.tokenizer, finetune };
   };
   const before = shape(saved);
@@ -484,7 +484,7 @@ function restartCommand(runDir: string): string {
 /** After Ctrl-C: how to continue, or that nothing can be resumed. */
 async function resumeHint(cfg: RunConfig, runDir: string, world: World): Promise<string> {
   const { entry } = await newestResumePoint(runDir, snapshotRoot(cfg)).catch(() => ({ entry: undefined }));
-  if (entry === undefined) return `no checkpoint was written yet (training.checkpoint_interval_steps ${cfg.training.checkpoint_interval_steps}): nothing to resume`;
+  if (entry === undefined) return `no checkpoint was written yet (training.checkpoint_interval_steps ${cfg.training.checkpoint_interval_steps}): nothing to resume; start it over in place: ${restartCommand(runDir)}`;
   const flag = world.useGpus ? `--gpus ${world.workersPerNode}` : `--workers ${world.workersPerNode}`;
   // several nodes resume together, each with its own node rank
   const nodes = world.nodes > 1 ? ` --nodes ${world.nodes} --node-rank ${world.nodeRank} --coordinator ${world.coordinatorAddress}` : "";

@@ -2,8 +2,9 @@
  * Resuming fine-tunes through the real CLI: a fine-tune interrupted after a checkpoint (a worker hangs at a later
  * step, launch gets SIGINT) and continued with `launch --resume RUN_DIR` ends with the same checkpoint, every tensor
  * of it (exported weights, optimizer moments, parameters only the training state holds) and the same metrics.jsonl
- * step records as an uninterrupted run: full fine-tuning, LoRA, and prefix tuning with its reparameterising MLP
- * (trained, but exported only as the prefixes it computes). `--max-restarts` continues a fine-tune from its
+ * step records as an uninterrupted run: full fine-tuning, LoRA, prefix tuning with its reparameterising MLP (trained,
+ * but exported only as the prefixes it computes), LoRA with merge (factors folded into the exported weights),
+ * adapters and a soft prompt. `--max-restarts` continues a fine-tune from its
  * checkpoint after a worker is killed. A checkpoint written before fine-tune checkpoints held a training state is
  * refused by --resume, naming it, started over by --auto-resume, and still loads for predict.
  */
@@ -129,6 +130,17 @@ test("prefix tuning with its MLP: the MLP (saved only in the training state) and
   const state = (await readSafetensors(path.join(dir, "training_state.safetensors"))).tensors;
   assert.ok(state.has("parameter/prefix.mlp.0.weight") && state.has("prefix.mlp.0.weight.exp_avg"), [...state.keys()].join(", "));
   assert.ok((await readSafetensors(path.join(dir, "adapter_model.safetensors"))).tensors.has("prefix.past_key_values"));
+});
+
+test("LoRA with merge: the factors, folded into the exported weights, resume from the training state; frozen weights from the base", async () => {
+  const { cut } = await interruptAndResume("lora-merge", "--set", "finetune.lora.merge=true");
+  const state = (await readSafetensors(path.join((await listCheckpoints(cut)).at(-1)!.dir, "training_state.safetensors"))).tensors;
+  assert.ok(state.has("parameter/bert.encoder.layer.0.attention.self.query.lora_A.weight"), [...state.keys()].join(", "));
+});
+
+test("adapters (with one on the embeddings and trained LayerNorms) and a soft prompt resume exactly", async () => {
+  await interruptAndResume("adapter", "--set", "finetune.method=adapter", "--set", "finetune.adapter.size=8", "--set", "finetune.adapter.embedding_size=8");
+  await interruptAndResume("prompt", "--set", "finetune.method=prompt", "--set", "finetune.prompt.num_virtual_tokens=4");
 });
 
 test("--max-restarts continues a fine-tune from its checkpoint after a worker is killed, to the uninterrupted run's tensors", async () => {
