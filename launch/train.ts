@@ -19,9 +19,9 @@ import { scheduleOf } from "../shared/config/derived";
 import { lrAt } from "../shared/train/schedule";
 import { checkpointDirFor } from "../shared/checkpoint/run-checkpoints";
 import { readManifest } from "../shared/checkpoint/manifest";
-import { hasTrainingState } from "../shared/checkpoint/checkpoint";
+import { hasTrainingState, readTrainingMeta } from "../shared/checkpoint/checkpoint";
 import { missingTrainingStateMessage } from "../shared/finetune/resume";
-import { resolveCheckpointDir } from "../shared/finetune/base-model";
+import { modelChecksum, resolveCheckpointDir } from "../shared/finetune/base-model";
 import { methodSettings, peftSettingsOf } from "../shared/peft/settings";
 import { Vocab } from "../shared/tokenizer/vocab";
 import { atomicWriteFile } from "../shared/io/atomic-write";
@@ -273,6 +273,24 @@ export async function launchTraining(args: TrainArgs): Promise<number> {
   return EXIT_OK;
 }
 
+/**
+ * A fine-tune resumes on the base weights it trained on: its checkpoint records the base's model.safetensors sha256,
+ * compared here with what finetune.base_model holds now (e.g. a base run started over in the same directory), so
+ * the mismatch exits 2 before any process starts. A base that cannot be read is left to the worker, which names it.
+ */
+async function checkResumeBase(runDir: string, checkpointDir: string, baseModel: string): Promise<void> {
+  const meta = await readTrainingMeta(checkpointDir).catch((e: Error) => {
+    throw new ConfigError(`--resume ${runDir}: ${e.message}`);
+  });
+  const now = await modelChecksum(path.resolve(baseModel)).catch(() => undefined);
+  if (now === undefined || meta.base_model_sha256 === now) return;
+  throw new ConfigError(
+    `--resume ${runDir}: checkpoint ${checkpointDir} was trained on base model ${String(meta.base_model)} with model.safetensors sha256 ` +
+      `${String(meta.base_model_sha256)}, but finetune.base_model (${baseModel}) now holds sha256 ${now}: the frozen weights would differ. ` +
+      `Resume with the base checkpoint it trained on, or start the fine-tune over: ${restartCommand(runDir)}`,
+  );
+}
+
 /** Config from the file (+ overrides), or from RUN_DIR/config.yaml with --resume and its latest good checkpoint. */
 async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source: string; resume?: { dir: string; step: number; vocab?: Vocab }; complete?: boolean }> {
   if (args.resume === undefined) {
@@ -310,6 +328,7 @@ async function resolveConfig(args: TrainArgs): Promise<{ cfg: RunConfig; source:
   if (cfg.task === "classification" && !hasTrainingState(manifest)) {
     throw new ConfigError(`--resume ${args.resume}: ${missingTrainingStateMessage(checkpoint.dir)}; start the run over in place: ${restartCommand(args.resume)}`);
   }
+  if (cfg.task === "classification" && cfg.finetune !== undefined) await checkResumeBase(args.resume, checkpoint.dir, cfg.finetune.base_model);
   // a fine-tune takes its vocabulary from finetune.base_model (an adapter checkpoint has no vocab.txt)
   const vocab = cfg.task === "classification" ? undefined : Vocab.load(path.join(checkpoint.dir, "vocab.txt"));
   if (cfg.training.max_steps <= checkpoint.step) {

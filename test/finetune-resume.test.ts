@@ -189,3 +189,22 @@ test("a fine-tune checkpoint without training state (saved before resuming was p
   assert.match(auto.stderr, /--auto-resume: checkpoint \S+ holds no training_state\.safetensors .*; starting \S+ over/);
   assert.ok(fs.existsSync(path.join(newest, "training_state.safetensors")), "the run started over writes resumable checkpoints");
 });
+
+test("a resume whose base model changed since (its run started over in place) exits 2 before any process starts, naming both checksums", async () => {
+  const ownBase = path.join(root, "base-redone");
+  let r = await runLaunch(tinyArgs(ownBase, "--workers", "1", "--max-steps", "2"));
+  assert.equal(r.code, 0, r.stderr);
+  const out = path.join(root, "ft-base-redone");
+  r = await runLaunch([FT_CONFIG, "--output", out, "--set", `finetune.base_model=${ownBase}`, "--set", `data.cache_dir=${TEST_CACHE_DIR}`, "--quiet", "--workers", "1",
+    "--max-steps", "2", "--set", "training.checkpoint_interval_steps=2"]);
+  assert.equal(r.code, 0, r.stderr);
+  // the base run starts over in place with another seed: the same checkpoint directory now holds other weights
+  r = await runLaunch(tinyArgs(ownBase, "--workers", "1", "--max-steps", "2", "--seed", "9", "--overwrite"));
+  assert.equal(r.code, 0, r.stderr);
+  const metricsBefore = fs.readFileSync(path.join(out, "metrics.jsonl"), "utf8");
+  r = await runLaunch(["--resume", out, "--max-steps", "4", "--quiet"]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /was trained on base model .+ with model\.safetensors sha256 [0-9a-f]{64}, but finetune\.base_model \(.+\) now holds sha256 [0-9a-f]{64}/);
+  assert.doesNotMatch(r.stderr, /coordinator listening|\[rank \d\]/, "nothing was started");
+  assert.equal(fs.readFileSync(path.join(out, "metrics.jsonl"), "utf8"), metricsBefore, "the run directory is as it was");
+});

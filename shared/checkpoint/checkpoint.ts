@@ -166,6 +166,41 @@ export async function readTrainingState(dir: string, manifest: CheckpointManifes
   return { tensors: toFloatMap(state.tensors, stateFile), meta: meta as Record<string, unknown> };
 }
 
+/**
+ * The metadata of a checkpoint's training state, read from the safetensors header alone (the moments can be twice
+ * the model's size): what launch checks before a resume starts any process. Throws CheckpointError when unreadable.
+ */
+export async function readTrainingMeta(dir: string): Promise<Record<string, unknown>> {
+  const stateFile = path.join(dir, TRAINING_STATE_FILE);
+  let header: unknown;
+  const fh = await fs.open(stateFile, "r").catch((e: Error) => {
+    throw new CheckpointError(stateFile, `cannot open: ${e.message}`);
+  });
+  try {
+    const size = Buffer.alloc(8);
+    await fh.read(size, 0, 8, 0);
+    const n = Number(size.readBigUInt64LE(0));
+    if (!(n > 1 && n < 100 * 1024 * 1024)) throw new CheckpointError(stateFile, `safetensors header length ${n} is implausible`);
+    const text = Buffer.alloc(n);
+    const { bytesRead } = await fh.read(text, 0, n, 8);
+    if (bytesRead !== n) throw new CheckpointError(stateFile, `truncated safetensors header (${bytesRead} of ${n} bytes)`);
+    header = JSON.parse(text.toString("utf8"));
+  } catch (e) {
+    throw e instanceof CheckpointError ? e : new CheckpointError(stateFile, `unreadable safetensors header: ${(e as Error).message}`);
+  } finally {
+    await fh.close();
+  }
+  const metaText = (header as { __metadata__?: Record<string, string> }).__metadata__?.[TRAINING_META_KEY];
+  if (metaText === undefined) throw new CheckpointError(stateFile, `__metadata__ lacks ${TRAINING_META_KEY}`);
+  try {
+    const meta: unknown = JSON.parse(metaText);
+    if (typeof meta === "object" && meta !== null && !Array.isArray(meta)) return meta as Record<string, unknown>;
+  } catch {
+    // reported below
+  }
+  throw new CheckpointError(stateFile, `${TRAINING_META_KEY} is not a JSON object`);
+}
+
 /** Encodes (and so validates) a training state before anything in `dir` is touched. */
 function encodeTrainingState(dir: string, state: TrainingState): Uint8Array[] {
   const stateFile = path.join(dir, TRAINING_STATE_FILE);
