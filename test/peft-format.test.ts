@@ -31,7 +31,7 @@ import { hfClassifierLinears, peftTargetModules, peftTargets } from "../shared/f
 import { repoRoot } from "../shared/paths";
 import { classifierLogits, maxAbsDiffOf, randomBatch, tinyConfig } from "./helpers/model-fixtures";
 import { runLaunch } from "./helpers/launch";
-import { pythonWithTorch } from "./helpers/python";
+import { pythonWithTorchOrSkip } from "./helpers/python";
 
 before(async () => {
   await selectBackend("wasm");
@@ -288,11 +288,8 @@ test("launch predict gives identical predictions from the old layout and the PEF
 });
 
 test("independent check: torch applies the PEFT files as PEFT does and reproduces ringtrain's logits and merged weights", async (t) => {
-  const py = pythonWithTorch();
-  if (py === undefined) {
-    t.skip("no python3 with torch importable (set PYTHON=...): the torch reference check did not run");
-    return;
-  }
+  const py = pythonWithTorchOrSkip(t);
+  if (py === undefined) return;
   const root = tmp("torch");
   for (const lora of [{ r: 4, alpha: 8, target_modules: ["query", "value", "output.dense"] }, { r: 2, alpha: 5, target_modules: ["dense", "key"] }]) {
     const { baseDir, dir, model } = await savedLora(root, lora);

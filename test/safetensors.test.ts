@@ -7,6 +7,7 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   parseSafetensorsHeader,
+  readSafetensorsMetadata,
   readSafetensors,
   tensorToFloat32,
   writeSafetensors,
@@ -186,4 +187,21 @@ test("tensorToFloat32 converts F16 and BF16, refuses integer dtypes", () => {
   assert.deepEqual(Array.from(tensorToFloat32({ dtype: "F16", shape: [3], data: Uint16Array.from([0x3c00, 0xc000, 0x0001]) }, "x")), [1, -2, 2 ** -24]);
   assert.deepEqual(Array.from(tensorToFloat32({ dtype: "BF16", shape: [2], data: Uint16Array.from([0x3f80, 0xc040]) }, "x")), [1, -3]);
   assert.throws(() => tensorToFloat32({ dtype: "I32", shape: [1], data: new Int32Array(1) }, "file: tensor \"t\""), /file: tensor "t": dtype I32 cannot be read as float32/);
+});
+
+test("readSafetensorsMetadata reads the header alone: the metadata, and named errors for a cut or non-JSON header", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "st-meta-"));
+  const file = path.join(dir, "m.safetensors");
+  const big = new Float32Array(100_000).fill(1.5);
+  await writeSafetensors(file, new Map([["w", { dtype: "F32" as const, shape: [big.length], data: big }]]), { note: "hello", step: "7" });
+  assert.deepEqual(await readSafetensorsMetadata(file), { note: "hello", step: "7" });
+  const bytes = fs.readFileSync(file);
+  const n = Number(bytes.readBigUInt64LE(0));
+  fs.writeFileSync(file, bytes.subarray(0, 8 + n - 5));
+  await assert.rejects(readSafetensorsMetadata(file), /m\.safetensors: header length \d+ exceeds the \d+ bytes after the length field/);
+  const junk = Buffer.concat([Buffer.alloc(8), Buffer.from("[1,2]")]);
+  junk.writeBigUInt64LE(5n, 0);
+  fs.writeFileSync(file, junk);
+  await assert.rejects(readSafetensorsMetadata(file), /header is not a JSON object/);
+  fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -25,9 +25,10 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadRunConfig } from "../shared/config/load";
+import type { RunConfig } from "../shared/config/schema";
 import { loadCheckpoint, saveCheckpoint } from "../shared/checkpoint/checkpoint";
 import { listCheckpoints } from "../shared/checkpoint/run-checkpoints";
-import { buildBatch, maskSettingsFor } from "../shared/data/objective";
+import { buildBatch, maskSettingsFor, type Objective } from "../shared/data/objective";
 import { countTargets, type Batch } from "../shared/data/batch";
 import { pretrainingDocuments, prepareNspData, preparePretrainingData, tokenizerFromTokens } from "../shared/pipeline/prepare";
 import { modelConfigOf } from "../shared/config/derived";
@@ -45,7 +46,7 @@ import type { PackedSequences } from "../shared/data/packed";
 import { Rng } from "../shared/rng";
 import { runLaunch, tempDir, tinyArgs } from "./helpers/launch";
 import { randomBatch, sliceBatch } from "./helpers/model-fixtures";
-import { pythonWithTorch } from "./helpers/python";
+import { pythonWithTorchOrSkip } from "./helpers/python";
 
 /** What the torch reference prints. */
 interface ReferenceResult {
@@ -97,64 +98,23 @@ interface OptimizerSettings {
 const TOLERANCE = 1e-5;
 
 test("4 pretraining steps of launch --workers 2 equal PyTorch's BertForMaskedLM + AdamW (HF Trainer's decay groups) + HF's warmup/linear schedule", async (t) => {
-  const py = pythonWithTorch();
-  if (py === undefined) {
-    t.skip("no python3 with torch importable (set PYTHON=...): the torch reference check did not run");
-    return;
-  }
+  const py = pythonWithTorchOrSkip(t);
+  if (py === undefined) return;
   const root = tempDir("torchref");
-  // The initial weights: a real checkpoint (one trained step, so biases and LayerNorms are no longer 0 and 1).
-  const base = path.join(root, "base");
-  const rBase = await runLaunch(tinyArgs(base, "--workers", "1", "--max-steps", "1"));
-  assert.equal(rBase.code, 0, `base run failed:\n${rBase.stderr}`);
-  const initDir = (await listCheckpoints(base)).at(-1)!.dir;
-
   // Warmup 2 of 4 steps: rates 0, lr/2, lr, lr/2 (the first update has rate 0 but still fills Adam's moments).
   // This run's gradient norms (~1.2-1.3) exceed the default clip of 1.0: every step clips (case 2 has unclipped steps).
-  // Global batch 12 on 2 workers with micro-batches of 2: 3 accumulated micro-batches per rank and step.
-  const steps = 4;
-  const run = path.join(root, "run");
-  const dataLog = path.join(root, "data.jsonl");
-  const r = await runLaunch(tinyArgs(run, "--workers", "2", "--max-steps", String(steps),
-    "--set", `model.init_from=${initDir}`, "--set", "model.hidden_dropout=0", "--set", "model.attention_dropout=0",
-    "--set", "schedule.warmup_steps=2", "--set", "optimizer.weight_decay=0.1"),
-  { RINGTRAIN_DATA_LOG: dataLog });
-  assert.equal(r.code, 0, `run failed:\n${r.stderr}`);
-  const finalDir = (await listCheckpoints(run)).at(-1)!.dir;
-  const cfg = loadRunConfig(path.join(run, "config.yaml"));
-
-  // Each step's global batch: the ranks' slices in rank order, built as the workers build them.
-  const final = await loadCheckpoint(finalDir);
-  const tokenizer = tokenizerFromTokens(final.vocab, cfg);
-  const data = preparePretrainingData(cfg, pretrainingDocuments(cfg), tokenizer);
-  const mask = maskSettingsFor(tokenizer, cfg.seed, { mlmProbability: cfg.data.mlm_probability, wholeWordMask: cfg.data.whole_word_mask });
-  const logged = fs.readFileSync(dataLog, "utf8").trim().split("\n").map((l) => JSON.parse(l) as DataLogLine);
-  const batches = Array.from({ length: steps }, (_, i) => {
-    const slices = logged.filter((l) => l.step === i + 1).sort((a, b) => a.rank - b.rank);
-    assert.deepEqual(slices.map((l) => l.rank), [0, 1], `step ${i + 1}: every rank logged its sequences once`);
-    const batch = buildBatch({ kind: "mlm", data: data.train, mask }, { indices: slices.flatMap((l) => l.indices), epoch: slices.flatMap((l) => l.epochs) });
-    assert.equal(batch.batchSize, cfg.batch.global_batch_size);
-    return batch;
-  });
-  const schedule = { kind: cfg.schedule.decay, warmup_steps: cfg.schedule.warmup_steps, total_steps: cfg.training.max_steps, min_lr_ratio: cfg.schedule.min_lr_ratio };
+  const { initDir, finalDir, cfg, vocabSize, schedule, batches, figures } = await launchedSteps(root, 4, [],
+    ["--set", "schedule.warmup_steps=2", "--set", "optimizer.weight_decay=0.1"]);
   const got = runReference(py, root, initDir, finalDir, cfg.optimizer, schedule, batches);
-
-  const metrics = fs.readFileSync(path.join(run, "metrics.jsonl"), "utf8").trim().split("\n")
-    .map((l) => JSON.parse(l) as { step: number; loss: number; grad_norm: number; learning_rate: number });
-  assert.deepEqual(metrics.map((m) => m.step), [1, 2, 3, 4]);
-  const report = compareWithReference(got, metrics.map((m) => ({ loss: m.loss, gradNorm: m.grad_norm, lr: m.learning_rate })),
-    bertParamSpecs(modelConfigOf(cfg, tokenizer.vocabSize)));
+  const report = compareWithReference(got, figures, bertParamSpecs(modelConfigOf(cfg, vocabSize)));
   for (const line of report) t.diagnostic(line);
   assert.ok(got.steps.some((s) => s.grad_norm > cfg.optimizer.grad_clip_norm), "some step clipped");
   fs.rmSync(root, { recursive: true, force: true });
 });
 
 test("the Trainer with padding, segment-1 tokens, uneven micro-batches and cosine decay to a floor equals the torch reference", async (t) => {
-  const py = pythonWithTorch();
-  if (py === undefined) {
-    t.skip("no python3 with torch importable (set PYTHON=...): the torch reference check did not run");
-    return;
-  }
+  const py = pythonWithTorchOrSkip(t);
+  if (py === undefined) return;
   const root = tempDir("torchref-trainer");
   const { config, model, initDir, save } = await smallModel(root, 11, false);
   const optimizer: OptimizerSettings = { lr: 3e-3, beta1: 0.9, beta2: 0.98, eps: 1e-6, weight_decay: 0.1, grad_clip_norm: 1.6 };
@@ -182,11 +142,8 @@ test("the Trainer with padding, segment-1 tokens, uneven micro-batches and cosin
 });
 
 test("a causal decoder (objective causal, HF's BertLMHeadModel) trained by the Trainer equals the torch reference", async (t) => {
-  const py = pythonWithTorch();
-  if (py === undefined) {
-    t.skip("no python3 with torch importable (set PYTHON=...): the torch reference check did not run");
-    return;
-  }
+  const py = pythonWithTorchOrSkip(t);
+  if (py === undefined) return;
   const root = tempDir("torchref-causal");
   const { config, model, initDir, save } = await smallModel(root, 12, true);
   const optimizer: OptimizerSettings = { lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-6, weight_decay: 0.1, grad_clip_norm: 1.0 };
@@ -218,58 +175,81 @@ test("a causal decoder (objective causal, HF's BertLMHeadModel) trained by the T
 });
 
 test("mlm+nsp: 3 steps of launch --workers 2 with accumulation equal PyTorch's BertForPreTraining (MLM mean + NSP mean)", async (t) => {
-  const py = pythonWithTorch();
-  if (py === undefined) {
-    t.skip("no python3 with torch importable (set PYTHON=...): the torch reference check did not run");
-    return;
-  }
+  const py = pythonWithTorchOrSkip(t);
+  if (py === undefined) return;
   const root = tempDir("torchref-nsp");
-  const nsp = ["--set", "objective=mlm+nsp"];
-  // A real mlm+nsp checkpoint (pooler and NSP head included) after one step, as in case 1.
+  // The base is a real mlm+nsp checkpoint (pooler and NSP head included), as in case 1.
+  const { initDir, finalDir, cfg, vocabSize, schedule, batches, figures } = await launchedSteps(root, 3, ["--set", "objective=mlm+nsp"],
+    ["--set", "optimizer.weight_decay=0.1"]);
+  for (const b of batches) assert.equal(b.nspLabels?.length, cfg.batch.global_batch_size);
+  // The two means weigh differently from one sum over the masked tokens only when a sequence holds several of them.
+  assert.ok(batches.every((b) => countTargets(b) >= 2 * b.batchSize), "several masked tokens per sequence");
+  assert.ok(batches.some((b) => b.nspLabels!.includes(0) && b.nspLabels!.includes(1)), "both NSP labels occur");
+  const got = runReference(py, root, initDir, finalDir, cfg.optimizer, schedule, batches);
+  const report = compareWithReference(got, figures, bertParamSpecs(modelConfigOf(cfg, vocabSize), { nsp: true }));
+  for (const line of report) t.diagnostic(line);
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+/** What a real `launch --workers 2` run from a real checkpoint trained on, step by step, and what it reported. */
+interface LaunchedSteps {
+  initDir: string;
+  finalDir: string;
+  cfg: RunConfig;
+  vocabSize: number;
+  /** The run's schedule as the reference takes it. */
+  schedule: { kind: string; warmup_steps: number; total_steps: number; min_lr_ratio: number };
+  /** Each step's global batch: the ranks' slices in rank order, built as the workers built them. */
+  batches: Batch[];
+  /** Each step's record in metrics.jsonl. */
+  figures: StepFigures[];
+}
+
+/**
+ * Trains a base for one step with `objective` flags (so biases and LayerNorms are no longer 0 and 1), then runs
+ * `launch --workers 2` from its checkpoint for `steps` steps with dropout off and `extra` flags, logging the sequences
+ * each rank trained (RINGTRAIN_DATA_LOG), and rebuilds every step's global batch with ringtrain's data code. The
+ * tiny config's global batch of 12 with micro-batches of 2 gives 3 accumulated micro-batches per rank and step.
+ */
+async function launchedSteps(root: string, steps: number, objective: readonly string[], extra: readonly string[]): Promise<LaunchedSteps> {
   const base = path.join(root, "base");
-  const rBase = await runLaunch(tinyArgs(base, "--workers", "1", "--max-steps", "1", ...nsp));
+  const rBase = await runLaunch(tinyArgs(base, "--workers", "1", "--max-steps", "1", ...objective));
   assert.equal(rBase.code, 0, `base run failed:\n${rBase.stderr}`);
   const initDir = (await listCheckpoints(base)).at(-1)!.dir;
-
-  // Global batch 12 on 2 workers with micro-batches of 2: 3 accumulated micro-batches per rank and step.
-  const steps = 3;
   const run = path.join(root, "run");
   const dataLog = path.join(root, "data.jsonl");
-  const r = await runLaunch(tinyArgs(run, "--workers", "2", "--max-steps", String(steps), ...nsp,
-    "--set", `model.init_from=${initDir}`, "--set", "model.hidden_dropout=0", "--set", "model.attention_dropout=0",
-    "--set", "optimizer.weight_decay=0.1"),
+  const r = await runLaunch(tinyArgs(run, "--workers", "2", "--max-steps", String(steps), ...objective,
+    "--set", `model.init_from=${initDir}`, "--set", "model.hidden_dropout=0", "--set", "model.attention_dropout=0", ...extra),
   { RINGTRAIN_DATA_LOG: dataLog });
   assert.equal(r.code, 0, `run failed:\n${r.stderr}`);
   const finalDir = (await listCheckpoints(run)).at(-1)!.dir;
   const cfg = loadRunConfig(path.join(run, "config.yaml"));
 
-  // Each step's global batch of sentence pairs, rebuilt from the sequences the ranks logged.
   const final = await loadCheckpoint(finalDir);
   const tokenizer = tokenizerFromTokens(final.vocab, cfg);
-  const data = prepareNspData(cfg, pretrainingDocuments(cfg), tokenizer);
   const mask = maskSettingsFor(tokenizer, cfg.seed, { mlmProbability: cfg.data.mlm_probability, wholeWordMask: cfg.data.whole_word_mask });
+  const docs = pretrainingDocuments(cfg);
+  const source: Objective = cfg.objective === "mlm+nsp"
+    ? { kind: "nsp", data: prepareNspData(cfg, docs, tokenizer).train, mask }
+    : { kind: "mlm", data: preparePretrainingData(cfg, docs, tokenizer).train, mask };
   const logged = fs.readFileSync(dataLog, "utf8").trim().split("\n").map((l) => JSON.parse(l) as DataLogLine);
   const batches = Array.from({ length: steps }, (_, i) => {
     const slices = logged.filter((l) => l.step === i + 1).sort((a, b) => a.rank - b.rank);
     assert.deepEqual(slices.map((l) => l.rank), [0, 1], `step ${i + 1}: every rank logged its sequences once`);
-    const batch = buildBatch({ kind: "nsp", data: data.train, mask }, { indices: slices.flatMap((l) => l.indices), epoch: slices.flatMap((l) => l.epochs) });
-    assert.equal(batch.nspLabels?.length, cfg.batch.global_batch_size);
+    const batch = buildBatch(source, { indices: slices.flatMap((l) => l.indices), epoch: slices.flatMap((l) => l.epochs) });
+    assert.equal(batch.batchSize, cfg.batch.global_batch_size);
     return batch;
   });
-  // The two means weigh differently from one sum over the masked tokens only when a sequence holds several of them.
-  assert.ok(batches.every((b) => countTargets(b) >= 2 * b.batchSize), "several masked tokens per sequence");
-  assert.ok(batches.some((b) => b.nspLabels!.includes(0) && b.nspLabels!.includes(1)), "both NSP labels occur");
-  const schedule = { kind: cfg.schedule.decay, warmup_steps: cfg.schedule.warmup_steps, total_steps: cfg.training.max_steps, min_lr_ratio: cfg.schedule.min_lr_ratio };
-  const got = runReference(py, root, initDir, finalDir, cfg.optimizer, schedule, batches);
 
   const metrics = fs.readFileSync(path.join(run, "metrics.jsonl"), "utf8").trim().split("\n")
     .map((l) => JSON.parse(l) as { step: number; loss: number; nsp_loss?: number; grad_norm: number; learning_rate: number });
-  assert.deepEqual(metrics.map((m) => m.step), [1, 2, 3]);
-  const report = compareWithReference(got, metrics.map((m) => ({ loss: m.loss, nspLoss: m.nsp_loss, gradNorm: m.grad_norm, lr: m.learning_rate })),
-    bertParamSpecs(modelConfigOf(cfg, tokenizer.vocabSize), { nsp: true }));
-  for (const line of report) t.diagnostic(line);
-  fs.rmSync(root, { recursive: true, force: true });
-});
+  assert.deepEqual(metrics.map((m) => m.step), Array.from({ length: steps }, (_, i) => i + 1));
+  return {
+    initDir, finalDir, cfg, vocabSize: tokenizer.vocabSize, batches,
+    schedule: { kind: cfg.schedule.decay, warmup_steps: cfg.schedule.warmup_steps, total_steps: cfg.training.max_steps, min_lr_ratio: cfg.schedule.min_lr_ratio },
+    figures: metrics.map((m) => ({ loss: m.loss, nspLoss: m.nsp_loss, gradNorm: m.grad_norm, lr: m.learning_rate })),
+  };
+}
 
 /**
  * A small model (2 layers, hidden 16, vocabulary 40, dropout off; a causal decoder when `decoder`) on the wasm backend,

@@ -16,7 +16,7 @@ import type { BertConfig } from "../model/config";
 import { atomicWriteFile, fsyncDir, TEMP_MARKER, type WrittenFile } from "../io/atomic-write";
 import { bertConfigFromHf, hfConfigFromBert } from "./hf-config";
 import { CheckpointError, MANIFEST_FILE, readManifest, readVerifiedFile, writeManifest, type CheckpointManifest } from "./manifest";
-import { decodeSafetensors, encodeSafetensors, tensorToFloat32, type SafetensorsTensor } from "./safetensors";
+import { decodeSafetensors, encodeSafetensors, readSafetensorsMetadata, tensorToFloat32, type SafetensorsTensor } from "./safetensors";
 
 export const MODEL_FILE = "model.safetensors";
 export const CONFIG_FILE = "config.json";
@@ -152,7 +152,12 @@ export async function readTrainingState(dir: string, manifest: CheckpointManifes
     throw new CheckpointError(stateFile, "checkpoint has no training state (saved for export only?), cannot resume from it");
   }
   const state = decodeSafetensors(await readVerifiedFile(dir, manifest, TRAINING_STATE_FILE), stateFile);
-  const metaText = state.metadata[TRAINING_META_KEY];
+  return { tensors: toFloatMap(state.tensors, stateFile), meta: parseTrainingMeta(state.metadata, stateFile) };
+}
+
+/** The training state's metadata object from a safetensors header's __metadata__. */
+function parseTrainingMeta(metadata: Record<string, string> | undefined, stateFile: string): Record<string, unknown> {
+  const metaText = metadata?.[TRAINING_META_KEY];
   if (metaText === undefined) throw new CheckpointError(stateFile, `__metadata__ lacks ${TRAINING_META_KEY}`);
   let meta: unknown;
   try {
@@ -163,42 +168,16 @@ export async function readTrainingState(dir: string, manifest: CheckpointManifes
   if (typeof meta !== "object" || meta === null || Array.isArray(meta)) {
     throw new CheckpointError(stateFile, `${TRAINING_META_KEY} is not a JSON object`);
   }
-  return { tensors: toFloatMap(state.tensors, stateFile), meta: meta as Record<string, unknown> };
+  return meta as Record<string, unknown>;
 }
 
 /**
  * The metadata of a checkpoint's training state, read from the safetensors header alone (the moments can be twice
- * the model's size): what launch checks before a resume starts any process. Throws CheckpointError when unreadable.
+ * the model's size): what launch checks before a resume starts any process. Throws, naming the file, when unreadable.
  */
 export async function readTrainingMeta(dir: string): Promise<Record<string, unknown>> {
   const stateFile = path.join(dir, TRAINING_STATE_FILE);
-  let header: unknown;
-  const fh = await fs.open(stateFile, "r").catch((e: Error) => {
-    throw new CheckpointError(stateFile, `cannot open: ${e.message}`);
-  });
-  try {
-    const size = Buffer.alloc(8);
-    await fh.read(size, 0, 8, 0);
-    const n = Number(size.readBigUInt64LE(0));
-    if (!(n > 1 && n < 100 * 1024 * 1024)) throw new CheckpointError(stateFile, `safetensors header length ${n} is implausible`);
-    const text = Buffer.alloc(n);
-    const { bytesRead } = await fh.read(text, 0, n, 8);
-    if (bytesRead !== n) throw new CheckpointError(stateFile, `truncated safetensors header (${bytesRead} of ${n} bytes)`);
-    header = JSON.parse(text.toString("utf8"));
-  } catch (e) {
-    throw e instanceof CheckpointError ? e : new CheckpointError(stateFile, `unreadable safetensors header: ${(e as Error).message}`);
-  } finally {
-    await fh.close();
-  }
-  const metaText = (header as { __metadata__?: Record<string, string> }).__metadata__?.[TRAINING_META_KEY];
-  if (metaText === undefined) throw new CheckpointError(stateFile, `__metadata__ lacks ${TRAINING_META_KEY}`);
-  try {
-    const meta: unknown = JSON.parse(metaText);
-    if (typeof meta === "object" && meta !== null && !Array.isArray(meta)) return meta as Record<string, unknown>;
-  } catch {
-    // reported below
-  }
-  throw new CheckpointError(stateFile, `${TRAINING_META_KEY} is not a JSON object`);
+  return parseTrainingMeta(await readSafetensorsMetadata(stateFile), stateFile);
 }
 
 /** Encodes (and so validates) a training state before anything in `dir` is touched. */

@@ -236,16 +236,10 @@ export function parseSafetensorsHeader(
   }
   if (!isJsonObject(root)) return fail("header is not a JSON object");
 
-  let metadata: Record<string, string> = {};
+  const metadata = metadataOf(root, fail);
   const layouts: TensorLayout[] = [];
   for (const [name, entry] of root) {
-    if (name === METADATA_KEY) {
-      if (!isJsonObject(entry)) fail(`${METADATA_KEY} is not an object`);
-      const m = entry as Map<string, JsonValue>;
-      for (const [k, v] of m) if (typeof v !== "string") fail(`${METADATA_KEY} value for ${JSON.stringify(k)} is not a string`);
-      metadata = Object.fromEntries(m) as Record<string, string>;
-      continue;
-    }
+    if (name === METADATA_KEY) continue;
     if (!isJsonObject(entry)) return fail("entry is not an object", name);
     for (const k of entry.keys()) if (!ENTRY_KEYS.has(k)) fail(`unexpected field ${JSON.stringify(k)}`, name);
     const dtype = entry.get("dtype");
@@ -287,6 +281,48 @@ export function parseSafetensorsHeader(
   }
   if (cursor !== dataLength) fail(`data region has ${dataLength - cursor} trailing bytes not covered by any tensor`);
   return { headerLength: n, dataStart, tensors: layouts, metadata };
+}
+
+/** The header's __metadata__ (empty when absent), checked to map strings to strings. */
+function metadataOf(root: Map<string, JsonValue>, fail: (problem: string) => never): Record<string, string> {
+  const entry = root.get(METADATA_KEY);
+  if (entry === undefined) return {};
+  if (!isJsonObject(entry)) fail(`${METADATA_KEY} is not an object`);
+  const m = entry as Map<string, JsonValue>;
+  for (const [k, v] of m) if (typeof v !== "string") fail(`${METADATA_KEY} value for ${JSON.stringify(k)} is not a string`);
+  return Object.fromEntries(m) as Record<string, string>;
+}
+
+/**
+ * Reads only the header of a safetensors file on disk and returns its __metadata__: for metadata beside large
+ * tensors (a training state's moments) that need not be read. The tensor entries are not validated here.
+ */
+export async function readSafetensorsMetadata(file: string): Promise<Record<string, string>> {
+  const fail = (problem: string): never => {
+    throw new SafetensorsError(file, undefined, problem);
+  };
+  const fh = await fs.open(file, "r");
+  try {
+    const { size } = await fh.stat();
+    const lengthField = Buffer.alloc(8);
+    if (size < 8 || (await fh.read(lengthField, 0, 8, 0)).bytesRead !== 8) fail(`file is ${size} bytes, too short for the 8-byte header length`);
+    const n64 = lengthField.readBigUInt64LE(0);
+    if (n64 > BigInt(MAX_HEADER_BYTES)) fail(`header length ${n64} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
+    const n = Number(n64);
+    if (n > size - 8) fail(`header length ${n} exceeds the ${size - 8} bytes after the length field (file truncated or corrupt)`);
+    const bytes = Buffer.alloc(n);
+    await fh.read(bytes, 0, n, 8);
+    let root: JsonValue = null;
+    try {
+      root = parseStrictJson(new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes), 8);
+    } catch (e) {
+      fail(`header is not valid JSON: ${(e as Error).message}`);
+    }
+    if (!isJsonObject(root)) return fail("header is not a JSON object");
+    return metadataOf(root, fail);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Parses a whole safetensors file from memory, copying each tensor into its own aligned typed array. */

@@ -18,31 +18,12 @@ INPUT_JSON: {"input_ids": [[...]], "token_type_ids": [[...]], "attention_mask": 
 """
 import json
 import math
-import struct
 import sys
 
 import torch
+from safetensors_f32 import read_safetensors
 
 PREFIX = "base_model.model."
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n].decode("utf-8"))
-    body = raw[8 + n :]
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] != "F32":
-            raise SystemExit(f"{path}: {name}: dtype {info['dtype']} (this check reads F32 only)")
-        start, end = info["data_offsets"]
-        count = (end - start) // 4
-        values = struct.unpack(f"<{count}f", body[start:end])
-        out[name] = torch.tensor(values, dtype=torch.float32).reshape(info["shape"])
-    return out, header.get("__metadata__", {})
 
 
 def main():

@@ -10,3 +10,10 @@ export function pythonWithTorch(): string | undefined {
   }
   return undefined;
 }
+
+/** pythonWithTorch(), or undefined after marking the test skipped (the torch check then did not run, and says so). */
+export function pythonWithTorchOrSkip(t: { skip(message: string): void }): string | undefined {
+  const py = pythonWithTorch();
+  if (py === undefined) t.skip("no python3 with torch importable (set PYTHON=...): the torch reference check did not run");
+  return py;
+}

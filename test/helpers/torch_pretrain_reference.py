@@ -36,29 +36,11 @@ where max_abs_diff compares the reference's parameters after the steps with FINA
 """
 import json
 import math
-import struct
 import sys
 
 import torch
+from safetensors_f32 import read_safetensors
 from torch import nn
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n].decode("utf-8"))
-    body = raw[8 + n :]
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] != "F32":
-            raise SystemExit(f"{path}: {name}: dtype {info['dtype']} (this reference reads F32 only)")
-        start, end = info["data_offsets"]
-        values = struct.unpack(f"<{(end - start) // 4}f", body[start:end])
-        out[name] = torch.tensor(values, dtype=torch.float32).reshape(info["shape"])
-    return out
 
 
 ACTIVATIONS = {
@@ -310,7 +292,7 @@ def main():
     if any(("next_sentence_label" in b) != nsp for b in inp["steps"]):
         raise SystemExit("next_sentence_label must be given in every step or in none")
     model = BertForPreTraining(cfg) if nsp else BertForMaskedLM(cfg)
-    init = read_safetensors(f"{init_dir}/model.safetensors")
+    init, _ = read_safetensors(f"{init_dir}/model.safetensors")
     missing, unexpected = model.load_state_dict(init, strict=False)
     tied = {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
     if set(missing) - tied:
@@ -351,7 +333,7 @@ def main():
         optimizer.zero_grad(set_to_none=True)
         steps.append({"loss": float(loss), "grad_norm": norm, "lr": lr, **parts})
 
-    final = read_safetensors(f"{final_dir}/model.safetensors")
+    final, _ = read_safetensors(f"{final_dir}/model.safetensors")
     params = {}
     for name, p in model.state_dict().items():
         if name in tied:

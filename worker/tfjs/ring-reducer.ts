@@ -45,10 +45,11 @@ export class RingReducer implements OverlappingReducer {
     const t0 = performance.now();
     let computeDone = t0;
     const pending = this.ring.startAllReduce(tensors, { step, op: "sum" });
+    // Over half-precision wire compression the counters follow in a float32 collective once they are final too.
     let countersFinal = (): void => undefined;
-    const countersDone = new Promise<void>((resolve) => (countersFinal = resolve));
     const reduced = this.halfOnWire
-      ? Promise.all([pending.done, countersDone]).then(() => this.ring.allReduce([{ name: COUNTERS_TENSOR, data: counters }], { step, op: "sum", exact: true }))
+      ? Promise.all([pending.done, new Promise<void>((resolve) => (countersFinal = resolve))])
+        .then(() => this.ring.allReduce([{ name: COUNTERS_TENSOR, data: counters }], { step, op: "sum", exact: true }))
       : pending.done;
     const done = reduced.then(() => {
       const t1 = performance.now();
